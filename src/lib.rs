@@ -1,0 +1,12 @@
+//! omdiscd: the openMosix auto-discovery daemon, rewritten.
+//!
+//! The library holds everything the binary, the tests, the benches and the
+//! fuzz targets use; `src/main.rs` only parses the command line and starts it.
+
+pub mod cli;
+pub mod log;
+pub mod map;
+pub mod netlink;
+pub mod procfs;
+pub mod sys;
+pub mod wire;
