@@ -1,1 +1,18 @@
-//! (being written)
+//! Thin wrappers over the Linux system calls the daemon uses.
+
+/// Calls a libc function and turns its `-1` return into `io::Error::last_os_error()`,
+/// in the manner of mio's `syscall!`.
+#[macro_export]
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        #[allow(unused_unsafe)]
+        // SAFETY: the caller passes arguments valid for this libc function; the
+        // macro only converts the C error convention.
+        let res = unsafe { libc::$fn($($arg,)*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
