@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod log;
 pub mod map;
+pub mod mapfile;
 pub mod netlink;
 pub mod procfs;
 pub mod sys;

@@ -414,12 +414,16 @@ impl ClusterMap {
 
     /// Nodes in the map now that were not at the last publish.
     pub fn joined(&self) -> impl Iterator<Item = Node> + '_ {
-        self.live.difference(&self.published).map(|id| self.view(id))
+        self.live
+            .difference(&self.published)
+            .map(|id| self.view(id))
     }
 
     /// Nodes at the last publish that are gone now (their last known address).
     pub fn left(&self) -> impl Iterator<Item = Node> + '_ {
-        self.published.difference(&self.live).map(|id| self.view(id))
+        self.published
+            .difference(&self.live)
+            .map(|id| self.view(id))
     }
 
     /// Records that the current map has been published.
@@ -551,13 +555,22 @@ mod tests {
     fn refresh_stale_and_restart() {
         let mut map = ClusterMap::new(OWN, &[], 1);
         let a = Ipv4Addr::new(192, 168, 10, 78);
-        assert_eq!(map.apply_announce(&ann(a, 7, 10), 0), AnnounceOutcome::Joined);
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 10), 0),
+            AnnounceOutcome::Joined
+        );
         assert_eq!(
             map.apply_announce(&ann(a, 7, 11), 100),
             AnnounceOutcome::Refreshed
         );
-        assert_eq!(map.apply_announce(&ann(a, 7, 11), 200), AnnounceOutcome::Stale);
-        assert_eq!(map.apply_announce(&ann(a, 7, 3), 200), AnnounceOutcome::Stale);
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 11), 200),
+            AnnounceOutcome::Stale
+        );
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 3), 200),
+            AnnounceOutcome::Stale
+        );
         assert_eq!(map.get(2638).unwrap().last_seen_ms, 100);
         assert_eq!(
             map.apply_announce(&ann(a, 8, 1), 300),
@@ -635,7 +648,11 @@ mod tests {
         let b = Ipv4Addr::new(192, 168, 10, 86);
         map.apply_announce(&ann(a, 7, 1), 0);
         map.apply_announce(&ann(b, 7, 1), 1000);
-        assert_eq!(map.apply_leave(a, 6), LeaveOutcome::Ignored, "old incarnation");
+        assert_eq!(
+            map.apply_leave(a, 6),
+            LeaveOutcome::Ignored,
+            "old incarnation"
+        );
         assert_eq!(map.apply_leave(a, 7), LeaveOutcome::Removed);
         assert_eq!(map.apply_leave(a, 7), LeaveOutcome::Ignored);
         assert_eq!(map.next_expiry_ms(), Some(7000));

@@ -1,0 +1,505 @@
+//! The map file (the `setpe` / `/etc/openmosix.map` text format) and the
+//! `showmap` layout printed by `omdiscd --dump`.
+//!
+//! Written by the daemon, read back by `--dump`. The format, one entry a line:
+//!
+//! ```text
+//! # openMosix map written by omdiscd 0.1.0: do not edit, rewritten on every change
+//! # this-node: 2780 192.168.10.220
+//! # nodes: 5
+//! 2780 192.168.10.220 1
+//! 2627 192.168.10.67 1
+//! 2780 10.0.0.220 ALIAS
+//! ```
+//!
+//! `FIRST-ID ADDRESS COUNT` is a range of COUNT consecutive ids at consecutive
+//! addresses; `ID ADDRESS ALIAS` is a second address of a node. This node's
+//! line comes first (on its own, so `--dump` can list it first like `showmap`),
+//! then the other nodes by ascending id, consecutive ones compressed into ranges.
+
+use std::fmt::{self, Write};
+use std::net::Ipv4Addr;
+
+use crate::map::{ClusterMap, Node, NodeId};
+
+/// Marker of the comment that names this node.
+pub const THIS_NODE_TAG: &str = "# this-node:";
+
+/// Most node lines printed in full in the change log; beyond, only joins and leaves.
+pub const CHANGE_LOG_FULL_LIMIT: usize = 64;
+
+/// Writes the map in the map file format. Does not allocate.
+pub fn render<W: Write>(map: &ClusterMap, version: &str, out: &mut W) -> fmt::Result {
+    let own = map.own_node();
+    writeln!(
+        out,
+        "# openMosix map written by omdiscd {version}: do not edit, rewritten on every change"
+    )?;
+    writeln!(out, "{THIS_NODE_TAG} {} {}", own.id, own.addr)?;
+    writeln!(out, "# nodes: {}", map.len())?;
+    let mut run: Option<(Node, u32)> = None;
+    for node in map.iter() {
+        if node.id == own.id {
+            writeln!(out, "{} {} 1", node.id, node.addr)?;
+            continue;
+        }
+        if let Some((first, count)) = &mut run {
+            let next_id = first.id as u32 + *count;
+            let next_addr = u32::from(first.addr).checked_add(*count);
+            if node.id as u32 == next_id && next_addr == Some(u32::from(node.addr)) {
+                *count += 1;
+                continue;
+            }
+            writeln!(out, "{} {} {}", first.id, first.addr, count)?;
+        }
+        run = Some((node, 1));
+    }
+    if let Some((first, count)) = run {
+        writeln!(out, "{} {} {}", first.id, first.addr, count)?;
+    }
+    for node in map.iter() {
+        for alias in node.aliases() {
+            writeln!(out, "{} {} ALIAS", node.id, alias)?;
+        }
+    }
+    Ok(())
+}
+
+/// Emits the lines the openMosix kernel printed when its map changed. For a
+/// large map only the nodes that joined or left since the last publish are
+/// listed, with a count, so a cluster of thousands does not flood the log.
+pub fn change_log(map: &ClusterMap, mut line: impl FnMut(fmt::Arguments<'_>)) {
+    let own = map.own_id();
+    line(format_args!(
+        "openMosix configuration changed: This is openMosix #{own} (of {} configured)",
+        map.len()
+    ));
+    if map.len() <= CHANGE_LOG_FULL_LIMIT {
+        for node in map.iter() {
+            line(format_args!(
+                "openMosix #{} is at IP address {}",
+                node.id, node.addr
+            ));
+        }
+        return;
+    }
+    let (mut joined, mut left) = (0usize, 0usize);
+    for node in map.joined() {
+        joined += 1;
+        line(format_args!(
+            "openMosix #{} is at IP address {}",
+            node.id, node.addr
+        ));
+    }
+    for node in map.left() {
+        left += 1;
+        line(format_args!(
+            "openMosix #{} (IP address {}) left the cluster",
+            node.id, node.addr
+        ));
+    }
+    line(format_args!(
+        "openMosix: {joined} joined, {left} left, {} nodes not listed",
+        map.len() - joined.min(map.len())
+    ));
+}
+
+/// A map file read back: what `--dump` prints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParsedMap {
+    /// This node, from the `# this-node:` comment.
+    pub own: Option<(NodeId, String)>,
+    /// Ranges in file order.
+    pub ranges: Vec<RangeLine>,
+    /// Alias lines in file order.
+    pub aliases: Vec<(NodeId, String)>,
+}
+
+/// A `FIRST-ID ADDRESS COUNT` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeLine {
+    pub first: NodeId,
+    pub addr: String,
+    pub count: u32,
+}
+
+/// What is wrong with a map file line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapFileErrorKind {
+    /// Fewer than three fields.
+    MissingField,
+    /// More than three fields.
+    ExtraField,
+    /// A node id that is not a number from 1 to 65535.
+    BadNodeId,
+    /// An address that is neither an IPv4 address nor a host name.
+    BadAddress,
+    /// A count that is not a number >= 1, or a range past id 65535 or past 255.255.255.255.
+    BadCount,
+    /// A malformed `# this-node:` comment.
+    BadThisNode,
+    /// The file is not UTF-8 text.
+    NotText,
+}
+
+/// A map file error: the 1-based line and what is wrong with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapFileError {
+    pub line: usize,
+    pub kind: MapFileErrorKind,
+}
+
+impl fmt::Display for MapFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            MapFileErrorKind::MissingField => {
+                "expected FIRST-ID ADDRESS COUNT (or ID ADDRESS ALIAS)"
+            }
+            MapFileErrorKind::ExtraField => "too many fields",
+            MapFileErrorKind::BadNodeId => "node id must be a number from 1 to 65535",
+            MapFileErrorKind::BadAddress => "not an IPv4 address or host name",
+            MapFileErrorKind::BadCount => {
+                "count must be a number >= 1 that keeps the range within ids 1..65535"
+            }
+            MapFileErrorKind::BadThisNode => "malformed '# this-node: ID ADDRESS' comment",
+            MapFileErrorKind::NotText => "not UTF-8 text",
+        };
+        write!(f, "line {}: {what}", self.line)
+    }
+}
+
+impl std::error::Error for MapFileError {}
+
+/// Parses a map file (ours or a hand-written openmosix.map).
+pub fn parse(bytes: &[u8]) -> Result<ParsedMap, MapFileError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| MapFileError {
+        line: 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count(),
+        kind: MapFileErrorKind::NotText,
+    })?;
+    let mut parsed = ParsedMap::default();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let err = |kind| MapFileError { line, kind };
+        let trimmed = raw.trim();
+        if let Some(rest) = trimmed.strip_prefix(THIS_NODE_TAG) {
+            let mut f = rest.split_whitespace();
+            let (Some(id), Some(addr), None) = (f.next(), f.next(), f.next()) else {
+                return Err(err(MapFileErrorKind::BadThisNode));
+            };
+            let id = parse_id(id).ok_or(err(MapFileErrorKind::BadThisNode))?;
+            if !is_address(addr) {
+                return Err(err(MapFileErrorKind::BadThisNode));
+            }
+            parsed.own = Some((id, addr.to_string()));
+            continue;
+        }
+        let content = match trimmed.find('#') {
+            Some(p) => trimmed[..p].trim(),
+            None => trimmed,
+        };
+        if content.is_empty() {
+            continue;
+        }
+        let mut f = content.split_whitespace();
+        let (Some(id), Some(addr), Some(third)) = (f.next(), f.next(), f.next()) else {
+            return Err(err(MapFileErrorKind::MissingField));
+        };
+        if f.next().is_some() {
+            return Err(err(MapFileErrorKind::ExtraField));
+        }
+        let id = parse_id(id).ok_or(err(MapFileErrorKind::BadNodeId))?;
+        if !is_address(addr) {
+            return Err(err(MapFileErrorKind::BadAddress));
+        }
+        if third.eq_ignore_ascii_case("alias") {
+            parsed.aliases.push((id, addr.to_string()));
+            continue;
+        }
+        let count: u32 = third
+            .parse()
+            .ok()
+            .filter(|&c| c >= 1 && id as u32 + c - 1 <= u16::MAX as u32)
+            .ok_or(err(MapFileErrorKind::BadCount))?;
+        if let Ok(ip) = addr.parse::<Ipv4Addr>() {
+            if u32::from(ip).checked_add(count - 1).is_none() {
+                return Err(err(MapFileErrorKind::BadCount));
+            }
+        }
+        parsed.ranges.push(RangeLine {
+            first: id,
+            addr: addr.to_string(),
+            count,
+        });
+    }
+    Ok(parsed)
+}
+
+fn parse_id(s: &str) -> Option<NodeId> {
+    if !s.bytes().all(|b| b.is_ascii_digit()) || s.len() > 5 {
+        return None;
+    }
+    s.parse::<u32>()
+        .ok()
+        .filter(|&v| (1..=u16::MAX as u32).contains(&v))
+        .map(|v| v as NodeId)
+}
+
+/// An IPv4 address, or a plausible host name (setpe accepts both).
+fn is_address(s: &str) -> bool {
+    if s.parse::<Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let looks_numeric = s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    !looks_numeric
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Prints a parsed map in the exact `showmap` layout: `My Node-Id`, a blank
+/// line, the header and dash row, then one row per range, this node's first.
+pub fn showmap(map: &ParsedMap) -> String {
+    let own_id = map.own.as_ref().map_or(0, |(id, _)| *id);
+    let mut out = String::new();
+    let _ = writeln!(out, "My Node-Id: 0x{own_id:04x}");
+    out.push('\n');
+    out.push_str("Base Node-Id Address          Count\n");
+    out.push_str("------------ ---------------- -----\n");
+    let holds_own = |r: &RangeLine| {
+        own_id != 0 && (r.first as u32..r.first as u32 + r.count).contains(&(own_id as u32))
+    };
+    let own_first = map.ranges.iter().filter(|r| holds_own(r));
+    let rest = map.ranges.iter().filter(|r| !holds_own(r));
+    for r in own_first.chain(rest) {
+        let id = format!("0x{:04x}", r.first);
+        let _ = writeln!(out, "{id:<12} {:<16} {}", r.addr, r.count);
+    }
+    out
+}
+
+/// The fuzz invariant for the map file parser: never panics, and what it
+/// accepts prints.
+pub fn fuzz_check(data: &[u8]) {
+    if let Ok(parsed) = parse(data) {
+        let text = showmap(&parsed);
+        assert!(text.starts_with("My Node-Id: 0x"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::map::Announcement;
+
+    fn howto_map() -> ClusterMap {
+        let mut map = ClusterMap::new(Ipv4Addr::new(192, 168, 10, 220), &[], 1);
+        for last in [78, 86, 67, 74] {
+            let a = Announcement {
+                addr: Ipv4Addr::new(192, 168, 10, last),
+                aliases: &[],
+                incarnation: 3,
+                sequence: 1,
+                hold_ms: 6000,
+            };
+            map.apply_announce(&a, 0);
+        }
+        map
+    }
+
+    fn rendered(map: &ClusterMap) -> String {
+        let mut s = String::new();
+        render(map, "test", &mut s).unwrap();
+        s
+    }
+
+    const HOWTO_SHOWMAP: &str = "My Node-Id: 0x0adc
+
+Base Node-Id Address          Count
+------------ ---------------- -----
+0x0adc       192.168.10.220   1
+0x0a43       192.168.10.67    1
+0x0a4a       192.168.10.74    1
+0x0a4e       192.168.10.78    1
+0x0a56       192.168.10.86    1
+";
+
+    #[test]
+    fn howto_cluster_round_trip() {
+        let text = rendered(&howto_map());
+        assert_eq!(
+            text,
+            "# openMosix map written by omdiscd test: do not edit, rewritten on every change
+# this-node: 2780 192.168.10.220
+# nodes: 5
+2780 192.168.10.220 1
+2627 192.168.10.67 1
+2634 192.168.10.74 1
+2638 192.168.10.78 1
+2646 192.168.10.86 1
+"
+        );
+        let parsed = parse(text.as_bytes()).unwrap();
+        assert_eq!(showmap(&parsed), HOWTO_SHOWMAP);
+    }
+
+    #[test]
+    fn consecutive_nodes_compress_into_ranges_around_the_own_node() {
+        let mut map = ClusterMap::new(Ipv4Addr::new(10, 0, 1, 5), &[], 1);
+        for last in (1..=9).chain([20, 21]) {
+            let a = Announcement {
+                addr: Ipv4Addr::new(10, 0, 1, last),
+                aliases: &[],
+                incarnation: 3,
+                sequence: 1,
+                hold_ms: 6000,
+            };
+            map.apply_announce(&a, 0);
+        }
+        let text = rendered(&map);
+        let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            body,
+            vec![
+                "261 10.0.1.5 1",
+                "257 10.0.1.1 4",
+                "262 10.0.1.6 4",
+                "276 10.0.1.20 2"
+            ]
+        );
+        let shown = showmap(&parse(text.as_bytes()).unwrap());
+        assert!(
+            shown.contains("0x0105       10.0.1.5         1\n0x0101       10.0.1.1         4\n")
+        );
+    }
+
+    #[test]
+    fn aliases_are_written_and_read() {
+        let own_aliases = [Ipv4Addr::new(10, 0, 0, 220)];
+        let map = ClusterMap::new(Ipv4Addr::new(192, 168, 10, 220), &own_aliases, 1);
+        let text = rendered(&map);
+        assert!(text.ends_with("2780 10.0.0.220 ALIAS\n"));
+        let parsed = parse(text.as_bytes()).unwrap();
+        assert_eq!(parsed.aliases, vec![(2780, "10.0.0.220".to_string())]);
+    }
+
+    #[test]
+    fn hand_written_map_with_hostnames_and_comments() {
+        let parsed =
+            parse(b"# cluster\n\n1 node1.example 1  # first\n2\t10.0.0.2\t3\n1 10.1.0.1 alias\n")
+                .unwrap();
+        assert_eq!(parsed.own, None);
+        assert_eq!(parsed.ranges.len(), 2);
+        assert_eq!(parsed.ranges[1].count, 3);
+        assert!(showmap(&parsed).starts_with("My Node-Id: 0x0000\n"));
+    }
+
+    #[test]
+    fn malformed_lines_are_named() {
+        let cases: &[(&[u8], usize, MapFileErrorKind)] = &[
+            (b"1 10.0.0.1\n", 1, MapFileErrorKind::MissingField),
+            (b"# ok\n1 10.0.0.1 1 x\n", 2, MapFileErrorKind::ExtraField),
+            (b"0 10.0.0.1 1\n", 1, MapFileErrorKind::BadNodeId),
+            (b"65536 10.0.0.1 1\n", 1, MapFileErrorKind::BadNodeId),
+            (b"-1 10.0.0.1 1\n", 1, MapFileErrorKind::BadNodeId),
+            (b"1 10.0.0.300 1\n", 1, MapFileErrorKind::BadAddress),
+            (b"1 bad_host! 1\n", 1, MapFileErrorKind::BadAddress),
+            (b"1 10.0.0.1 0\n", 1, MapFileErrorKind::BadCount),
+            (b"65535 10.0.0.1 2\n", 1, MapFileErrorKind::BadCount),
+            (b"1 255.255.255.255 2\n", 1, MapFileErrorKind::BadCount),
+            (
+                b"\n\n# this-node: x 1.2.3.4\n",
+                3,
+                MapFileErrorKind::BadThisNode,
+            ),
+            (b"1 10.0.0.1 1\n\xff\n", 2, MapFileErrorKind::NotText),
+        ];
+        for &(input, line, kind) in cases {
+            assert_eq!(
+                parse(input),
+                Err(MapFileError { line, kind }),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let msg = MapFileError {
+            line: 7,
+            kind: MapFileErrorKind::BadNodeId,
+        }
+        .to_string();
+        assert!(msg.starts_with("line 7: "), "{msg}");
+    }
+
+    #[test]
+    fn change_log_small_map_lists_every_node() {
+        let map = howto_map();
+        let mut lines = Vec::new();
+        change_log(&map, |a| lines.push(a.to_string()));
+        assert_eq!(
+            lines,
+            vec![
+                "openMosix configuration changed: This is openMosix #2780 (of 5 configured)",
+                "openMosix #2780 is at IP address 192.168.10.220",
+                "openMosix #2627 is at IP address 192.168.10.67",
+                "openMosix #2634 is at IP address 192.168.10.74",
+                "openMosix #2638 is at IP address 192.168.10.78",
+                "openMosix #2646 is at IP address 192.168.10.86",
+            ]
+        );
+    }
+
+    #[test]
+    fn change_log_large_map_lists_only_changes() {
+        let mut map = ClusterMap::new(Ipv4Addr::new(10, 0, 0, 1), &[], 1);
+        let add = |map: &mut ClusterMap, last: u8| {
+            let a = Announcement {
+                addr: Ipv4Addr::new(10, 0, 1, last),
+                aliases: &[],
+                incarnation: 3,
+                sequence: 1,
+                hold_ms: 6000,
+            };
+            map.apply_announce(&a, 0);
+        };
+        for last in 1..=100 {
+            add(&mut map, last);
+        }
+        map.mark_published();
+        add(&mut map, 200);
+        map.apply_leave(Ipv4Addr::new(10, 0, 1, 7), 3);
+        let mut lines = Vec::new();
+        change_log(&map, |a| lines.push(a.to_string()));
+        assert_eq!(
+            lines,
+            vec![
+                "openMosix configuration changed: This is openMosix #1 (of 101 configured)",
+                "openMosix #456 is at IP address 10.0.1.200",
+                "openMosix #263 (IP address 10.0.1.7) left the cluster",
+                "openMosix: 1 joined, 1 left, 100 nodes not listed",
+            ]
+        );
+    }
+
+    #[test]
+    fn fuzz_check_survives_odd_input() {
+        for input in [
+            &b""[..],
+            b"\n",
+            b"#",
+            b"1 a 1",
+            b"\xff\xfe",
+            b"1 1.2.3.4 99999999999",
+        ] {
+            fuzz_check(input);
+        }
+    }
+}
