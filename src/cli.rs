@@ -1,1 +1,1026 @@
-//! (being written)
+//! Command-line parsing, written by hand so the binary stays small.
+//!
+//! The grammar is getopt_long's, minus abbreviations: `--opt value`, `--opt=value`,
+//! `-i eth0`, `-ieth0`, clustered flags (`-nd`, `-ndi eth0`), `--` ends the options.
+//! A value is always taken from the next argument, even if it starts with `-`, so
+//! `--interval -1` reports a bad interval rather than a missing value.
+//!
+//! Repeated options: the last one wins, except `-i/--interface`, which is an error when
+//! given twice, because `-i eth0 -i eth1` would otherwise silently drop eth0 (the list
+//! form is `-i eth0,eth1`).
+//!
+//! `-h/--help` anywhere wins over everything else, even over errors elsewhere on the
+//! line; then `-V/--version`; then the first error; then the command.
+//!
+//! Values must be UTF-8, except the paths (`--map-file`, `--proc-root`, `--setpe`),
+//! because a Linux path may be any bytes.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// Multicast group when `--group` is not given (organisation-local scope, RFC 2365).
+pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 42);
+/// UDP port when `--port` is not given.
+pub const DEFAULT_PORT: u16 = 7742;
+/// Announce interval when `--interval` is not given.
+pub const DEFAULT_INTERVAL_MS: u32 = 2_000;
+/// Shortest accepted `--interval`; faster would flood large clusters.
+pub const MIN_INTERVAL_MS: u32 = 100;
+/// Longest accepted `--interval`; the wire format allows no more.
+pub const MAX_INTERVAL_MS: u32 = 3_600_000;
+/// Longest accepted `--hold` (one day); the wire format allows no more.
+pub const MAX_HOLD_MS: u32 = 86_400_000;
+/// The hold time is this many intervals unless `--hold` says otherwise.
+pub const DEFAULT_HOLD_INTERVALS: u32 = 3;
+/// Where the map is published when `--map-file` is not given.
+pub const DEFAULT_MAP_FILE: &str = "/run/omdiscd/openmosix.map";
+/// Where procfs is mounted when `--proc-root` is not given.
+pub const DEFAULT_PROC_ROOT: &str = "/proc";
+/// The setpe program when `--setpe` is not given.
+pub const DEFAULT_SETPE: &str = "/sbin/setpe";
+/// The original accepted one to six interfaces; we keep its limit.
+pub const MAX_INTERFACES: usize = 6;
+/// IFNAMSIZ - 1: the kernel's limit on an interface name, without the NUL.
+pub const MAX_IFNAME_LEN: usize = 15;
+/// Size of the label field in the announcement.
+pub const LABEL_LEN: usize = 16;
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the daemon.
+    Run(Config),
+    /// Print the published map and exit.
+    Dump { map_file: PathBuf },
+    /// Print [`USAGE`] and exit successfully.
+    Help,
+    /// Print the version and exit successfully.
+    Version,
+}
+
+/// Everything the daemon needs from the command line, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// False with `-n/--nodaemon`.
+    pub daemonize: bool,
+    /// From `-i/--interface`; empty means "the interface of the default route".
+    pub interfaces: Vec<String>,
+    /// From `-m/--multicast-ttl`; `None` means TTL 1 (one link).
+    pub multicast_ttl: Option<u8>,
+    /// From `--group`; always a multicast address.
+    pub group: Ipv4Addr,
+    /// From `--port`; never 0.
+    pub port: u16,
+    /// From `--interval`, in milliseconds, `MIN_INTERVAL_MS..=MAX_INTERVAL_MS`.
+    pub interval_ms: u32,
+    /// From `--hold`; `None` means [`DEFAULT_HOLD_INTERVALS`] x interval. Use [`Config::hold_ms`].
+    pub hold_ms: Option<u32>,
+    /// From `--map-file`.
+    pub map_file: PathBuf,
+    /// From `--proc-root`; lets tests point at a fake procfs.
+    pub proc_root: PathBuf,
+    /// From `--setpe`.
+    pub setpe: PathBuf,
+    /// From `--cluster`, NUL padded; all zero means no label.
+    pub label: [u8; LABEL_LEN],
+    /// `-d/--debug`: log debug lines too.
+    pub debug: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            daemonize: true,
+            interfaces: Vec::new(),
+            multicast_ttl: None,
+            group: DEFAULT_GROUP,
+            port: DEFAULT_PORT,
+            interval_ms: DEFAULT_INTERVAL_MS,
+            hold_ms: None,
+            map_file: PathBuf::from(DEFAULT_MAP_FILE),
+            proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
+            setpe: PathBuf::from(DEFAULT_SETPE),
+            label: [0; LABEL_LEN],
+            debug: false,
+        }
+    }
+}
+
+impl Config {
+    /// The effective hold time: `--hold`, or 3 x interval, never above [`MAX_HOLD_MS`]
+    /// so it always fits the wire format's range.
+    pub fn hold_ms(&self) -> u32 {
+        self.hold_ms
+            .unwrap_or_else(|| self.interval_ms.saturating_mul(DEFAULT_HOLD_INTERVALS))
+            .min(MAX_HOLD_MS)
+    }
+}
+
+/// A bad command line; `message` is one line naming the option and the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError {
+    pub message: String,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Printed after a [`UsageError`], like the GNU tools do.
+pub const USAGE_HINT: &str = "Try 'omdiscd --help' for more information.";
+
+/// The `--help` text. Keep the defaults in step with the constants above (a test checks).
+pub const USAGE: &str = "\
+Usage: omdiscd [OPTIONS]
+       omdiscd --dump [--map-file PATH]
+Announce this node to the openMosix cluster by UDP multicast, learn the other
+nodes, and publish the cluster map to the kernel and to a map file.
+
+  -n, --nodaemon             stay in the foreground, log to standard output
+  -i, --interface IF[,IF...] announce on these interfaces (1 to 6); default: the
+                             interface of the default route
+  -m, --multicast-ttl TTL    multicast TTL for routed clusters, 1 to 255
+                             (default 1)
+      --group ADDR           IPv4 multicast group (default 239.255.77.42)
+      --port PORT            UDP port (default 7742)
+      --interval SECS        seconds between announcements, 0.1 to 3600, up to
+                             3 decimals (default 2)
+      --hold SECS            forget a node not heard from for SECS, from the
+                             interval to 86400 (default 3 x the interval)
+      --cluster LABEL        cluster label, 1 to 16 printable ASCII characters
+                             without spaces; nodes with another label are
+                             ignored (default: no label)
+      --map-file PATH        where to publish the map
+                             (default /run/omdiscd/openmosix.map)
+      --proc-root DIR        where procfs is mounted (default /proc)
+      --setpe PATH           setpe program that loads the map into an
+                             openMosix 2.4 kernel (default /sbin/setpe)
+  -d, --debug                log debug messages too
+      --dump                 print the published map (like showmap) and exit
+  -h, --help                 show this help and exit
+  -V, --version              show the version and exit
+";
+
+/// Parses the arguments after argv[0].
+pub fn parse<I, S>(args: I) -> Result<Command, UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let mut args = args.into_iter().map(Into::into);
+    let mut state = State::default();
+    // Keep going after an error so a later -h/--help still wins.
+    let mut first_error = None;
+    while let Some(arg) = args.next() {
+        if let Err(e) = state.step(&arg, &mut args) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if state.help {
+        return Ok(Command::Help);
+    }
+    if state.version {
+        return Ok(Command::Version);
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    state.finish()
+}
+
+/// `2000` -> `"2s"`, `500` -> `"0.5s"`, `1250` -> `"1.25s"`: the form `--interval` takes.
+pub fn format_duration_ms(ms: u32) -> String {
+    let (secs, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        return format!("{secs}s");
+    }
+    let frac = format!("{frac:03}");
+    format!("{secs}.{}s", frac.trim_end_matches('0'))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Nodaemon,
+    Interface,
+    Ttl,
+    Group,
+    Port,
+    Interval,
+    Hold,
+    MapFile,
+    ProcRoot,
+    Setpe,
+    Cluster,
+    Debug,
+    Dump,
+    Help,
+    Version,
+}
+
+impl Opt {
+    fn long(name: &[u8]) -> Option<Opt> {
+        Some(match name {
+            b"nodaemon" => Opt::Nodaemon,
+            b"interface" => Opt::Interface,
+            b"multicast-ttl" => Opt::Ttl,
+            b"group" => Opt::Group,
+            b"port" => Opt::Port,
+            b"interval" => Opt::Interval,
+            b"hold" => Opt::Hold,
+            b"map-file" => Opt::MapFile,
+            b"proc-root" => Opt::ProcRoot,
+            b"setpe" => Opt::Setpe,
+            b"cluster" => Opt::Cluster,
+            b"debug" => Opt::Debug,
+            b"dump" => Opt::Dump,
+            b"help" => Opt::Help,
+            b"version" => Opt::Version,
+            _ => return None,
+        })
+    }
+
+    fn short(c: u8) -> Option<Opt> {
+        Some(match c {
+            b'n' => Opt::Nodaemon,
+            b'i' => Opt::Interface,
+            b'm' => Opt::Ttl,
+            b'd' => Opt::Debug,
+            b'h' => Opt::Help,
+            b'V' => Opt::Version,
+            _ => return None,
+        })
+    }
+
+    fn takes_value(self) -> bool {
+        !matches!(
+            self,
+            Opt::Nodaemon | Opt::Debug | Opt::Dump | Opt::Help | Opt::Version
+        )
+    }
+
+    /// Options that only make sense when running (everything but --map-file and the
+    /// commands), so `--dump` can refuse them instead of ignoring them.
+    fn run_only(self) -> bool {
+        !matches!(self, Opt::MapFile | Opt::Dump | Opt::Help | Opt::Version)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    cfg: Config,
+    help: bool,
+    version: bool,
+    dump: bool,
+    options_ended: bool,
+    interface_given: bool,
+    /// The first run-only option as the user spelled it, for the --dump error.
+    run_option: Option<String>,
+    /// `--hold` as spelled and its value, to name them if it ends up below the interval.
+    hold_arg: Option<(String, String)>,
+}
+
+impl State {
+    fn step(
+        &mut self,
+        arg: &OsStr,
+        rest: &mut impl Iterator<Item = OsString>,
+    ) -> Result<(), UsageError> {
+        let bytes = arg.as_bytes();
+        if self.options_ended || bytes.len() < 2 || bytes[0] != b'-' {
+            return Err(err(format!("unexpected argument {}", quote(arg))));
+        }
+        if bytes == b"--" {
+            self.options_ended = true;
+            return Ok(());
+        }
+        if let Some(long) = bytes.strip_prefix(b"--") {
+            let (name, inline) = match long.iter().position(|&b| b == b'=') {
+                Some(eq) => (&long[..eq], Some(OsStr::from_bytes(&long[eq + 1..]))),
+                None => (long, None),
+            };
+            let spelled = format!("--{}", String::from_utf8_lossy(name));
+            let opt = Opt::long(name)
+                .ok_or_else(|| err(format!("unknown option {}", quote(spelled.as_ref()))))?;
+            let value = match (opt.takes_value(), inline) {
+                (true, Some(v)) => Some(v.to_os_string()),
+                (true, None) => Some(rest.next().ok_or_else(|| missing(&spelled))?),
+                (false, Some(_)) => {
+                    return Err(err(format!("option '{spelled}' does not take a value")))
+                }
+                (false, None) => None,
+            };
+            return self.apply(opt, &spelled, value);
+        }
+        // A cluster of short options: flags first, at most one value option, last.
+        for (i, &c) in bytes.iter().enumerate().skip(1) {
+            let spelled = format!("-{}", String::from_utf8_lossy(&[c]));
+            let opt = Opt::short(c)
+                .ok_or_else(|| err(format!("unknown option {}", quote(spelled.as_ref()))))?;
+            if !opt.takes_value() {
+                self.apply(opt, &spelled, None)?;
+                continue;
+            }
+            let value = if i + 1 < bytes.len() {
+                OsStr::from_bytes(&bytes[i + 1..]).to_os_string()
+            } else {
+                rest.next().ok_or_else(|| missing(&spelled))?
+            };
+            return self.apply(opt, &spelled, Some(value));
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, opt: Opt, name: &str, value: Option<OsString>) -> Result<(), UsageError> {
+        if opt.run_only() && self.run_option.is_none() {
+            self.run_option = Some(name.to_string());
+        }
+        let value = value.unwrap_or_default();
+        let cfg = &mut self.cfg;
+        match opt {
+            Opt::Nodaemon => cfg.daemonize = false,
+            Opt::Debug => cfg.debug = true,
+            Opt::Dump => self.dump = true,
+            Opt::Help => self.help = true,
+            Opt::Version => self.version = true,
+            Opt::MapFile => cfg.map_file = path(name, value)?,
+            Opt::ProcRoot => cfg.proc_root = path(name, value)?,
+            Opt::Setpe => cfg.setpe = path(name, value)?,
+            Opt::Interface => {
+                let v = utf8(name, &value)?;
+                if self.interface_given {
+                    return Err(err(format!(
+                        "option '{name}' given twice (at {}); list the interfaces \
+                         comma separated: -i eth0,eth1",
+                        quote(value.as_ref())
+                    )));
+                }
+                self.interface_given = true;
+                cfg.interfaces = interfaces(v).map_err(|why| invalid(name, v, why))?;
+            }
+            Opt::Ttl => {
+                let v = utf8(name, &value)?;
+                cfg.multicast_ttl = Some(
+                    decimal(v)
+                        .filter(|n| (1..=255).contains(n))
+                        .ok_or_else(|| invalid(name, v, "not a number from 1 to 255"))?
+                        as u8,
+                );
+            }
+            Opt::Group => {
+                let v = utf8(name, &value)?;
+                cfg.group = v
+                    .parse::<Ipv4Addr>()
+                    .ok()
+                    .filter(Ipv4Addr::is_multicast)
+                    .ok_or_else(|| {
+                        invalid(
+                            name,
+                            v,
+                            "not an IPv4 multicast address (224.0.0.0 to 239.255.255.255)",
+                        )
+                    })?;
+            }
+            Opt::Port => {
+                let v = utf8(name, &value)?;
+                cfg.port = decimal(v)
+                    .filter(|n| (1..=65535).contains(n))
+                    .ok_or_else(|| invalid(name, v, "not a number from 1 to 65535"))?
+                    as u16;
+            }
+            Opt::Interval => {
+                let v = utf8(name, &value)?;
+                cfg.interval_ms = millis(v)
+                    .filter(|ms| (MIN_INTERVAL_MS as u64..=MAX_INTERVAL_MS as u64).contains(ms))
+                    .ok_or_else(|| {
+                        invalid(
+                            name,
+                            v,
+                            "not a number of seconds from 0.1 to 3600 (at most 3 decimals)",
+                        )
+                    })? as u32;
+            }
+            Opt::Hold => {
+                let v = utf8(name, &value)?;
+                // The lower bound (the interval) is checked in finish(): --interval may follow.
+                cfg.hold_ms = Some(
+                    millis(v)
+                        .filter(|&ms| ms <= MAX_HOLD_MS as u64)
+                        .ok_or_else(|| {
+                            invalid(
+                                name,
+                                v,
+                                "not a number of seconds up to 86400 (at most 3 decimals)",
+                            )
+                        })? as u32,
+                );
+                self.hold_arg = Some((name.to_string(), v.to_string()));
+            }
+            Opt::Cluster => {
+                let v = utf8(name, &value)?;
+                cfg.label = label(v).ok_or_else(|| {
+                    invalid(
+                        name,
+                        v,
+                        "not 1 to 16 printable ASCII characters without spaces",
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Command, UsageError> {
+        if self.dump {
+            if let Some(opt) = self.run_option {
+                return Err(err(format!("option '{opt}' cannot be used with --dump")));
+            }
+            return Ok(Command::Dump {
+                map_file: self.cfg.map_file,
+            });
+        }
+        if let (Some(hold), Some((name, v))) = (self.cfg.hold_ms, &self.hold_arg) {
+            if hold < self.cfg.interval_ms {
+                return Err(invalid(
+                    name,
+                    v,
+                    &format!(
+                        "shorter than the interval ({})",
+                        format_duration_ms(self.cfg.interval_ms)
+                    ),
+                ));
+            }
+        }
+        Ok(Command::Run(self.cfg))
+    }
+}
+
+fn err(message: String) -> UsageError {
+    UsageError { message }
+}
+
+fn missing(name: &str) -> UsageError {
+    err(format!("option '{name}' needs a value"))
+}
+
+fn invalid(name: &str, value: &str, why: &str) -> UsageError {
+    err(format!(
+        "invalid value {} for {name}: {why}",
+        quote(value.as_ref())
+    ))
+}
+
+/// Quotes an argument for a message: lossy UTF-8, control characters escaped so the
+/// message stays on one line.
+fn quote(s: &OsStr) -> String {
+    let mut out = String::from("'");
+    for c in s.to_string_lossy().chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+fn utf8<'a>(name: &str, value: &'a OsStr) -> Result<&'a str, UsageError> {
+    value.to_str().ok_or_else(|| {
+        err(format!(
+            "invalid value {} for {name}: not valid UTF-8",
+            quote(value)
+        ))
+    })
+}
+
+fn path(name: &str, value: OsString) -> Result<PathBuf, UsageError> {
+    if value.is_empty() {
+        return Err(invalid(name, "", "empty path"));
+    }
+    Ok(PathBuf::from(value))
+}
+
+/// Plain decimal digits only: `str::parse` would also take `+7`. Saturates, so a huge
+/// number fails the range check rather than looking like a typo.
+fn decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.bytes().fold(0u64, |n, b| {
+        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
+}
+
+/// Seconds with up to 3 decimals to whole milliseconds, in integers so "0.1" is exactly
+/// 100 ms. Rejects signs, exponents, "nan", "", "1." and ".5".
+fn millis(s: &str) -> Option<u64> {
+    let (int, frac) = match s.split_once('.') {
+        Some((int, frac)) => (int, frac),
+        None => (s, "000"),
+    };
+    if frac.is_empty() || frac.len() > 3 {
+        return None;
+    }
+    let scale = 10u64.pow(3 - frac.len() as u32);
+    Some(
+        decimal(int)?
+            .saturating_mul(1000)
+            .saturating_add(decimal(frac)? * scale),
+    )
+}
+
+/// Splits and checks `IF[,IF...]`. The name rules are the kernel's (dev_valid_name), so a
+/// name no interface can have fails here, with the option named, not later.
+fn interfaces(list: &str) -> Result<Vec<String>, &'static str> {
+    let names: Vec<&str> = list.split(',').collect();
+    if names.len() > MAX_INTERFACES {
+        return Err("more than 6 interfaces");
+    }
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            return Err("empty interface name");
+        }
+        if name.len() > MAX_IFNAME_LEN {
+            return Err("interface name longer than 15 bytes");
+        }
+        if *name == "." || *name == ".." || name.bytes().any(|b| b == b'/' || b == b':') {
+            return Err("interface name with '/' or ':', or '.' or '..'");
+        }
+        // The kernel's isspace(): also \v, which is_ascii_whitespace() does not cover.
+        if name.bytes().any(|b| b.is_ascii_whitespace() || b == 0x0b) {
+            return Err("interface name with white space");
+        }
+        if names[..i].contains(name) {
+            return Err("interface listed twice");
+        }
+    }
+    Ok(names.into_iter().map(String::from).collect())
+}
+
+/// No spaces: the label is shown in logs and dumps as one word.
+fn label(s: &str) -> Option<[u8; LABEL_LEN]> {
+    if s.is_empty() || s.len() > LABEL_LEN || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    let mut out = [0; LABEL_LEN];
+    out[..s.len()].copy_from_slice(s.as_bytes());
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Config {
+        match parse(args.iter().copied()) {
+            Ok(Command::Run(cfg)) => cfg,
+            other => panic!("{args:?}: expected Run, got {other:?}"),
+        }
+    }
+
+    fn fail(args: &[&str]) -> String {
+        match parse(args.iter().copied()) {
+            Err(e) => {
+                assert!(!e.message.contains('\n'), "not one line: {e}");
+                assert_eq!(e.to_string(), e.message);
+                e.message
+            }
+            other => panic!("{args:?}: expected an error, got {other:?}"),
+        }
+    }
+
+    /// The error names the option as typed and quotes the value.
+    fn fails_naming(args: &[&str], option: &str, value: &str) {
+        let msg = fail(args);
+        assert!(msg.contains(option), "{args:?}: {msg:?} lacks {option}");
+        let quoted = format!("'{value}'");
+        assert!(msg.contains(&quoted), "{args:?}: {msg:?} lacks {quoted}");
+    }
+
+    #[test]
+    fn defaults() {
+        let cfg = run(&[]);
+        assert_eq!(cfg, Config::default());
+        assert!(cfg.daemonize);
+        assert!(cfg.interfaces.is_empty());
+        assert_eq!(cfg.multicast_ttl, None);
+        assert_eq!(cfg.group, Ipv4Addr::new(239, 255, 77, 42));
+        assert_eq!(cfg.port, 7742);
+        assert_eq!(cfg.interval_ms, 2000);
+        assert_eq!(cfg.hold_ms, None);
+        assert_eq!(cfg.hold_ms(), 6000);
+        assert_eq!(cfg.map_file, PathBuf::from("/run/omdiscd/openmosix.map"));
+        assert_eq!(cfg.proc_root, PathBuf::from("/proc"));
+        assert_eq!(cfg.setpe, PathBuf::from("/sbin/setpe"));
+        assert_eq!(cfg.label, [0; 16]);
+        assert!(!cfg.debug);
+    }
+
+    #[test]
+    fn flags_in_every_form() {
+        for args in [&["-n"][..], &["--nodaemon"]] {
+            assert!(!run(args).daemonize, "{args:?}");
+        }
+        for args in [&["-d"][..], &["--debug"]] {
+            assert!(run(args).debug, "{args:?}");
+        }
+        let cfg = run(&["-nd"]);
+        assert!(!cfg.daemonize && cfg.debug);
+        let cfg = run(&["-ndieth0"]);
+        assert!(!cfg.daemonize && cfg.debug);
+        assert_eq!(cfg.interfaces, ["eth0"]);
+        assert_eq!(run(&["-dn", "-i", "eth1"]).interfaces, ["eth1"]);
+    }
+
+    #[test]
+    fn flags_take_no_value() {
+        fails_naming(&["--debug=1"], "--debug", "--debug");
+        assert!(fail(&["--nodaemon=yes"]).contains("does not take a value"));
+    }
+
+    #[test]
+    fn interface_forms() {
+        for args in [
+            &["-i", "eth0"][..],
+            &["-ieth0"],
+            &["--interface", "eth0"],
+            &["--interface=eth0"],
+        ] {
+            assert_eq!(run(args).interfaces, ["eth0"], "{args:?}");
+        }
+        assert_eq!(run(&["-i", "eth0,eth1"]).interfaces, ["eth0", "eth1"]);
+        assert_eq!(
+            run(&["-i", "a,b,c,d,e,f"]).interfaces,
+            ["a", "b", "c", "d", "e", "f"]
+        );
+        let fifteen = "abcdefghijklmno";
+        assert_eq!(run(&["-i", fifteen]).interfaces, [fifteen]);
+    }
+
+    #[test]
+    fn interface_errors() {
+        fails_naming(&["-i", "a,b,c,d,e,f,g"], "-i", "a,b,c,d,e,f,g");
+        fails_naming(
+            &["--interface", "a,b,c,d,e,f,g"],
+            "--interface",
+            "a,b,c,d,e,f,g",
+        );
+        fails_naming(&["-i", "eth0,,eth1"], "-i", "eth0,,eth1");
+        fails_naming(&["-i", ""], "-i", "");
+        fails_naming(&["--interface="], "--interface", "");
+        fails_naming(&["-i", "eth0,"], "-i", "eth0,");
+        fails_naming(&["-i", "eth0,eth1,eth0"], "-i", "eth0,eth1,eth0");
+        fails_naming(&["-i", "abcdefghijklmnop"], "-i", "abcdefghijklmnop");
+        fails_naming(
+            &["--interface", "abcdefghijklmnop"],
+            "--interface",
+            "abcdefghijklmnop",
+        );
+        for bad in ["a/b", "eth 0", "eth\t0", "eth0:1", ".", ".."] {
+            let msg = fail(&["-i", bad]);
+            assert!(msg.contains("-i"), "{bad:?}: {msg}");
+        }
+        // Control characters are escaped so the message stays on one line.
+        assert!(fail(&["-i", "eth\n0"]).contains("'eth\\n0'"));
+        // Given twice: an error rather than dropping the first list.
+        fails_naming(
+            &["-i", "eth0", "--interface", "eth1"],
+            "--interface",
+            "eth1",
+        );
+        assert!(fail(&["-i", "eth0", "-i", "eth1"]).contains("twice"));
+    }
+
+    #[test]
+    fn multicast_ttl() {
+        for args in [
+            &["-m", "5"][..],
+            &["-m5"],
+            &["--multicast-ttl", "5"],
+            &["--multicast-ttl=5"],
+        ] {
+            assert_eq!(run(args).multicast_ttl, Some(5), "{args:?}");
+        }
+        assert_eq!(run(&["-m", "1"]).multicast_ttl, Some(1));
+        assert_eq!(run(&["-m", "255"]).multicast_ttl, Some(255));
+        for bad in [
+            "0",
+            "256",
+            "abc",
+            "",
+            "-1",
+            "+5",
+            " 5",
+            "99999999999999999999999",
+        ] {
+            fails_naming(&["-m", bad], "-m", bad);
+            fails_naming(&["--multicast-ttl", bad], "--multicast-ttl", bad);
+        }
+    }
+
+    #[test]
+    fn group() {
+        let g = Ipv4Addr::new(239, 1, 2, 3);
+        assert_eq!(run(&["--group", "239.1.2.3"]).group, g);
+        assert_eq!(run(&["--group=239.1.2.3"]).group, g);
+        assert_eq!(
+            run(&["--group=224.0.1.1"]).group,
+            Ipv4Addr::new(224, 0, 1, 1)
+        );
+        for bad in [
+            "10.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "abc",
+            "",
+            "239.1.2",
+            "::1",
+        ] {
+            fails_naming(&["--group", bad], "--group", bad);
+        }
+        assert!(fail(&["--group", "10.0.0.1"]).contains("multicast"));
+    }
+
+    #[test]
+    fn port() {
+        assert_eq!(run(&["--port", "1"]).port, 1);
+        assert_eq!(run(&["--port=65535"]).port, 65535);
+        assert_eq!(run(&["--port", "07742"]).port, 7742);
+        for bad in ["0", "65536", "abc", "", "-1", "+80", "80 "] {
+            fails_naming(&["--port", bad], "--port", bad);
+        }
+        assert_eq!(
+            fail(&["--port", "abc"]),
+            "invalid value 'abc' for --port: not a number from 1 to 65535"
+        );
+    }
+
+    #[test]
+    fn interval() {
+        assert_eq!(run(&["--interval", "0.25"]).interval_ms, 250);
+        assert_eq!(run(&["--interval=0.5"]).interval_ms, 500);
+        assert_eq!(run(&["--interval", "0.1"]).interval_ms, 100);
+        assert_eq!(run(&["--interval", "1.005"]).interval_ms, 1005);
+        assert_eq!(run(&["--interval", "3600"]).interval_ms, 3_600_000);
+        assert_eq!(run(&["--interval", "3600.000"]).interval_ms, 3_600_000);
+        assert_eq!(run(&["--interval", "5"]).hold_ms(), 15_000);
+        for bad in [
+            "0.05",
+            "0",
+            "0.099",
+            "abc",
+            "3601",
+            "3600.001",
+            "",
+            "1e3",
+            "-1",
+            "nan",
+            "inf",
+            "1.",
+            ".5",
+            "0.2500",
+            "+1",
+            "1,5",
+            "1 ",
+            "99999999999999999999999",
+        ] {
+            fails_naming(&["--interval", bad], "--interval", bad);
+        }
+    }
+
+    #[test]
+    fn hold() {
+        let cfg = run(&["--hold", "10"]);
+        assert_eq!((cfg.hold_ms, cfg.hold_ms()), (Some(10_000), 10_000));
+        assert_eq!(run(&["--hold=2"]).hold_ms(), 2000); // equal to the interval is fine
+        assert_eq!(run(&["--hold", "86400"]).hold_ms(), 86_400_000);
+        assert_eq!(run(&["--hold", "0.3", "--interval", "0.1"]).hold_ms(), 300);
+        fails_naming(&["--hold", "1"], "--hold", "1");
+        fails_naming(&["--hold", "0"], "--hold", "0");
+        // Named even when --interval comes after it.
+        let msg = fail(&["--hold", "4", "--interval", "5"]);
+        assert!(
+            msg.contains("--hold") && msg.contains("'4'") && msg.contains("5s"),
+            "{msg}"
+        );
+        for bad in ["86400.001", "100000", "abc", "", "-1", "1e3"] {
+            fails_naming(&["--hold", bad], "--hold", bad);
+        }
+    }
+
+    #[test]
+    fn hold_default_is_capped() {
+        let cfg = Config {
+            interval_ms: u32::MAX,
+            ..Config::default()
+        };
+        assert_eq!(cfg.hold_ms(), 86_400_000);
+        assert_eq!(run(&["--interval", "3600"]).hold_ms(), 10_800_000);
+    }
+
+    #[test]
+    fn paths() {
+        let cfg = run(&[
+            "--map-file",
+            "/tmp/m",
+            "--proc-root=/tmp/p",
+            "--setpe",
+            "/x/setpe",
+        ]);
+        assert_eq!(cfg.map_file, PathBuf::from("/tmp/m"));
+        assert_eq!(cfg.proc_root, PathBuf::from("/tmp/p"));
+        assert_eq!(cfg.setpe, PathBuf::from("/x/setpe"));
+        for opt in ["--map-file", "--proc-root", "--setpe"] {
+            fails_naming(&[opt, ""], opt, "");
+        }
+    }
+
+    #[test]
+    fn label() {
+        let cfg = run(&["--cluster", "lab-A"]);
+        assert_eq!(&cfg.label[..5], b"lab-A");
+        assert_eq!(cfg.label[5..], [0; 11]);
+        let sixteen = "0123456789abcdef";
+        assert_eq!(
+            &run(&["--cluster=0123456789abcdef"]).label,
+            sixteen.as_bytes()
+        );
+        for (bad, shown) in [
+            ("0123456789abcdefg", "0123456789abcdefg"),
+            ("", ""),
+            ("a b", "a b"),
+            ("caf\u{e9}", "caf\u{e9}"),
+            ("a\tb", "a\\tb"),
+        ] {
+            fails_naming(&["--cluster", bad], "--cluster", shown);
+        }
+    }
+
+    #[test]
+    fn last_one_wins() {
+        assert_eq!(run(&["--port", "1", "--port", "2"]).port, 2);
+        assert_eq!(
+            run(&["-m", "3", "--multicast-ttl=4"]).multicast_ttl,
+            Some(4)
+        );
+        // ...but every value is still checked.
+        fails_naming(&["--port", "0", "--port", "2"], "--port", "0");
+    }
+
+    #[test]
+    fn value_may_start_with_a_dash() {
+        fails_naming(&["--interval", "-1"], "--interval", "-1");
+        assert_eq!(&run(&["--cluster", "-n"]).label[..2], b"-n");
+        assert!(run(&["--cluster", "-n"]).daemonize);
+    }
+
+    #[test]
+    fn dump() {
+        let default = PathBuf::from(DEFAULT_MAP_FILE);
+        assert_eq!(parse(["--dump"]), Ok(Command::Dump { map_file: default }));
+        let custom = Ok(Command::Dump {
+            map_file: PathBuf::from("/tmp/m"),
+        });
+        assert_eq!(parse(["--dump", "--map-file", "/tmp/m"]), custom);
+        assert_eq!(parse(["--map-file=/tmp/m", "--dump"]), custom);
+        assert_eq!(
+            fail(&["--dump", "-i", "eth0"]),
+            "option '-i' cannot be used with --dump"
+        );
+        assert!(fail(&["--interface=eth0", "--dump"]).contains("--interface"));
+        assert!(fail(&["--dump", "-n"]).contains("-n"));
+        assert!(fail(&["--dump", "--port", "1"]).contains("--port"));
+        assert!(fail(&["--dump=x"]).contains("--dump"));
+    }
+
+    #[test]
+    fn help_and_version_precedence() {
+        for args in [
+            &["-h"][..],
+            &["--help"],
+            &["-i", "eth0", "--help"],
+            &["--version", "-h"],
+            &["-V", "--help"],
+            &["--port", "0", "-h"],
+            &["--bogus", "--help"],
+            &["stray", "-h"],
+            &["--dump", "-i", "eth0", "-h"],
+            &["-nh"],
+        ] {
+            assert_eq!(parse(args.iter().copied()), Ok(Command::Help), "{args:?}");
+        }
+        for args in [
+            &["-V"][..],
+            &["--version"],
+            &["--port", "0", "--version"],
+            &["--dump", "-V"],
+        ] {
+            assert_eq!(
+                parse(args.iter().copied()),
+                Ok(Command::Version),
+                "{args:?}"
+            );
+        }
+        // A value, or after --, is not an option.
+        assert_eq!(&run(&["--cluster", "-h"]).label[..2], b"-h");
+        assert!(fail(&["--", "-h"]).contains("'-h'"));
+    }
+
+    #[test]
+    fn unknown_missing_and_positional() {
+        assert_eq!(fail(&["--foo"]), "unknown option '--foo'");
+        assert_eq!(fail(&["--foo=bar"]), "unknown option '--foo'");
+        assert_eq!(fail(&["-x"]), "unknown option '-x'");
+        assert_eq!(fail(&["-nx"]), "unknown option '-x'");
+        assert_eq!(fail(&["--inter", "eth0"]), "unknown option '--inter'"); // no abbreviations
+        assert_eq!(fail(&["--port"]), "option '--port' needs a value");
+        assert_eq!(fail(&["-i"]), "option '-i' needs a value");
+        assert_eq!(fail(&["-n", "-m"]), "option '-m' needs a value");
+        assert_eq!(fail(&["eth0"]), "unexpected argument 'eth0'");
+        assert_eq!(fail(&["-"]), "unexpected argument '-'");
+        assert_eq!(fail(&["-n", "--", "x"]), "unexpected argument 'x'");
+        assert!(!run(&["-n", "--"]).daemonize); // a trailing -- is fine
+                                                // The first error is the one reported.
+        assert_eq!(fail(&["--foo", "--port"]), "unknown option '--foo'");
+    }
+
+    #[test]
+    fn non_utf8() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(b"eth\xff".to_vec());
+        let msg = parse([OsString::from("-i"), bad()]).unwrap_err().message;
+        assert!(msg.contains("-i") && msg.contains("UTF-8"), "{msg}");
+        let mut long = b"--port=".to_vec();
+        long.push(0xff);
+        let msg = parse([OsString::from_vec(long)]).unwrap_err().message;
+        assert!(msg.contains("--port") && msg.contains("UTF-8"), "{msg}");
+        // Paths may be any bytes on Linux.
+        match parse([OsString::from("--map-file"), bad()]) {
+            Ok(Command::Run(cfg)) => assert_eq!(cfg.map_file, PathBuf::from(bad())),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse([bad()])
+            .unwrap_err()
+            .message
+            .starts_with("unexpected argument"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(format_duration_ms(2000), "2s");
+        assert_eq!(format_duration_ms(500), "0.5s");
+        assert_eq!(format_duration_ms(250), "0.25s");
+        assert_eq!(format_duration_ms(1005), "1.005s");
+        assert_eq!(format_duration_ms(0), "0s");
+        assert_eq!(format_duration_ms(86_400_000), "86400s");
+    }
+
+    #[test]
+    fn usage_text() {
+        assert!(USAGE.starts_with("Usage: omdiscd [OPTIONS]\n"));
+        for line in USAGE.lines() {
+            assert!(line.len() <= 80, "too long: {line:?}");
+        }
+        for option in [
+            "-n, --nodaemon",
+            "-i, --interface",
+            "-m, --multicast-ttl",
+            "--group",
+            "--port",
+            "--interval",
+            "--hold",
+            "--cluster",
+            "--map-file",
+            "--proc-root",
+            "--setpe",
+            "-d, --debug",
+            "--dump",
+            "-h, --help",
+            "-V, --version",
+        ] {
+            assert!(USAGE.contains(option), "{option} missing");
+        }
+        let cfg = Config::default();
+        for default in [
+            format!("(default {})", cfg.group),
+            format!("(default {})", cfg.port),
+            format!(
+                "(default {})",
+                format_duration_ms(cfg.interval_ms).trim_end_matches('s')
+            ),
+            format!("(default {})", cfg.proc_root.display()),
+            format!("(default {})", cfg.setpe.display()),
+            cfg.map_file.display().to_string(),
+        ] {
+            assert!(USAGE.contains(&default), "{default} missing");
+        }
+        assert!(USAGE_HINT.contains("omdiscd --help"));
+    }
+}

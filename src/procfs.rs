@@ -1,1 +1,572 @@
-//! (being written)
+//! Publishing the map: the map file (always) and the kernel (openMosix 2.4).
+//!
+//! The map file is written atomically (temporary file in the same directory,
+//! fsync, rename, fsync of the directory) so a reader never sees a torn file.
+//! Everything needed is prepared at start-up: publishing allocates nothing.
+
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::map::{ClusterMap, NodeId};
+use crate::mapfile;
+use crate::syscall;
+
+/// Default place of the published map.
+pub const DEFAULT_MAP_FILE: &str = "/run/omdiscd/openmosix.map";
+
+/// Size of the write buffer: a 65,535-node map is written in ~25 chunks.
+const WRITE_BUF: usize = 64 * 1024;
+
+fn cstring(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// Writes the map file atomically. Created at start-up; `write` does not allocate.
+pub struct MapFileWriter {
+    path: CString,
+    tmp: CString,
+    dir: CString,
+    buf: Box<[u8]>,
+}
+
+impl MapFileWriter {
+    /// Prepares the paths and creates the directory if missing.
+    pub fn new(path: &Path) -> io::Result<MapFileWriter> {
+        let name = path.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "map file path has no file name",
+            )
+        })?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir)?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(".tmp");
+        Ok(MapFileWriter {
+            path: cstring(path)?,
+            tmp: cstring(&dir.join(tmp_name))?,
+            dir: cstring(&dir)?,
+            buf: vec![0u8; WRITE_BUF].into_boxed_slice(),
+        })
+    }
+
+    /// Writes the whole map to the temporary file and renames it into place.
+    pub fn write(&mut self, map: &ClusterMap, version: &str) -> io::Result<()> {
+        let fd = match self.open_tmp() {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // The directory vanished (a cleaned /run): make it again, once.
+                syscall!(mkdir(self.dir.as_ptr(), 0o755))?;
+                self.open_tmp()?
+            }
+            other => other?,
+        };
+        let result = self.fill(fd, map, version);
+        // SAFETY: fd was opened above and is closed exactly once here.
+        unsafe { libc::close(fd) };
+        if let Err(e) = result {
+            // SAFETY: tmp is a valid NUL-terminated path.
+            unsafe { libc::unlink(self.tmp.as_ptr()) };
+            return Err(e);
+        }
+        syscall!(rename(self.tmp.as_ptr(), self.path.as_ptr()))?;
+        // Make the rename itself durable; failure here is not worth an error.
+        if let Ok(dfd) = syscall!(open(
+            self.dir.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC
+        )) {
+            // SAFETY: dfd is an open directory descriptor, closed right after.
+            unsafe {
+                libc::fsync(dfd);
+                libc::close(dfd);
+            }
+        }
+        Ok(())
+    }
+
+    fn open_tmp(&self) -> io::Result<i32> {
+        syscall!(open(
+            self.tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644 as libc::c_uint
+        ))
+    }
+
+    fn fill(&mut self, fd: i32, map: &ClusterMap, version: &str) -> io::Result<()> {
+        let mut w = FdWriter {
+            fd,
+            buf: &mut self.buf,
+            len: 0,
+            error: None,
+        };
+        let rendered = mapfile::render(map, version, &mut w);
+        w.flush()?;
+        if let Some(e) = w.error {
+            return Err(e);
+        }
+        if rendered.is_err() {
+            return Err(io::Error::other("formatting the map failed"));
+        }
+        syscall!(fsync(fd))?;
+        Ok(())
+    }
+}
+
+/// A `fmt::Write` over a file descriptor through a fixed buffer.
+struct FdWriter<'a> {
+    fd: i32,
+    buf: &'a mut [u8],
+    len: usize,
+    error: Option<io::Error>,
+}
+
+impl FdWriter<'_> {
+    fn flush(&mut self) -> io::Result<()> {
+        let mut done = 0;
+        while done < self.len {
+            let rest = &self.buf[done..self.len];
+            match syscall!(write(self.fd, rest.as_ptr().cast(), rest.len())) {
+                Ok(n) => done += n as usize,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.len = 0;
+        Ok(())
+    }
+}
+
+impl fmt::Write for FdWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut bytes = s.as_bytes();
+        while !bytes.is_empty() {
+            if self.len == self.buf.len() {
+                if let Err(e) = self.flush() {
+                    self.error = Some(e);
+                    return Err(fmt::Error);
+                }
+            }
+            let n = bytes.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+}
+
+/// Which openMosix interface the running kernel has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// openMosix 2.4: `/proc/hpc/admin/config` and `mospe`; the map is loaded with setpe.
+    OpenMosix24,
+    /// openMosix 2.6: no map interface; the map file is the product.
+    OpenMosix26,
+    /// LinuxPMI: no map interface; the map file is the product.
+    LinuxPmi,
+    /// No openMosix in this kernel: the map file is the product.
+    MapFileOnly,
+}
+
+impl Backend {
+    /// Looks under `proc_root` (normally `/proc`) for the interfaces.
+    pub fn detect(proc_root: &Path) -> Backend {
+        if proc_root.join("hpc/admin/config").exists() {
+            Backend::OpenMosix24
+        } else if proc_root.join("self/om").exists() {
+            Backend::OpenMosix26
+        } else if proc_root.join("self/pms").exists() {
+            Backend::LinuxPmi
+        } else {
+            Backend::MapFileOnly
+        }
+    }
+
+    /// How the start-up log line names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Backend::OpenMosix24 => "openMosix 2.4 kernel (mospe + setpe)",
+            Backend::OpenMosix26 => "openMosix 2.6 kernel (no map interface: map file only)",
+            Backend::LinuxPmi => "LinuxPMI kernel (no map interface: map file only)",
+            Backend::MapFileOnly => "no openMosix kernel (map file only)",
+        }
+    }
+}
+
+/// Why handing the map to the kernel failed. Logged and retried, never fatal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    /// Writing the node id to `mospe` failed with this errno.
+    Mospe(i32),
+    /// setpe could not be started (errno).
+    Spawn(i32),
+    /// setpe exited with this status (or was killed: 128 + signal).
+    Setpe(i32),
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            KernelError::Mospe(e) => {
+                write!(f, "writing mospe: {}", io::Error::from_raw_os_error(e))
+            }
+            KernelError::Spawn(e) => {
+                write!(f, "starting setpe: {}", io::Error::from_raw_os_error(e))
+            }
+            KernelError::Setpe(s) => write!(f, "setpe -w failed with status {s}"),
+        }
+    }
+}
+
+/// Hands the map to an openMosix 2.4 kernel: the node id to `mospe`, the map
+/// through `setpe -w -f MAPFILE` (its binary format is undocumented, so we
+/// never write it ourselves). One setpe at a time; a change during a run is
+/// loaded by a second run when the first ends.
+pub struct Kernel {
+    backend: Backend,
+    mospe: CString,
+    /// `setpe -w -f MAPFILE`, owned so the pointers in `argv` stay valid.
+    args: [CString; 4],
+    child: Option<libc::pid_t>,
+    rerun: bool,
+    written_id: Option<NodeId>,
+}
+
+impl Kernel {
+    /// Prepares everything publishing needs, so that it allocates nothing later.
+    pub fn new(
+        backend: Backend,
+        proc_root: &Path,
+        setpe: &Path,
+        map_file: &Path,
+    ) -> io::Result<Kernel> {
+        let c = |s: &str| CString::new(s).expect("static argument");
+        Ok(Kernel {
+            backend,
+            mospe: cstring(&proc_root.join("hpc/admin/mospe"))?,
+            args: [cstring(setpe)?, c("-w"), c("-f"), cstring(map_file)?],
+            child: None,
+            rerun: false,
+            written_id: None,
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A setpe run is in progress.
+    pub fn busy(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Publishes this node's id and starts loading the map file (already written).
+    pub fn publish(&mut self, own_id: NodeId) -> Result<(), KernelError> {
+        if self.backend != Backend::OpenMosix24 {
+            return Ok(());
+        }
+        if self.written_id != Some(own_id) {
+            self.write_mospe(own_id).map_err(KernelError::Mospe)?;
+            self.written_id = Some(own_id);
+        }
+        if self.child.is_some() {
+            self.rerun = true;
+            return Ok(());
+        }
+        self.spawn_setpe().map_err(KernelError::Spawn)
+    }
+
+    /// Called on SIGCHLD: collects a finished setpe. Returns its result, if it ended.
+    pub fn reap(&mut self) -> Option<Result<(), KernelError>> {
+        let pid = self.child?;
+        let mut status = 0;
+        // SAFETY: status is a valid out-pointer; pid is our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == 0 {
+            return None;
+        }
+        self.child = None;
+        let result = if r < 0 {
+            Ok(())
+        } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            Ok(())
+        } else if libc::WIFSIGNALED(status) {
+            Err(KernelError::Setpe(128 + libc::WTERMSIG(status)))
+        } else {
+            Err(KernelError::Setpe(libc::WEXITSTATUS(status)))
+        };
+        if self.rerun {
+            self.rerun = false;
+            if let Err(e) = self.spawn_setpe() {
+                return Some(Err(KernelError::Spawn(e)));
+            }
+        }
+        Some(result)
+    }
+
+    /// Waits for a running setpe (at exit), at most `timeout_ms`.
+    pub fn finish(&mut self, timeout_ms: u64) -> Option<Result<(), KernelError>> {
+        let deadline = crate::sys::monotonic_ms() + timeout_ms;
+        while self.child.is_some() {
+            if let Some(r) = self.reap() {
+                if self.child.is_none() {
+                    return Some(r);
+                }
+            }
+            if crate::sys::monotonic_ms() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        None
+    }
+
+    fn write_mospe(&self, id: NodeId) -> Result<(), i32> {
+        let mut text = [0u8; 8];
+        let len = {
+            let mut w = &mut text[..];
+            let before = w.len();
+            io::Write::write_fmt(&mut w, format_args!("{id}\n")).map_err(|_| libc::EINVAL)?;
+            before - w.len()
+        };
+        let fd = syscall!(open(
+            self.mospe.as_ptr(),
+            libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC
+        ))
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let r = syscall!(write(fd, text.as_ptr().cast(), len));
+        // SAFETY: fd was opened above and is closed once.
+        unsafe { libc::close(fd) };
+        match r {
+            Ok(n) if n as usize == len => Ok(()),
+            Ok(_) => Err(libc::EIO),
+            Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+
+    fn spawn_setpe(&mut self) -> Result<(), i32> {
+        let argv: [*mut libc::c_char; 5] = [
+            self.args[0].as_ptr() as *mut _,
+            self.args[1].as_ptr() as *mut _,
+            self.args[2].as_ptr() as *mut _,
+            self.args[3].as_ptr() as *mut _,
+            std::ptr::null_mut(),
+        ];
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: attr and the signal set are initialised before use and
+        // destroyed after; argv is NUL-terminated and points into `self.args`,
+        // alive for the call; environ is the process environment.
+        let r = unsafe {
+            let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+            libc::posix_spawnattr_init(&mut attr);
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            // The daemon blocks its signals for signalfd; setpe must not inherit that.
+            libc::posix_spawnattr_setsigmask(&mut attr, &none);
+            libc::posix_spawnattr_setflags(&mut attr, libc::POSIX_SPAWN_SETSIGMASK as _);
+            extern "C" {
+                static environ: *const *mut libc::c_char;
+            }
+            let r = libc::posix_spawn(
+                &mut pid,
+                argv[0],
+                std::ptr::null(),
+                &attr,
+                argv.as_ptr(),
+                environ,
+            );
+            libc::posix_spawnattr_destroy(&mut attr);
+            r
+        };
+        if r != 0 {
+            return Err(r);
+        }
+        self.child = Some(pid);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::map::Announcement;
+    use std::net::Ipv4Addr;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("omd-procfs-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn map_of(n: u8) -> ClusterMap {
+        let mut map = ClusterMap::new(Ipv4Addr::new(192, 168, 10, 220), &[], 1);
+        for last in 1..=n {
+            let a = Announcement {
+                addr: Ipv4Addr::new(192, 168, 10, last),
+                aliases: &[],
+                incarnation: 3,
+                sequence: 1,
+                hold_ms: 6000,
+            };
+            map.apply_announce(&a, 0);
+        }
+        map
+    }
+
+    #[test]
+    fn map_file_is_written_whole_and_directory_created() {
+        let dir = temp_dir("write");
+        let path = dir.join("sub/dir/openmosix.map");
+        let mut w = MapFileWriter::new(&path).unwrap();
+        let map = map_of(4);
+        w.write(&map, "t").unwrap();
+        let mut expected = String::new();
+        mapfile::render(&map, "t", &mut expected).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+        // The directory disappears under us: it is made again.
+        std::fs::remove_dir_all(dir.join("sub/dir")).unwrap();
+        w.write(&map, "t").unwrap();
+        assert!(path.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.join("sub/dir"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_map_larger_than_the_buffer_is_written_whole() {
+        let dir = temp_dir("large");
+        let path = dir.join("openmosix.map");
+        let mut map = ClusterMap::new(Ipv4Addr::new(10, 0, 0, 1), &[], 1);
+        // Every other id, so nothing compresses into ranges: ~65 KB per 4096 nodes.
+        for id in (3..=u16::MAX).step_by(2) {
+            let [hi, lo] = id.to_be_bytes();
+            let a = Announcement {
+                addr: Ipv4Addr::new(10, 0, hi, lo),
+                aliases: &[],
+                incarnation: 1,
+                sequence: 1,
+                hold_ms: 1000,
+            };
+            map.apply_announce(&a, 0);
+        }
+        let mut w = MapFileWriter::new(&path).unwrap();
+        w.write(&map, "t").unwrap();
+        let text = std::fs::read(&path).unwrap();
+        assert!(text.len() > 4 * WRITE_BUF);
+        let parsed = mapfile::parse(&text).unwrap();
+        assert_eq!(parsed.ranges.len(), map.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn backend_detection() {
+        let root = temp_dir("detect");
+        assert_eq!(Backend::detect(&root), Backend::MapFileOnly);
+        std::fs::create_dir_all(root.join("self/pms")).unwrap();
+        assert_eq!(Backend::detect(&root), Backend::LinuxPmi);
+        std::fs::create_dir_all(root.join("self/om")).unwrap();
+        assert_eq!(Backend::detect(&root), Backend::OpenMosix26);
+        std::fs::create_dir_all(root.join("hpc/admin")).unwrap();
+        std::fs::write(root.join("hpc/admin/config"), b"").unwrap();
+        assert_eq!(Backend::detect(&root), Backend::OpenMosix24);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn wait_reaped(k: &mut Kernel) -> Result<(), KernelError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(r) = k.reap() {
+                if !k.busy() {
+                    return r;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "setpe never ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn openmosix_24_gets_mospe_and_setpe() {
+        let root = temp_dir("om24");
+        std::fs::create_dir_all(root.join("hpc/admin")).unwrap();
+        std::fs::write(root.join("hpc/admin/config"), b"").unwrap();
+        std::fs::write(root.join("hpc/admin/mospe"), b"0\n").unwrap();
+        let record = root.join("setpe.args");
+        let setpe = root.join("setpe");
+        std::fs::write(
+            &setpe,
+            format!("#!/bin/sh\necho \"$@\" >> '{}'\n", record.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&setpe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let map_file = root.join("openmosix.map");
+        let mut k = Kernel::new(Backend::detect(&root), &root, &setpe, &map_file).unwrap();
+        assert_eq!(k.backend(), Backend::OpenMosix24);
+        k.publish(2780).unwrap();
+        assert_eq!(wait_reaped(&mut k), Ok(()));
+        assert_eq!(
+            std::fs::read_to_string(root.join("hpc/admin/mospe")).unwrap(),
+            "2780\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&record).unwrap(),
+            format!("-w -f {}\n", map_file.display())
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn setpe_failures_are_reported_not_fatal() {
+        let root = temp_dir("om24fail");
+        std::fs::create_dir_all(root.join("hpc/admin")).unwrap();
+        std::fs::write(root.join("hpc/admin/config"), b"").unwrap();
+        std::fs::write(root.join("hpc/admin/mospe"), b"0\n").unwrap();
+        let map_file = root.join("openmosix.map");
+        let missing = root.join("no-such-setpe");
+        let mut k = Kernel::new(Backend::OpenMosix24, &root, &missing, &map_file).unwrap();
+        assert_eq!(k.publish(1), Err(KernelError::Spawn(libc::ENOENT)));
+        let failing = root.join("setpe");
+        std::fs::write(&failing, "#!/bin/sh\nexit 3\n").unwrap();
+        std::fs::set_permissions(
+            &failing,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let mut k = Kernel::new(Backend::OpenMosix24, &root, &failing, &map_file).unwrap();
+        k.publish(1).unwrap();
+        assert_eq!(wait_reaped(&mut k), Err(KernelError::Setpe(3)));
+        std::fs::remove_file(root.join("hpc/admin/mospe")).unwrap();
+        std::fs::remove_dir_all(root.join("hpc/admin")).unwrap();
+        let mut k = Kernel::new(Backend::OpenMosix24, &root, &failing, &map_file).unwrap();
+        assert_eq!(k.publish(1), Err(KernelError::Mospe(libc::ENOENT)));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn other_backends_do_not_touch_the_kernel() {
+        let root = temp_dir("none");
+        let mut k = Kernel::new(
+            Backend::MapFileOnly,
+            &root,
+            Path::new("/nonexistent/setpe"),
+            &root.join("m"),
+        )
+        .unwrap();
+        assert_eq!(k.publish(5), Ok(()));
+        assert!(!k.busy());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
