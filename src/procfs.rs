@@ -294,9 +294,9 @@ impl Kernel {
             return None;
         }
         self.child = None;
-        let result = if r < 0 {
-            Ok(())
-        } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        // r < 0: the child was already reaped elsewhere; nothing to report.
+        let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+        let result = if r < 0 || exited_ok {
             Ok(())
         } else if libc::WIFSIGNALED(status) {
             Err(KernelError::Setpe(128 + libc::WTERMSIG(status)))
