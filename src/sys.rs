@@ -5,7 +5,8 @@
 #[macro_export]
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        #[allow(unused_unsafe)]
+        // The macro exists to hide the FFI call's `unsafe` (as mio's does).
+        #[allow(unused_unsafe, clippy::macro_metavars_in_unsafe)]
         // SAFETY: the caller passes arguments valid for this libc function; the
         // macro only converts the C error convention.
         let res = unsafe { libc::$fn($($arg,)*) };
