@@ -1,1 +1,854 @@
-//! (being written)
+//! The daemon's logging: one line per message to standard output (foreground
+//! `-n`) or to syslog, formatted in fixed buffers so that logging never touches
+//! the heap, with per-key rate limiting for messages a hostile or broken network
+//! could trigger at packet rate.
+//!
+//! Use the macros: `omdiscd::info!("joined {}", x)`, `omdiscd::log_limited!(...)`.
+
+
+use core::fmt::{self, Write as _};
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::sys;
+
+/// Largest line written, newline included; longer messages end in "...".
+pub const LINE_MAX: usize = 1024;
+/// Size of a syslog datagram, header included (musl uses the same).
+pub const SYSLOG_MAX: usize = 1024;
+/// Where syslog listens unless [`set_syslog_path`] says otherwise.
+pub const DEFAULT_SYSLOG_PATH: &str = "/dev/log";
+/// Room in `sockaddr_un.sun_path`, terminating NUL excluded.
+const SUN_PATH_MAX: usize = 107;
+const IDENT: &str = "omdiscd";
+
+/// Message severity, mapped onto the syslog priorities of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error,
+    Warn,
+    Notice,
+    Info,
+    Debug,
+}
+
+impl Level {
+    /// The syslog priority (`LOG_ERR` ... `LOG_DEBUG`), facility not included.
+    pub const fn syslog_priority(self) -> libc::c_int {
+        match self {
+            Level::Error => libc::LOG_ERR,
+            Level::Warn => libc::LOG_WARNING,
+            Level::Notice => libc::LOG_NOTICE,
+            Level::Info => libc::LOG_INFO,
+            Level::Debug => libc::LOG_DEBUG,
+        }
+    }
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// The message text and a newline on fd 1, one write(2) per line.
+    Stdout,
+    /// RFC 3164 datagrams to the local syslog socket, facility LOG_DAEMON.
+    Syslog,
+    /// Like `Stdout` but to any fd (not owned, never closed); for tests.
+    Fd(RawFd),
+}
+
+/// Keys for [`limited`]: one rate-limit slot per kind of repeatable message.
+pub mod keys {
+    pub const BAD_PACKET: usize = 0;
+    pub const SEND_ERROR: usize = 1;
+    pub const RECV_ERROR: usize = 2;
+    pub const PUBLISH_ERROR: usize = 3;
+    pub const KERNEL_ERROR: usize = 4;
+    pub const COLLISION: usize = 5;
+    pub const NETLINK_ERROR: usize = 6;
+    pub const TIMER_ERROR: usize = 7;
+    pub const SIGNAL_ERROR: usize = 8;
+    pub const PROCFS_ERROR: usize = 9;
+    pub const VERSION_MISMATCH: usize = 10;
+    pub const TABLE_FULL: usize = 11;
+    pub const FOREIGN: usize = 12;
+    pub const ROUTE: usize = 13;
+    /// Number of slots; keys at or above it are never limited.
+    pub const MAX: usize = 32;
+}
+
+/// A fixed buffer implementing `fmt::Write` that truncates instead of failing,
+/// so a long or hostile message can never make logging error out or allocate.
+struct TruncBuf<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    /// Writes stop here; lets a caller keep room for a suffix.
+    limit: usize,
+    truncated: bool,
+}
+
+impl<const N: usize> TruncBuf<N> {
+    const fn new(limit: usize) -> Self {
+        TruncBuf {
+            buf: [0; N],
+            len: 0,
+            limit: if limit < N { limit } else { N },
+            truncated: false,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `str`s or char-boundary prefixes of them are ever copied in.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.min(N);
+    }
+
+    /// If anything was cut off, makes the text end in "..." (within `limit`).
+    fn mark_truncation(&mut self) {
+        if !self.truncated {
+            return;
+        }
+        let mut end = self.len.min(self.limit.saturating_sub(3));
+        while end > 0 && end < self.len && (self.buf[end] & 0xC0) == 0x80 {
+            end -= 1; // back to a char boundary
+        }
+        self.len = end;
+        self.truncated = false;
+        let _ = self.write_str("...");
+    }
+}
+
+impl<const N: usize> fmt::Write for TruncBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.limit.saturating_sub(self.len);
+        let mut n = s.len().min(room);
+        if n < s.len() {
+            self.truncated = true;
+            while !s.is_char_boundary(n) {
+                n -= 1;
+            }
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Formats `args` plus, when `suppressed > 0`, the suppression note and a newline
+/// into at most [`LINE_MAX`] bytes. The note survives truncation of the message.
+fn format_line(args: fmt::Arguments<'_>, suppressed: u32) -> TruncBuf<LINE_MAX> {
+    let mut note = TruncBuf::<64>::new(64);
+    if suppressed > 0 {
+        let _ = write!(note, " ({suppressed} similar messages suppressed)");
+    }
+    let text_max = LINE_MAX - 1;
+    let mut line = TruncBuf::<LINE_MAX>::new(text_max - note.len);
+    let _ = line.write_fmt(args);
+    line.mark_truncation();
+    line.set_limit(text_max);
+    let _ = line.write_str(note.as_str());
+    line.set_limit(LINE_MAX);
+    let _ = line.write_str("\n");
+    line
+}
+
+/// Local time broken down as far as a syslog header needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    /// 0 = January.
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub min: u8,
+    pub sec: u8,
+}
+
+impl LocalTime {
+    /// Now, via localtime_r. The first call loads the zone file; [`init`] makes
+    /// that call so it does not happen (and allocate) on the hot path.
+    pub fn now() -> LocalTime {
+        // SAFETY: time(NULL) has no preconditions.
+        let t = unsafe { libc::time(core::ptr::null_mut()) };
+        // SAFETY: tm is plain data for which all-zero is valid.
+        let mut tm: libc::tm = unsafe { mem::zeroed() };
+        // SAFETY: both pointers are valid; on failure tm stays zeroed.
+        unsafe { libc::localtime_r(&t, &mut tm) };
+        LocalTime {
+            month: tm.tm_mon.clamp(0, 11) as u8,
+            day: tm.tm_mday.clamp(0, 31) as u8,
+            hour: tm.tm_hour.clamp(0, 23) as u8,
+            min: tm.tm_min.clamp(0, 59) as u8,
+            sec: tm.tm_sec.clamp(0, 60) as u8,
+        }
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Builds `<PRI>Mmm dd hh:mm:ss omdiscd[PID]: msg` (day space-padded, as
+/// strftime's `%e` in musl and glibc) into `out`; returns its length. No trailing
+/// newline: syslog daemons take the datagram as the record.
+pub fn format_syslog(
+    out: &mut [u8; SYSLOG_MAX],
+    level: Level,
+    time: LocalTime,
+    pid: u32,
+    msg: &str,
+) -> usize {
+    let mut b = TruncBuf::<SYSLOG_MAX>::new(SYSLOG_MAX);
+    let _ = write!(
+        b,
+        "<{}>{} {:>2} {:02}:{:02}:{:02} {}[{}]: {}",
+        libc::LOG_DAEMON | level.syslog_priority(),
+        MONTHS[usize::from(time.month % 12)],
+        time.day,
+        time.hour,
+        time.min,
+        time.sec,
+        IDENT,
+        pid,
+        msg
+    );
+    b.mark_truncation();
+    out[..b.len].copy_from_slice(b.bytes());
+    b.len
+}
+
+/// How long a send may wait for a full syslog queue (the kernel queues only
+/// `net.unix.max_dgram_qlen`, 10 by default, datagrams). musl and glibc block
+/// without limit; a daemon stuck in a hung syslogd would stop announcing, so a
+/// burst waits a little and a hung syslogd costs lines, not liveness.
+const SYSLOG_SEND_TIMEOUT_US: libc::suseconds_t = 50_000;
+
+/// A lazily connected AF_UNIX datagram socket to syslog, with a send timeout.
+struct SyslogConn {
+    fd: Option<OwnedFd>,
+    path: [u8; SUN_PATH_MAX],
+    path_len: usize,
+}
+
+impl SyslogConn {
+    const fn new() -> SyslogConn {
+        let mut path = [0u8; SUN_PATH_MAX];
+        let def = DEFAULT_SYSLOG_PATH.as_bytes();
+        let mut i = 0;
+        while i < def.len() {
+            path[i] = def[i];
+            i += 1;
+        }
+        SyslogConn {
+            fd: None,
+            path,
+            path_len: def.len(),
+        }
+    }
+
+    fn set_path(&mut self, path: &str) -> io::Result<()> {
+        let p = path.as_bytes();
+        if p.is_empty() || p.len() > SUN_PATH_MAX || p.contains(&0) {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        self.path[..p.len()].copy_from_slice(p);
+        self.path_len = p.len();
+        self.fd = None;
+        Ok(())
+    }
+
+    fn connect(&self) -> io::Result<OwnedFd> {
+        let fd = crate::syscall!(socket(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0
+        ))?;
+        // SAFETY: socket() just returned this fd and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: SYSLOG_SEND_TIMEOUT_US,
+        };
+        crate::syscall!(setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            mem::size_of::<libc::timeval>() as libc::socklen_t
+        ))?;
+        // SAFETY: sockaddr_un is plain data for which all-zero is valid.
+        let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in addr.sun_path.iter_mut().zip(&self.path[..self.path_len]) {
+            *d = *s as libc::c_char;
+        }
+        let len = mem::size_of::<libc::sa_family_t>() + self.path_len + 1;
+        crate::syscall!(connect(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len as libc::socklen_t
+        ))?;
+        Ok(fd)
+    }
+
+    fn send_once(&self, datagram: &[u8]) -> io::Result<()> {
+        let Some(fd) = &self.fd else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        crate::syscall!(send(
+            fd.as_raw_fd(),
+            datagram.as_ptr().cast(),
+            datagram.len(),
+            libc::MSG_NOSIGNAL
+        ))?;
+        Ok(())
+    }
+
+    /// Sends, connecting first if needed; on failure reconnects once and retries
+    /// once, then drops the line. A syslog queue still full after the send
+    /// timeout (EAGAIN) drops the line at once, without reconnecting.
+    fn send(&mut self, datagram: &[u8]) {
+        if self.fd.is_none() {
+            self.fd = self.connect().ok();
+        }
+        match self.send_once(datagram) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return,
+            Err(_) => {}
+        }
+        self.fd = self.connect().ok();
+        if self.send_once(datagram).is_err() {
+            self.fd = None;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Time the last line for this key was printed; None before the first.
+    last_ms: Option<u64>,
+    suppressed: u32,
+}
+
+/// At most one line per key per interval, counting what it holds back.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    slots: [Slot; keys::MAX],
+}
+
+impl RateLimiter {
+    pub const fn new() -> RateLimiter {
+        RateLimiter {
+            slots: [Slot {
+                last_ms: None,
+                suppressed: 0,
+            }; keys::MAX],
+        }
+    }
+
+    /// `Some(n)` if a line for `key` may be printed at `now_ms` (`n` lines were
+    /// suppressed since the last one), `None` if this one is suppressed.
+    /// Keys out of range are never limited.
+    pub fn check(&mut self, key: usize, interval_ms: u64, now_ms: u64) -> Option<u32> {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return Some(0);
+        };
+        match slot.last_ms {
+            Some(last) if now_ms >= last && now_ms - last < interval_ms => {
+                slot.suppressed = slot.suppressed.saturating_add(1);
+                None
+            }
+            _ => {
+                slot.last_ms = Some(now_ms);
+                Some(mem::take(&mut slot.suppressed))
+            }
+        }
+    }
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter::new()
+    }
+}
+
+/// A complete logger; the global one behind the macros is a `Mutex<Logger>`.
+/// Separate instances make tests independent of the global state.
+pub struct Logger {
+    sink: Sink,
+    debug: bool,
+    syslog: SyslogConn,
+    limiter: RateLimiter,
+}
+
+impl Logger {
+    /// A logger writing to `sink`, debug lines off.
+    pub const fn new(sink: Sink) -> Logger {
+        Logger {
+            sink,
+            debug: false,
+            syslog: SyslogConn::new(),
+            limiter: RateLimiter::new(),
+        }
+    }
+
+    pub fn set_sink(&mut self, sink: Sink) {
+        if sink != Sink::Syslog {
+            self.syslog.fd = None;
+        }
+        self.sink = sink;
+    }
+
+    pub fn sink(&self) -> Sink {
+        self.sink
+    }
+
+    pub fn set_debug(&mut self, on: bool) {
+        self.debug = on;
+    }
+
+    /// Points the syslog sink at another socket (tests); the default is /dev/log.
+    pub fn set_syslog_path(&mut self, path: &str) -> io::Result<()> {
+        self.syslog.set_path(path)
+    }
+
+    fn enabled(&self, level: Level) -> bool {
+        level != Level::Debug || self.debug
+    }
+
+    /// Logs one message.
+    pub fn write(&mut self, level: Level, args: fmt::Arguments<'_>) {
+        if self.enabled(level) {
+            let line = format_line(args, 0);
+            self.emit(level, line.bytes());
+        }
+    }
+
+    /// Logs one message subject to rate limiting by `key`, at time `now_ms`.
+    pub fn limited_at(
+        &mut self,
+        now_ms: u64,
+        key: usize,
+        interval_ms: u64,
+        level: Level,
+        args: fmt::Arguments<'_>,
+    ) {
+        if !self.enabled(level) {
+            return;
+        }
+        if let Some(suppressed) = self.limiter.check(key, interval_ms, now_ms) {
+            let line = format_line(args, suppressed);
+            self.emit(level, line.bytes());
+        }
+    }
+
+    /// Sends a formatted line (ending in a newline) to the sink. Errors are
+    /// ignored: there is nowhere left to report them.
+    fn emit(&mut self, level: Level, line: &[u8]) {
+        match self.sink {
+            Sink::Stdout => {
+                let _ = sys::write_all_fd(libc::STDOUT_FILENO, line);
+            }
+            Sink::Fd(fd) => {
+                let _ = sys::write_all_fd(fd, line);
+            }
+            Sink::Syslog => {
+                let text = line.strip_suffix(b"\n").unwrap_or(line);
+                let text = core::str::from_utf8(text).unwrap_or("");
+                let mut dgram = [0u8; SYSLOG_MAX];
+                // SAFETY: getpid has no preconditions; asked per line because
+                // daemonize() changes it.
+                let pid = unsafe { libc::getpid() } as u32;
+                let n = format_syslog(&mut dgram, level, LocalTime::now(), pid, text);
+                self.syslog.send(&dgram[..n]);
+            }
+        }
+    }
+}
+
+static LOGGER: Mutex<Logger> = Mutex::new(Logger::new(Sink::Stdout));
+/// Mirror of the global logger's debug flag, read without locking so that a
+/// suppressed `debug!` costs one load and no formatting.
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
+fn global() -> MutexGuard<'static, Logger> {
+    // A panic while logging must not silence the daemon for good.
+    LOGGER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Selects the sink at start-up. For syslog it also loads the time zone now, so
+/// the first line does not do it (and allocate) from the hot path.
+pub fn init(sink: Sink) {
+    if sink == Sink::Syslog {
+        // localtime_r loads the zone on first use (libc has no binding for tzset).
+        let _ = LocalTime::now();
+    }
+    set_sink(sink);
+}
+
+/// Switches the sink, e.g. to syslog after daemonizing.
+pub fn set_sink(sink: Sink) {
+    global().set_sink(sink);
+}
+
+/// Turns `debug!` output on or off (off by default).
+pub fn set_debug(on: bool) {
+    DEBUG.store(on, Ordering::Relaxed);
+    global().set_debug(on);
+}
+
+pub fn debug_enabled() -> bool {
+    DEBUG.load(Ordering::Relaxed)
+}
+
+/// Points the syslog sink at another socket; for tests.
+pub fn set_syslog_path(path: &str) -> io::Result<()> {
+    global().set_syslog_path(path)
+}
+
+/// What the macros call. The message is formatted before the lock is taken, so
+/// a `Display` impl that itself logs cannot deadlock.
+pub fn write(level: Level, args: fmt::Arguments<'_>) {
+    if level == Level::Debug && !debug_enabled() {
+        return;
+    }
+    let line = format_line(args, 0);
+    global().emit(level, line.bytes());
+}
+
+/// Logs at most one line per `key` (see [`keys`]) per `interval_ms`; the next line
+/// printed after suppressions ends with ` (N similar messages suppressed)`.
+pub fn limited(key: usize, interval_ms: u64, level: Level, args: fmt::Arguments<'_>) {
+    if level == Level::Debug && !debug_enabled() {
+        return;
+    }
+    let now = sys::monotonic_ms();
+    let Some(suppressed) = global().limiter.check(key, interval_ms, now) else {
+        return;
+    };
+    let line = format_line(args, suppressed);
+    global().emit(level, line.bytes());
+}
+
+/// Logs at `Level::Error`.
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)+) => { $crate::log::write($crate::log::Level::Error, format_args!($($arg)+)) };
+}
+
+/// Logs at `Level::Warn`.
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)+) => { $crate::log::write($crate::log::Level::Warn, format_args!($($arg)+)) };
+}
+
+/// Logs at `Level::Notice`.
+#[macro_export]
+macro_rules! notice {
+    ($($arg:tt)+) => { $crate::log::write($crate::log::Level::Notice, format_args!($($arg)+)) };
+}
+
+/// Logs at `Level::Info`.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)+) => { $crate::log::write($crate::log::Level::Info, format_args!($($arg)+)) };
+}
+
+/// Logs at `Level::Debug`, only when `log::set_debug(true)` was called.
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)+) => { $crate::log::write($crate::log::Level::Debug, format_args!($($arg)+)) };
+}
+
+/// Rate-limited logging: `log_limited!(keys::BAD_PACKET, 10_000, Level::Warn, "bad packet from {}", a)`.
+#[macro_export]
+macro_rules! log_limited {
+    ($key:expr, $interval_ms:expr, $level:expr, $($arg:tt)+) => {
+        $crate::log::limited($key, $interval_ms, $level, format_args!($($arg)+))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// A non-blocking pipe: (read end, write end).
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        crate::syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK)).unwrap();
+        // SAFETY: pipe2 just returned these two fds, owned by nobody else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    fn drain(fd: &OwnedFd) -> String {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = crate::syscall!(read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 4096)) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n as usize]);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A fresh directory under the system temp dir, unique per test.
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("omdiscd-log-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn fd_sink_writes_message_and_newline() {
+        let (r, w) = pipe();
+        let mut log = Logger::new(Sink::Fd(w.as_raw_fd()));
+        log.write(Level::Info, format_args!("joined {} at {}", "node7", 42));
+        log.write(Level::Error, format_args!("plain"));
+        assert_eq!(drain(&r), "joined node7 at 42\nplain\n");
+    }
+
+    #[test]
+    fn debug_is_off_by_default() {
+        let (r, w) = pipe();
+        let mut log = Logger::new(Sink::Fd(w.as_raw_fd()));
+        log.write(Level::Debug, format_args!("hidden"));
+        log.set_debug(true);
+        log.write(Level::Debug, format_args!("shown"));
+        assert_eq!(drain(&r), "shown\n");
+    }
+
+    #[test]
+    fn long_message_is_truncated_with_ellipsis() {
+        let (r, w) = pipe();
+        let mut log = Logger::new(Sink::Fd(w.as_raw_fd()));
+        let big = "x".repeat(5000);
+        log.write(Level::Warn, format_args!("{big}"));
+        let out = drain(&r);
+        assert_eq!(out.len(), LINE_MAX);
+        assert!(out.ends_with("x...\n"));
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        for pad in 0..4 {
+            let s = format!("{}{}", "a".repeat(pad), "é€😀".repeat(400));
+            let line = format_line(format_args!("{s}"), 0);
+            let text = line.as_str();
+            assert!(text.len() <= LINE_MAX, "{}", text.len());
+            assert!(text.ends_with("...\n"));
+            assert!(s.starts_with(text.strip_suffix("...\n").unwrap()));
+        }
+    }
+
+    #[test]
+    fn exact_fit_is_not_truncated() {
+        let s = "y".repeat(LINE_MAX - 1);
+        let line = format_line(format_args!("{s}"), 0);
+        assert_eq!(line.as_str(), format!("{s}\n"));
+    }
+
+    #[test]
+    fn suppression_note_survives_truncation() {
+        let big = "z".repeat(5000);
+        let line = format_line(format_args!("{big}"), 7);
+        assert_eq!(line.len, LINE_MAX);
+        assert!(line
+            .as_str()
+            .ends_with("z... (7 similar messages suppressed)\n"));
+    }
+
+    #[test]
+    fn rate_limiter_prints_one_of_a_hundred_then_the_count() {
+        let (r, w) = pipe();
+        let mut log = Logger::new(Sink::Fd(w.as_raw_fd()));
+        for t in 0..100 {
+            log.limited_at(
+                1_000 + t,
+                keys::BAD_PACKET,
+                1_000,
+                Level::Warn,
+                format_args!("bad packet {t}"),
+            );
+        }
+        // Another key is independent.
+        log.limited_at(
+            1_050,
+            keys::SEND_ERROR,
+            1_000,
+            Level::Warn,
+            format_args!("send"),
+        );
+        assert_eq!(drain(&r), "bad packet 0\nsend\n");
+        log.limited_at(
+            1_999,
+            keys::BAD_PACKET,
+            1_000,
+            Level::Warn,
+            format_args!("early"),
+        );
+        log.limited_at(
+            2_000,
+            keys::BAD_PACKET,
+            1_000,
+            Level::Warn,
+            format_args!("again"),
+        );
+        assert_eq!(drain(&r), "again (100 similar messages suppressed)\n");
+        log.limited_at(
+            3_000,
+            keys::BAD_PACKET,
+            1_000,
+            Level::Warn,
+            format_args!("calm"),
+        );
+        assert_eq!(drain(&r), "calm\n");
+    }
+
+    #[test]
+    fn rate_limiter_edge_cases() {
+        let mut rl = RateLimiter::new();
+        // The first line for a key prints even at time 0.
+        assert_eq!(rl.check(keys::COLLISION, 500, 0), Some(0));
+        assert_eq!(rl.check(keys::COLLISION, 500, 499), None);
+        // A clock that went backwards does not suppress forever.
+        assert_eq!(rl.check(keys::COLLISION, 500, 10_000), Some(1));
+        assert_eq!(rl.check(keys::COLLISION, 500, 5), Some(0));
+        // Out-of-range keys are never limited.
+        assert_eq!(rl.check(keys::MAX, 500, 0), Some(0));
+        assert_eq!(rl.check(keys::MAX, 500, 0), Some(0));
+    }
+
+    #[test]
+    fn syslog_format() {
+        let t = LocalTime {
+            month: 2,
+            day: 5,
+            hour: 7,
+            min: 8,
+            sec: 9,
+        };
+        let mut buf = [0u8; SYSLOG_MAX];
+        let n = format_syslog(&mut buf, Level::Info, t, 1234, "joined 10.0.0.7");
+        assert_eq!(
+            core::str::from_utf8(&buf[..n]).unwrap(),
+            "<30>Mar  5 07:08:09 omdiscd[1234]: joined 10.0.0.7"
+        );
+        let t = LocalTime {
+            month: 11,
+            day: 31,
+            hour: 23,
+            min: 59,
+            sec: 60,
+        };
+        let n = format_syslog(&mut buf, Level::Error, t, 1, "x");
+        assert_eq!(&buf[..n], b"<27>Dec 31 23:59:60 omdiscd[1]: x");
+        let n = format_syslog(&mut buf, Level::Debug, t, 1, "x");
+        assert!(buf[..n].starts_with(b"<31>"));
+        let n = format_syslog(&mut buf, Level::Warn, t, 1, "x");
+        assert!(buf[..n].starts_with(b"<28>"));
+        let n = format_syslog(&mut buf, Level::Notice, t, 1, "x");
+        assert!(buf[..n].starts_with(b"<29>"));
+        let long = "w".repeat(1500);
+        let n = format_syslog(&mut buf, Level::Info, t, 1, &long);
+        assert_eq!(n, SYSLOG_MAX);
+        assert!(buf.ends_with(b"w..."));
+    }
+
+    #[test]
+    fn syslog_sends_datagrams_and_reconnects() {
+        let dir = temp_dir("syslog");
+        let path = dir.join("log.sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+
+        let mut log = Logger::new(Sink::Syslog);
+        log.set_syslog_path(path.to_str().unwrap()).unwrap();
+        log.write(Level::Notice, format_args!("hello {}", 1));
+        let mut buf = [0u8; 2048];
+        let n = rx.recv(&mut buf).unwrap();
+        let got = core::str::from_utf8(&buf[..n]).unwrap();
+        assert!(got.starts_with("<29>"), "{got}");
+        let tail = format!(" omdiscd[{}]: hello 1", std::process::id());
+        assert!(got.ends_with(&tail), "{got}");
+        // "<29>Mmm dd hh:mm:ss" is 19 bytes; the tail follows directly.
+        assert_eq!(got.len(), 19 + tail.len(), "{got}");
+        assert_eq!(&got[7..8], " ");
+        assert_eq!(&got[13..14], ":");
+
+        // syslogd restarts: the old socket goes away, a new one is bound.
+        drop(rx);
+        std::fs::remove_file(&path).unwrap();
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        log.write(Level::Info, format_args!("after restart"));
+        let n = rx.recv(&mut buf).unwrap();
+        assert!(buf[..n].ends_with(b": after restart"));
+
+        // No syslogd at all: the line is dropped silently.
+        drop(rx);
+        std::fs::remove_file(&path).unwrap();
+        log.write(Level::Info, format_args!("lost"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn full_syslog_queue_drops_lines_instead_of_hanging() {
+        let dir = temp_dir("full");
+        let path = dir.join("log.sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let mut log = Logger::new(Sink::Syslog);
+        log.set_syslog_path(path.to_str().unwrap()).unwrap();
+        let start = sys::monotonic_ms();
+        for i in 0..13 {
+            log.write(Level::Info, format_args!("line {i}"));
+        }
+        // At most 3 overflowing sends, each waiting the 50 ms timeout.
+        assert!(sys::monotonic_ms() - start < 2_000);
+        rx.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut got = 0;
+        while rx.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        assert!((1..13).contains(&got), "{got}");
+        // Once drained, lines flow again on the same connection.
+        log.write(Level::Info, format_args!("later"));
+        rx.set_nonblocking(false).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = rx.recv(&mut buf).unwrap();
+        assert!(buf[..n].ends_with(b": later"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn syslog_path_is_validated() {
+        let mut log = Logger::new(Sink::Syslog);
+        assert!(log.set_syslog_path("").is_err());
+        assert!(log.set_syslog_path(&"p".repeat(108)).is_err());
+        assert!(log.set_syslog_path("a\0b").is_err());
+        assert!(log.set_syslog_path(&"p".repeat(107)).is_ok());
+    }
+
+    #[test]
+    fn levels_map_to_syslog_priorities() {
+        assert_eq!(Level::Error.syslog_priority(), libc::LOG_ERR);
+        assert_eq!(Level::Warn.syslog_priority(), libc::LOG_WARNING);
+        assert_eq!(Level::Notice.syslog_priority(), libc::LOG_NOTICE);
+        assert_eq!(Level::Info.syslog_priority(), libc::LOG_INFO);
+        assert_eq!(Level::Debug.syslog_priority(), libc::LOG_DEBUG);
+    }
+}

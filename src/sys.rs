@@ -1,5 +1,6 @@
 //! Thin wrappers over the Linux system calls the daemon uses.
 
+
 /// Calls a libc function and turns its `-1` return into `io::Error::last_os_error()`,
 /// in the manner of mio's `syscall!`.
 #[macro_export]
@@ -18,13 +19,610 @@ macro_rules! syscall {
     }};
 }
 
-/// The daemon's clock: CLOCK_MONOTONIC in milliseconds.
+use std::io;
+use std::mem;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr;
+use std::time::Duration;
+
+/// An all-zero `epoll_event`, for initialising the array handed to [`Epoll::wait`]
+/// without a heap allocation: `[EMPTY_EVENT; 64]`.
+pub const EMPTY_EVENT: libc::epoll_event = libc::epoll_event { events: 0, u64: 0 };
+
+/// The token registered with [`Epoll::add`], copied out of the (packed on x86_64)
+/// `epoll_event` so callers never take a reference to a packed field.
+pub fn event_token(ev: &libc::epoll_event) -> u64 {
+    ev.u64
+}
+
+/// The readiness flags (`EPOLLIN`, `EPOLLERR`, ...) of an event returned by [`Epoll::wait`].
+pub fn event_flags(ev: &libc::epoll_event) -> u32 {
+    ev.events
+}
+
+/// The daemon's event loop multiplexer. Owning the fd closes it on drop.
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    /// Creates the epoll instance; close-on-exec so hooks we spawn do not inherit it.
+    pub fn new() -> io::Result<Epoll> {
+        let fd = crate::syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+        // SAFETY: epoll_create1 just returned this fd and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd })
+    }
+
+    /// Registers `fd` for `events` (`EPOLLIN as u32`, ...); `token` comes back in `wait`.
+    pub fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, events)
+    }
+
+    /// Changes the token or interest set of an already registered fd.
+    pub fn modify(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, events)
+    }
+
+    /// Unregisters `fd`; needed before closing an fd that was `dup`ed elsewhere.
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        crate::syscall!(epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev))?;
+        Ok(())
+    }
+
+    /// Waits for events; returns how many entries of `events` were filled.
+    ///
+    /// `None` waits forever. A signal interrupting the wait is not an error: it
+    /// returns `Ok(0)` so the loop simply recomputes its deadlines and goes round.
+    pub fn wait(
+        &self,
+        events: &mut [libc::epoll_event],
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        let max = events.len().min(libc::c_int::MAX as usize) as libc::c_int;
+        match crate::syscall!(epoll_wait(
+            self.fd.as_raw_fd(),
+            events.as_mut_ptr(),
+            max,
+            epoll_timeout_ms(timeout)
+        )) {
+            Ok(n) => Ok(n as usize),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The raw epoll fd.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for Epoll {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Converts a timeout to epoll's milliseconds, rounding up (as mio does) so that a
+/// deadline less than 1 ms away sleeps 1 ms instead of spinning with timeout 0.
+/// Capped at `i32::MAX` ms (~24.8 days); `None` is -1, wait forever.
+pub fn epoll_timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        Some(to) => {
+            let to = to.checked_add(Duration::from_nanos(999_999)).unwrap_or(to);
+            to.as_millis().min(libc::c_int::MAX as u128) as libc::c_int
+        }
+    }
+}
+
+/// Milliseconds on CLOCK_MONOTONIC: the daemon's only clock for deadlines, immune
+/// to wall-clock steps. The same clock drives [`TimerFd::arm_at_ms`].
 pub fn monotonic_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on
+    // Linux so the call cannot fail with valid arguments.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    (ts.tv_sec as u64)
+        .wrapping_mul(1000)
+        .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
+}
+
+/// A one-shot CLOCK_MONOTONIC timer fd, armed at absolute deadlines so that time
+/// spent between computing and arming a deadline is not added to it.
+#[derive(Debug)]
+pub struct TimerFd {
+    fd: OwnedFd,
+}
+
+impl TimerFd {
+    /// Creates a disarmed, non-blocking, close-on-exec timer.
+    pub fn new() -> io::Result<TimerFd> {
+        let fd = crate::syscall!(timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC
+        ))?;
+        // SAFETY: timerfd_create just returned this fd and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(TimerFd { fd })
+    }
+
+    /// Arms the timer to fire once at `deadline_ms` on [`monotonic_ms`]'s clock.
+    /// A deadline already past fires at once.
+    pub fn arm_at_ms(&self, deadline_ms: u64) -> io::Result<()> {
+        let secs = libc::time_t::try_from(deadline_ms / 1000).unwrap_or(libc::time_t::MAX);
+        let mut nsecs = ((deadline_ms % 1000) * 1_000_000) as libc::c_long;
+        if secs == 0 && nsecs == 0 {
+            // An all-zero it_value disarms; 1 ns after boot is just as much "past".
+            nsecs = 1;
+        }
+        self.settime(
+            libc::TFD_TIMER_ABSTIME,
+            libc::timespec {
+                tv_sec: secs,
+                tv_nsec: nsecs,
+            },
+        )
+    }
+
+    /// Stops the timer; a pending expiration not yet drained stays readable.
+    pub fn disarm(&self) -> io::Result<()> {
+        self.settime(
+            0,
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+        )
+    }
+
+    fn settime(&self, flags: libc::c_int, value: libc::timespec) -> io::Result<()> {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: value,
+        };
+        crate::syscall!(timerfd_settime(
+            self.fd.as_raw_fd(),
+            flags,
+            &spec,
+            ptr::null_mut()
+        ))?;
+        Ok(())
+    }
+
+    /// Reads and clears the expiration count (0 if it has not fired), so the fd
+    /// stops being readable and the level-triggered loop does not spin.
+    pub fn drain(&self) -> io::Result<u64> {
+        let mut count: u64 = 0;
+        loop {
+            match crate::syscall!(read(
+                self.fd.as_raw_fd(),
+                (&mut count as *mut u64).cast(),
+                mem::size_of::<u64>()
+            )) {
+                Ok(_) => return Ok(count),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The raw fd, to register with [`Epoll`].
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for TimerFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// What a [`SignalFd`] read returns: the signal and the pid that sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalInfo {
+    pub signo: i32,
+    pub pid: u32,
+}
+
+/// Signals delivered as readable events in the epoll loop instead of through
+/// async handlers, so handling them needs no async-signal-safety reasoning.
+#[derive(Debug)]
+pub struct SignalFd {
+    fd: OwnedFd,
+}
+
+fn sigset_of(signals: &[i32]) -> io::Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it fully below.
+    let mut set: libc::sigset_t = unsafe { mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &sig in signals {
+        crate::syscall!(sigaddset(&mut set, sig))?;
+    }
+    Ok(set)
+}
+
+fn set_sigmask(how: libc::c_int, set: &libc::sigset_t) -> io::Result<()> {
+    // SAFETY: `set` is an initialised sigset_t; the old mask is not requested.
+    let rc = unsafe { libc::pthread_sigmask(how, set, ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+impl SignalFd {
+    /// Blocks `signals` in the calling thread (the whole daemon, as it is
+    /// single-threaded and threads inherit the mask) and returns a non-blocking,
+    /// close-on-exec signalfd that reports them.
+    pub fn new(signals: &[i32]) -> io::Result<SignalFd> {
+        let set = sigset_of(signals)?;
+        set_sigmask(libc::SIG_BLOCK, &set)?;
+        let fd = crate::syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))?;
+        // SAFETY: signalfd(-1, ..) just returned a new fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(SignalFd { fd })
+    }
+
+    /// Takes one pending signal, or `None` when none is pending.
+    pub fn read(&self) -> io::Result<Option<SignalInfo>> {
+        // SAFETY: signalfd_siginfo is plain data for which all-zero is valid.
+        let mut info: libc::signalfd_siginfo = unsafe { mem::zeroed() };
+        let size = mem::size_of::<libc::signalfd_siginfo>();
+        loop {
+            match crate::syscall!(read(
+                self.fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size
+            )) {
+                Ok(n) if n as usize == size => {
+                    return Ok(Some(SignalInfo {
+                        signo: info.ssi_signo as i32,
+                        pid: info.ssi_pid,
+                    }))
+                }
+                Ok(_) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The raw fd, to register with [`Epoll`].
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for SignalFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Clears the signal mask. A forked child inherits the mask [`SignalFd::new`] set,
+/// and a program it execs would otherwise never see SIGTERM and friends.
+pub fn unblock_all_signals() -> io::Result<()> {
+    set_sigmask(libc::SIG_SETMASK, &sigset_of(&[])?)
+}
+
+/// 64 random bits from the kernel, for seeding jitter and instance ids. Uses
+/// GRND_NONBLOCK so an early-boot start never hangs; falls back to a mix of the
+/// clocks and the pid, which is enough to desynchronise nodes booted together.
+pub fn getrandom_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    loop {
+        match crate::syscall!(getrandom(
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::GRND_NONBLOCK
+        )) {
+            Ok(8) => return u64::from_ne_bytes(buf),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            _ => break,
+        }
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    // SAFETY: getpid has no preconditions and cannot fail.
+    let pid = unsafe { libc::getpid() } as u64;
+    let t = (ts.tv_sec as u64).wrapping_mul(1_000_000_000) ^ ts.tv_nsec as u64;
+    Rng::from_seed(t ^ monotonic_ms().rotate_left(20) ^ (pid << 40)).next_u64()
+}
+
+/// A small non-cryptographic PRNG (splitmix64) for timer jitter: no allocation, no
+/// locking, and any seed (zero included) gives a full-period sequence.
+#[derive(Debug, Clone)]
+pub struct Rng {
+    state: u64,
+}
+
+impl Rng {
+    /// Seeded from [`getrandom_u64`].
+    pub fn new() -> Rng {
+        Rng::from_seed(getrandom_u64())
+    }
+
+    /// A reproducible generator, for tests.
+    pub const fn from_seed(seed: u64) -> Rng {
+        Rng { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The high half, which is the better-mixed one.
+    pub fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    /// Uniform-enough value in `0..n` by multiply-shift (bias < n / 2^32); 0 if `n == 0`.
+    pub fn below(&mut self, n: u32) -> u32 {
+        ((u64::from(self.next_u32()) * u64::from(n)) >> 32) as u32
+    }
+
+    /// `base_ms` spread uniformly over `base*(1-p)..=base*(1+p)` with `p = percent/100`
+    /// (clamped to 100), so nodes started together do not announce in lockstep.
+    pub fn jitter_ms(&mut self, base_ms: u64, percent: u32) -> u64 {
+        let base = u128::from(base_ms);
+        let span = base * u128::from(percent.min(100)) / 100;
+        let width = 2 * span + 1;
+        let off = (u128::from(self.next_u64()) * width) >> 64;
+        u64::try_from(base - span + off).unwrap_or(u64::MAX)
+    }
+}
+
+impl Default for Rng {
+    fn default() -> Rng {
+        Rng::new()
+    }
+}
+
+/// Detaches from the terminal the classic double-fork way: the original process
+/// exits 0, the session leader exits so the daemon can never reacquire a
+/// controlling tty, then cwd is `/`, umask 022 and stdio point at /dev/null.
+///
+/// Must be called before any thread exists (only the calling thread survives a
+/// fork) and before anything is buffered in Rust's stdout (the parents `_exit`
+/// without flushing). Returns only in the daemon (grandchild).
+pub fn daemonize() -> io::Result<()> {
+    fork_and_exit_parent()?;
+    crate::syscall!(setsid())?;
+    fork_and_exit_parent()?;
+    crate::syscall!(chdir(c"/".as_ptr()))?;
+    // SAFETY: umask has no preconditions and cannot fail.
+    unsafe { libc::umask(0o022) };
+    let null = crate::syscall!(open(c"/dev/null".as_ptr(), libc::O_RDWR))?;
+    for target in 0..=2 {
+        crate::syscall!(dup2(null, target))?;
+    }
+    if null > 2 {
+        crate::syscall!(close(null))?;
+    }
+    Ok(())
+}
+
+/// Forks; the parent leaves at once with `_exit(0)` (no atexit handlers or
+/// destructors, which belong to the child now), the child returns.
+fn fork_and_exit_parent() -> io::Result<()> {
+    if crate::syscall!(fork())? != 0 {
+        // SAFETY: _exit never returns and is always safe to call.
+        unsafe { libc::_exit(0) };
+    }
+    Ok(())
+}
+
+/// Writes all of `buf` to `fd`, retrying on EINTR and after partial writes.
+/// Does not allocate; used by the logger for its one-write-per-line output.
+pub fn write_all_fd(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match crate::syscall!(write(fd, buf.as_ptr().cast(), buf.len())) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n as usize..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        crate::syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK)).unwrap();
+        // SAFETY: pipe2 just returned these two fds, owned by nobody else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    /// Waits until `token` is reported, giving up after a generous 5 s.
+    fn wait_for(ep: &Epoll, token: u64) -> bool {
+        let deadline = monotonic_ms() + 5000;
+        let mut evs = [EMPTY_EVENT; 8];
+        while monotonic_ms() < deadline {
+            let n = ep.wait(&mut evs, Some(Duration::from_millis(100))).unwrap();
+            if evs[..n].iter().any(|e| event_token(e) == token) {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn epoll_reports_readable_pipe() {
+        let ep = Epoll::new().unwrap();
+        let (r, w) = pipe();
+        ep.add(r.as_raw_fd(), 7, libc::EPOLLIN as u32).unwrap();
+        let mut evs = [EMPTY_EVENT; 4];
+        assert_eq!(ep.wait(&mut evs, Some(Duration::ZERO)).unwrap(), 0);
+        write_all_fd(w.as_raw_fd(), b"x").unwrap();
+        let n = ep.wait(&mut evs, Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(event_token(&evs[0]), 7);
+        assert_ne!(event_flags(&evs[0]) & libc::EPOLLIN as u32, 0);
+        ep.modify(r.as_raw_fd(), 8, libc::EPOLLIN as u32).unwrap();
+        let n = ep.wait(&mut evs, Some(Duration::from_secs(5))).unwrap();
+        assert_eq!((n, event_token(&evs[0])), (1, 8));
+        ep.delete(r.as_raw_fd()).unwrap();
+        assert_eq!(ep.wait(&mut evs, Some(Duration::ZERO)).unwrap(), 0);
+        assert!(ep.delete(r.as_raw_fd()).is_err());
+    }
+
+    #[test]
+    fn timeout_rounds_up_and_caps() {
+        assert_eq!(epoll_timeout_ms(None), -1);
+        assert_eq!(epoll_timeout_ms(Some(Duration::ZERO)), 0);
+        assert_eq!(epoll_timeout_ms(Some(Duration::from_micros(300))), 1);
+        assert_eq!(epoll_timeout_ms(Some(Duration::from_nanos(1))), 1);
+        assert_eq!(epoll_timeout_ms(Some(Duration::from_millis(5))), 5);
+        assert_eq!(epoll_timeout_ms(Some(Duration::from_micros(5001))), 6);
+        assert_eq!(
+            epoll_timeout_ms(Some(Duration::from_secs(1 << 40))),
+            i32::MAX
+        );
+        assert_eq!(epoll_timeout_ms(Some(Duration::MAX)), i32::MAX);
+    }
+
+    #[test]
+    fn monotonic_clock_moves_forward() {
+        let a = monotonic_ms();
+        let b = monotonic_ms();
+        assert!(a > 0 && b >= a);
+    }
+
+    #[test]
+    fn timer_in_the_past_fires_at_once() {
+        let ep = Epoll::new().unwrap();
+        let t = TimerFd::new().unwrap();
+        ep.add(t.as_raw_fd(), 1, libc::EPOLLIN as u32).unwrap();
+        assert_eq!(t.drain().unwrap(), 0);
+        t.arm_at_ms(monotonic_ms().saturating_sub(1000)).unwrap();
+        assert!(wait_for(&ep, 1));
+        assert_eq!(t.drain().unwrap(), 1);
+        assert_eq!(t.drain().unwrap(), 0);
+        // Deadline 0 must not be the "disarm" all-zero value.
+        t.arm_at_ms(0).unwrap();
+        assert!(wait_for(&ep, 1));
+        assert_eq!(t.drain().unwrap(), 1);
+    }
+
+    #[test]
+    fn timer_in_the_near_future_fires() {
+        let ep = Epoll::new().unwrap();
+        let t = TimerFd::new().unwrap();
+        ep.add(t.as_raw_fd(), 2, libc::EPOLLIN as u32).unwrap();
+        let start = monotonic_ms();
+        t.arm_at_ms(start + 20).unwrap();
+        assert!(wait_for(&ep, 2));
+        assert!(monotonic_ms() >= start + 20);
+        assert_eq!(t.drain().unwrap(), 1);
+    }
+
+    #[test]
+    fn disarmed_timer_stays_quiet() {
+        let ep = Epoll::new().unwrap();
+        let t = TimerFd::new().unwrap();
+        ep.add(t.as_raw_fd(), 3, libc::EPOLLIN as u32).unwrap();
+        t.arm_at_ms(monotonic_ms() + 30).unwrap();
+        t.disarm().unwrap();
+        let mut evs = [EMPTY_EVENT; 4];
+        // Well past the original deadline: nothing may arrive.
+        let end = monotonic_ms() + 100;
+        while monotonic_ms() < end {
+            assert_eq!(
+                ep.wait(&mut evs, Some(Duration::from_millis(20))).unwrap(),
+                0
+            );
+        }
+        assert_eq!(t.drain().unwrap(), 0);
+    }
+
+    #[test]
+    fn write_all_fd_writes_everything() {
+        let (r, w) = pipe();
+        write_all_fd(w.as_raw_fd(), b"hello").unwrap();
+        let mut buf = [0u8; 16];
+        let n = crate::syscall!(read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())).unwrap();
+        assert_eq!(&buf[..n as usize], b"hello");
+        assert!(write_all_fd(-1, b"x").is_err());
+    }
+
+    #[test]
+    fn getrandom_differs() {
+        // 2^-64 chance of a false failure.
+        assert_ne!(getrandom_u64(), getrandom_u64());
+    }
+
+    #[test]
+    fn rng_below_stays_in_range_and_covers_it() {
+        let mut rng = Rng::from_seed(0);
+        let mut seen = [0u32; 10];
+        for _ in 0..10_000 {
+            let v = rng.below(10);
+            assert!(v < 10);
+            seen[v as usize] += 1;
+        }
+        // Each bucket expects 1000; allow a wide margin.
+        assert!(seen.iter().all(|&c| (800..1200).contains(&c)), "{seen:?}");
+        assert_eq!(rng.below(0), 0);
+        assert_eq!(rng.below(1), 0);
+        let mut other = Rng::new();
+        assert!(other.below(u32::MAX) < u32::MAX);
+    }
+
+    #[test]
+    fn rng_jitter_stays_in_bounds() {
+        let mut rng = Rng::from_seed(42);
+        let (mut lo, mut hi) = (u64::MAX, 0);
+        for _ in 0..10_000 {
+            let v = rng.jitter_ms(1000, 20);
+            assert!((800..=1200).contains(&v), "{v}");
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        assert!(lo < 820 && hi > 1180, "{lo}..{hi}");
+        assert_eq!(rng.jitter_ms(1000, 0), 1000);
+        assert_eq!(rng.jitter_ms(0, 50), 0);
+        assert!(rng.jitter_ms(10, 500) <= 20);
+        // Saturates instead of overflowing.
+        let _ = rng.jitter_ms(u64::MAX, 100);
+    }
+
+    #[test]
+    fn rng_is_reproducible() {
+        let mut a = Rng::from_seed(9);
+        let mut b = Rng::from_seed(9);
+        for _ in 0..100 {
+            assert_eq!(a.next_u64(), b.next_u64());
+        }
+        assert_ne!(a.next_u32(), a.next_u32());
+    }
 }
