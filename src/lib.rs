@@ -10,4 +10,5 @@ pub mod mapfile;
 pub mod netlink;
 pub mod procfs;
 pub mod sys;
+pub mod udp;
 pub mod wire;
