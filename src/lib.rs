@@ -4,6 +4,7 @@
 //! fuzz targets use; `src/main.rs` only parses the command line and starts it.
 
 pub mod cli;
+pub mod daemon;
 pub mod log;
 pub mod map;
 pub mod mapfile;

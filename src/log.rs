@@ -5,7 +5,6 @@
 //!
 //! Use the macros: `omdiscd::info!("joined {}", x)`, `omdiscd::log_limited!(...)`.
 
-
 use core::fmt::{self, Write as _};
 use std::io;
 use std::mem;

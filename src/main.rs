@@ -1,1 +1,105 @@
-fn main() {}
+//! `omdiscd`: command line and start-up. Everything else is in the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use omdiscd::cli::{self, Command};
+use omdiscd::daemon::{self, Daemon, StartError};
+use omdiscd::log::{self, Sink};
+use omdiscd::{error, mapfile};
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("omdiscd: {e}");
+            eprintln!("{}", cli::USAGE_HINT);
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("omdiscd {}", daemon::VERSION);
+            ExitCode::SUCCESS
+        }
+        Command::Dump { map_file } => dump(&map_file),
+        Command::Run(cfg) => run(cfg),
+    }
+}
+
+/// `--dump`: the published map in the layout of the original `showmap`.
+fn dump(path: &std::path::Path) -> ExitCode {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "omdiscd: cannot read the map file {}: {e} (is omdiscd running? see --map-file)",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match mapfile::parse(&bytes) {
+        Ok(map) => {
+            let mut out = std::io::stdout().lock();
+            if out.write_all(mapfile::showmap(&map).as_bytes()).is_err() {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("omdiscd: malformed map file {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(mut cfg: cli::Config) -> ExitCode {
+    log::init(if cfg.daemonize {
+        Sink::Syslog
+    } else {
+        Sink::Stdout
+    });
+    log::set_debug(cfg.debug);
+    if let Err(e) = daemon::absolutize(&mut cfg) {
+        error!("cannot read the current directory: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut daemon = match Daemon::new(&cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            report_start_error(&e, cfg.daemonize);
+            return ExitCode::FAILURE;
+        }
+    };
+    if cfg.daemonize {
+        if let Err(e) = omdiscd::sys::daemonize() {
+            error!("cannot become a daemon: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    daemon.start();
+    match daemon.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Start-up failures go to the log; as a daemon also to the terminal, which
+/// is still ours at that point.
+fn report_start_error(e: &StartError, daemonize: bool) {
+    let text = e.to_string();
+    for line in text.lines() {
+        error!("{line}");
+        if daemonize {
+            eprintln!("omdiscd: {line}");
+        }
+    }
+}

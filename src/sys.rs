@@ -1,6 +1,5 @@
 //! Thin wrappers over the Linux system calls the daemon uses.
 
-
 /// Calls a libc function and turns its `-1` return into `io::Error::last_os_error()`,
 /// in the manner of mio's `syscall!`.
 #[macro_export]

@@ -12,7 +12,6 @@
 //! after start-up: receive buffers live in a [`RecvBatch`] made once, and the
 //! per-call headers live on the stack.
 
-
 use std::io;
 use std::mem::{self, size_of};
 use std::net::{Ipv4Addr, SocketAddrV4};

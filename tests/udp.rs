@@ -137,7 +137,8 @@ fn multicast_on_lo_arrives_with_pktinfo() {
 fn send_from_pins_the_source_address_on_lo() {
     let (rx, tx) = lo_pair();
     let dst = SocketAddrV4::new(GROUP, rx.local_port());
-    tx.send_from(b"pinned", dst, lo(), Ipv4Addr::LOCALHOST).unwrap();
+    tx.send_from(b"pinned", dst, lo(), Ipv4Addr::LOCALHOST)
+        .unwrap();
     let mut batch = RecvBatch::new();
     let got = recv_n(&rx, &mut batch, 1, WAIT);
     assert_eq!(got.len(), 1);

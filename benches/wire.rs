@@ -1,0 +1,83 @@
+//! Wire codec cost, with a plain 76-byte copy as the baseline in the same run so
+//! results can be read as ratios independent of the machine.
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use omdiscd::wire::{
+    Label, MessageType, Repr, SyncEntry, ANNOUNCE_LEN, MAX_HOLD_MS, MAX_MESSAGE_LEN,
+    MAX_SYNC_ENTRIES,
+};
+
+fn announce() -> Repr {
+    let mut r = Repr::new(
+        MessageType::Announce,
+        Ipv4Addr::new(192, 168, 10, 220),
+        0x1234_5678,
+        Label::from_str_checked("mosix").expect("short label"),
+        2000,
+        6000,
+    );
+    r.sequence = 42;
+    r.aliases.push(Ipv4Addr::new(10, 0, 0, 220));
+    r.aliases.push(Ipv4Addr::new(172, 16, 5, 220));
+    r
+}
+
+fn full_sync() -> Repr {
+    let mut r = Repr::new(
+        MessageType::Sync,
+        Ipv4Addr::new(192, 168, 10, 1),
+        7,
+        Label::from_str_checked("mosix").expect("short label"),
+        2000,
+        MAX_HOLD_MS,
+    );
+    for i in 0..MAX_SYNC_ENTRIES as u8 {
+        r.entries.push(SyncEntry {
+            addr: Ipv4Addr::new(192, 168, 10, i + 1),
+            incarnation: u32::from(i),
+            hold_ms: 5000,
+        });
+    }
+    r
+}
+
+fn encode(r: &Repr) -> Vec<u8> {
+    let mut buf = [0u8; MAX_MESSAGE_LEN];
+    let n = r.emit(&mut buf).expect("valid Repr");
+    buf[..n].to_vec()
+}
+
+fn bench(c: &mut Criterion) {
+    let announce_repr = announce();
+    let announce_bytes = encode(&announce_repr);
+    let sync_bytes = encode(&full_sync());
+    assert_eq!(announce_bytes.len(), ANNOUNCE_LEN);
+
+    c.bench_function("copy_76_bytes_baseline", |b| {
+        let mut out = [0u8; MAX_MESSAGE_LEN];
+        b.iter(|| {
+            let src = black_box(&announce_bytes[..]);
+            out[..src.len()].copy_from_slice(src);
+            black_box(&out);
+        })
+    });
+    c.bench_function("parse_announce", |b| {
+        b.iter(|| Repr::parse(black_box(&announce_bytes[..])))
+    });
+    c.bench_function("parse_sync_36_entries", |b| {
+        b.iter(|| Repr::parse(black_box(&sync_bytes[..])))
+    });
+    c.bench_function("emit_announce", |b| {
+        let mut out = [0u8; MAX_MESSAGE_LEN];
+        b.iter(|| {
+            let n = black_box(&announce_repr).emit(&mut out);
+            black_box(&out);
+            n
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

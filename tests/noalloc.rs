@@ -1,0 +1,192 @@
+//! Proves the design rule "no heap allocation after start-up": a counting
+//! global allocator watches the daemon's thread while its real epoll loop
+//! receives announcements, leaves, SYNCs and garbage over a real socket,
+//! expires nodes, publishes the map file, logs, and handles signals.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arrayvec::ArrayVec;
+use omdiscd::cli::Config;
+use omdiscd::daemon::Daemon;
+use omdiscd::wire::{self, Label, MessageType, Repr, SyncEntry};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static WATCHED: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: forwards to the system allocator; only counts on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if WATCHED.with(|w| w.get()) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if WATCHED.with(|w| w.get()) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` with this thread's allocations counted.
+fn watched<T>(f: impl FnOnce() -> T) -> T {
+    WATCHED.with(|w| w.set(true));
+    let r = f();
+    WATCHED.with(|w| w.set(false));
+    r
+}
+
+fn packet(kind: MessageType, addr: Ipv4Addr, seq: u32, label: Label) -> Vec<u8> {
+    let mut entries = ArrayVec::new();
+    if kind == MessageType::Sync {
+        for i in 0..20u8 {
+            entries.push(SyncEntry {
+                addr: Ipv4Addr::new(127, 9, 1, i + 1),
+                incarnation: 5,
+                hold_ms: 400,
+            });
+        }
+    }
+    let repr = Repr {
+        kind,
+        flags: 0,
+        hops: 0,
+        node_id: wire::node_id_of(addr),
+        incarnation: 77,
+        sequence: seq,
+        interval_ms: 100,
+        hold_ms: 400,
+        label,
+        addr,
+        aliases: ArrayVec::new(),
+        entries,
+        auth: None,
+    };
+    let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];
+    let n = repr.emit(&mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn the_event_loop_does_not_allocate() {
+    let dir = std::env::temp_dir().join(format!("omd-noalloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("proc")).unwrap();
+    let devnull = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    omdiscd::log::init(omdiscd::log::Sink::Fd(std::os::fd::AsRawFd::as_raw_fd(
+        &devnull,
+    )));
+
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let cfg = Config {
+        daemonize: false,
+        interfaces: vec!["lo".to_string()],
+        port,
+        interval_ms: 100,
+        hold_ms: Some(400),
+        map_file: dir.join("openmosix.map"),
+        proc_root: dir.join("proc"),
+        ..Config::default()
+    };
+    let mut daemon = Daemon::new(&cfg).expect("daemon on lo");
+    daemon.start();
+
+    // Everything the sender needs is made before counting starts.
+    let label = Label([0; 16]);
+    let foreign = Label(*b"elsewhere\0\0\0\0\0\0\0");
+    let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let nodes: Vec<Ipv4Addr> = (1..=200u16)
+        .map(|i| Ipv4Addr::new(127, 3, (i >> 8) as u8 + 1, i as u8))
+        .collect();
+    let mut rounds: Vec<Vec<Vec<u8>>> = Vec::new();
+    for seq in 1..=5u32 {
+        let mut round: Vec<Vec<u8>> = nodes
+            .iter()
+            .map(|&a| packet(MessageType::Announce, a, seq, label))
+            .collect();
+        round.push(packet(MessageType::Announce, nodes[0], seq, foreign));
+        round.push(packet(
+            MessageType::Sync,
+            Ipv4Addr::new(127, 3, 9, 9),
+            seq,
+            label,
+        ));
+        round.push(packet(MessageType::Leave, nodes[seq as usize], seq, label));
+        round.push(b"garbage that is not ours".to_vec());
+        round.push(vec![b'O', b'M', b'D', b'S', 1, 1, 0, 0, 0, 3]);
+        let mut too_long = packet(MessageType::Announce, nodes[9], seq, label);
+        too_long.extend_from_slice(&[0; 600]);
+        round.push(too_long);
+        rounds.push(round);
+    }
+    // Warm up: first announcements, first publish, lazy one-time set-ups.
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_millis(400) {
+        daemon.step(Some(Duration::from_millis(20))).unwrap();
+    }
+
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    let mut peak = 0;
+    for round in &rounds {
+        for p in round {
+            sender.send_to(p, to).unwrap();
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(60) {
+            watched(|| daemon.step(Some(Duration::from_millis(10)))).unwrap();
+        }
+        peak = peak.max(daemon.map().len());
+    }
+    // Signals: SIGHUP re-reads interfaces over netlink, SIGUSR1 logs counters.
+    // raise() targets this thread, which blocked them for the signalfd.
+    // SAFETY: raising a blocked signal on our own thread.
+    unsafe {
+        libc::raise(libc::SIGHUP);
+        libc::raise(libc::SIGUSR1);
+    }
+    // Silence: every node expires after its 400 ms hold and is unpublished.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(900) {
+        watched(|| daemon.step(Some(Duration::from_millis(20)))).unwrap();
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+
+    let c = daemon.counters();
+    assert!(
+        peak >= 200,
+        "the daemon learned {peak} nodes, expected all 200"
+    );
+    assert_eq!(daemon.map().len(), 1, "every peer expired");
+    assert!(c.foreign_cluster >= 5, "{c:?}");
+    assert!(c.dropped.iter().sum::<u64>() >= 15, "{c:?}");
+    assert!(c.publishes >= 3, "{c:?}");
+    assert!(c.sent >= 10, "{c:?}");
+    assert_eq!(allocations, 0, "heap allocations in the steady state");
+    let published = std::fs::read_to_string(dir.join("openmosix.map")).unwrap();
+    assert!(published.contains("# nodes: 1\n"), "{published}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
