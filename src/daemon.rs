@@ -460,7 +460,10 @@ impl Daemon {
         };
         match to {
             Some((dst, ifindex)) => {
-                let r = self.sock.send(&self.send_buf[..len], dst, Some(ifindex));
+                let r = match self.ifaces.iter().find(|i| i.index == ifindex) {
+                    Some(iface) => send_via(&self.sock, iface, &self.send_buf[..len], dst),
+                    None => self.sock.send(&self.send_buf[..len], dst, Some(ifindex)),
+                };
                 self.count_send(r);
             }
             None => {
@@ -469,9 +472,7 @@ impl Daemon {
                     if !self.sends_on(i) {
                         continue;
                     }
-                    let r = self
-                        .sock
-                        .send(&self.send_buf[..len], dst, Some(self.ifaces[i].index));
+                    let r = send_via(&self.sock, &self.ifaces[i], &self.send_buf[..len], dst);
                     self.count_send(r);
                 }
             }
@@ -705,9 +706,7 @@ impl Daemon {
             if self.ifaces[i].index == from_ifindex || !self.sends_on(i) {
                 continue;
             }
-            let r = self
-                .sock
-                .send(&self.relay_buf[..len], dst, Some(self.ifaces[i].index));
+            let r = send_via(&self.sock, &self.ifaces[i], &self.relay_buf[..len], dst);
             if r.is_ok() {
                 self.counters.relayed += 1;
             }
@@ -1109,6 +1108,15 @@ fn resolve_lenient(
         });
     }
     Some(out)
+}
+
+/// Sends out of `iface` with its address as the source, so peers see (and
+/// reply to) the address on that link, also on `lo`.
+fn send_via(sock: &McastSocket, iface: &Iface, buf: &[u8], dst: SocketAddrV4) -> io::Result<()> {
+    match iface.addr {
+        Some(src) => sock.send_from(buf, dst, iface.index, src),
+        None => sock.send(buf, dst, Some(iface.index)),
+    }
 }
 
 fn alias_addrs(ifaces: &[Iface], primary: Ipv4Addr) -> ArrayVec<Ipv4Addr, 6> {
