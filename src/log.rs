@@ -228,7 +228,7 @@ pub fn format_syslog(
 /// `net.unix.max_dgram_qlen`, 10 by default, datagrams). musl and glibc block
 /// without limit; a daemon stuck in a hung syslogd would stop announcing, so a
 /// burst waits a little and a hung syslogd costs lines, not liveness.
-const SYSLOG_SEND_TIMEOUT_US: libc::suseconds_t = 50_000;
+const SYSLOG_SEND_TIMEOUT_US: u32 = 50_000;
 
 /// A lazily connected AF_UNIX datagram socket to syslog, with a send timeout.
 struct SyslogConn {
@@ -274,7 +274,7 @@ impl SyslogConn {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let timeout = libc::timeval {
             tv_sec: 0,
-            tv_usec: SYSLOG_SEND_TIMEOUT_US,
+            tv_usec: SYSLOG_SEND_TIMEOUT_US as _,
         };
         crate::syscall!(setsockopt(
             fd.as_raw_fd(),

@@ -159,7 +159,8 @@ impl TimerFd {
     /// Arms the timer to fire once at `deadline_ms` on [`monotonic_ms`]'s clock.
     /// A deadline already past fires at once.
     pub fn arm_at_ms(&self, deadline_ms: u64) -> io::Result<()> {
-        let secs = libc::time_t::try_from(deadline_ms / 1000).unwrap_or(libc::time_t::MAX);
+        // Capped well inside any time_t (musl's is changing width); ~292 years.
+        let secs = (deadline_ms / 1000).min(i32::MAX as u64);
         let mut nsecs = ((deadline_ms % 1000) * 1_000_000) as libc::c_long;
         if secs == 0 && nsecs == 0 {
             // An all-zero it_value disarms; 1 ns after boot is just as much "past".
@@ -168,7 +169,7 @@ impl TimerFd {
         self.settime(
             libc::TFD_TIMER_ABSTIME,
             libc::timespec {
-                tv_sec: secs,
+                tv_sec: secs as _,
                 tv_nsec: nsecs,
             },
         )

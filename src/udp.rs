@@ -325,7 +325,7 @@ impl McastSocket {
                 self.fd.as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 N as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                libc::MSG_DONTWAIT as _,
                 ptr::null_mut()
             )) {
                 Ok(n) => break n as usize,
