@@ -64,17 +64,10 @@ impl IdSet {
         self.0[id as usize / 64] &= !(1 << (id % 64));
     }
     fn iter(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.0.iter().enumerate().flat_map(|(w, &word)| {
-            let mut bits = word;
-            std::iter::from_fn(move || {
-                if bits == 0 {
-                    return None;
-                }
-                let b = bits.trailing_zeros();
-                bits &= bits - 1;
-                Some((w * 64 + b as usize) as NodeId)
-            })
-        })
+        self.0
+            .iter()
+            .enumerate()
+            .flat_map(|(w, &word)| ids_in_word(w, word))
     }
     /// Ids in `self` but not in `other`, ascending.
     fn difference<'a>(&'a self, other: &'a IdSet) -> impl Iterator<Item = NodeId> + 'a {
@@ -82,21 +75,24 @@ impl IdSet {
             .iter()
             .zip(other.0.iter())
             .enumerate()
-            .flat_map(|(w, (&a, &b))| {
-                let mut bits = a & !b;
-                std::iter::from_fn(move || {
-                    if bits == 0 {
-                        return None;
-                    }
-                    let i = bits.trailing_zeros();
-                    bits &= bits - 1;
-                    Some((w * 64 + i as usize) as NodeId)
-                })
-            })
+            .flat_map(|(w, (&a, &b))| ids_in_word(w, a & !b))
     }
     fn copy_from(&mut self, other: &IdSet) {
         self.0.copy_from_slice(&other.0);
     }
+}
+
+/// The ids whose bits are set in word `w` of an id set, ascending.
+fn ids_in_word(w: usize, word: u64) -> impl Iterator<Item = NodeId> {
+    let mut bits = word;
+    std::iter::from_fn(move || {
+        if bits == 0 {
+            return None;
+        }
+        let b = bits.trailing_zeros();
+        bits &= bits - 1;
+        Some((w * 64 + b as usize) as NodeId)
+    })
 }
 
 /// What a node says about itself, taken from an ANNOUNCE (or a LEAVE).
@@ -372,10 +368,7 @@ impl ClusterMap {
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let mut removed = 0;
         for w in 0..WORDS {
-            let mut bits = self.live.0[w];
-            while bits != 0 {
-                let id = (w * 64 + bits.trailing_zeros() as usize) as NodeId;
-                bits &= bits - 1;
+            for id in ids_in_word(w, self.live.0[w]) {
                 if id != self.own && now_ms >= expiry(&self.slots[id as usize]) {
                     self.remove(id);
                     removed += 1;
@@ -505,6 +498,24 @@ fn set_aliases(slot: &mut Slot, aliases: &[Ipv4Addr]) {
         *dst = (*src).into();
     }
     slot.alias_count = n as u8;
+}
+
+/// A map of `own` plus `peers` all heard at time 0 (tests of the modules
+/// that publish the map).
+#[cfg(test)]
+pub(crate) fn test_map(own: Ipv4Addr, peers: impl IntoIterator<Item = Ipv4Addr>) -> ClusterMap {
+    let mut map = ClusterMap::new(own, &[], 1);
+    for addr in peers {
+        let a = Announcement {
+            addr,
+            aliases: &[],
+            incarnation: 3,
+            sequence: 1,
+            hold_ms: 6000,
+        };
+        map.apply_announce(&a, 0);
+    }
+    map
 }
 
 /// RFC 1982 serial-number comparison: `a` is newer than `b`.

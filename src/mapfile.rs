@@ -302,18 +302,8 @@ mod tests {
     use crate::map::Announcement;
 
     fn howto_map() -> ClusterMap {
-        let mut map = ClusterMap::new(Ipv4Addr::new(192, 168, 10, 220), &[], 1);
-        for last in [78, 86, 67, 74] {
-            let a = Announcement {
-                addr: Ipv4Addr::new(192, 168, 10, last),
-                aliases: &[],
-                incarnation: 3,
-                sequence: 1,
-                hold_ms: 6000,
-            };
-            map.apply_announce(&a, 0);
-        }
-        map
+        let peers = [78, 86, 67, 74].map(|last| Ipv4Addr::new(192, 168, 10, last));
+        crate::map::test_map(Ipv4Addr::new(192, 168, 10, 220), peers)
     }
 
     fn rendered(map: &ClusterMap) -> String {
@@ -354,17 +344,10 @@ Base Node-Id Address          Count
 
     #[test]
     fn consecutive_nodes_compress_into_ranges_around_the_own_node() {
-        let mut map = ClusterMap::new(Ipv4Addr::new(10, 0, 1, 5), &[], 1);
-        for last in (1..=9).chain([20, 21]) {
-            let a = Announcement {
-                addr: Ipv4Addr::new(10, 0, 1, last),
-                aliases: &[],
-                incarnation: 3,
-                sequence: 1,
-                hold_ms: 6000,
-            };
-            map.apply_announce(&a, 0);
-        }
+        let peers = (1..=9)
+            .chain([20, 21])
+            .map(|last| Ipv4Addr::new(10, 0, 1, last));
+        let map = crate::map::test_map(Ipv4Addr::new(10, 0, 1, 5), peers);
         let text = rendered(&map);
         let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(

@@ -408,18 +408,8 @@ mod tests {
     }
 
     fn map_of(n: u8) -> ClusterMap {
-        let mut map = ClusterMap::new(Ipv4Addr::new(192, 168, 10, 220), &[], 1);
-        for last in 1..=n {
-            let a = Announcement {
-                addr: Ipv4Addr::new(192, 168, 10, last),
-                aliases: &[],
-                incarnation: 3,
-                sequence: 1,
-                hold_ms: 6000,
-            };
-            map.apply_announce(&a, 0);
-        }
-        map
+        let peers = (1..=n).map(|last| Ipv4Addr::new(192, 168, 10, last));
+        crate::map::test_map(Ipv4Addr::new(192, 168, 10, 220), peers)
     }
 
     #[test]
