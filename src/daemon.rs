@@ -50,6 +50,11 @@ pub const MAX_HOPS: u8 = 4;
 /// (the newcomer still learns everyone from the periodic announcements).
 const MAX_PENDING_REPLIES: usize = 64;
 
+/// Expiry runs at most this often: each run walks every known node
+/// (~3 ns a node), and with thousands of nodes the earliest deadline moves on
+/// with nearly every packet. A node leaves at most this late.
+pub const EXPIRY_GRANULARITY_MS: u64 = 100;
+
 /// A retry of a failed publish (map file or kernel) after this.
 const PUBLISH_RETRY_MS: u64 = 5_000;
 
@@ -160,6 +165,7 @@ pub struct Daemon {
     file_retry_ms: Option<u64>,
     kernel_retry_ms: Option<u64>,
     expiry_check_ms: Option<u64>,
+    last_expiry_ms: u64,
     armed_ms: u64,
     replies: heapless::Vec<PendingReply, MAX_PENDING_REPLIES>,
     resolve_pending: bool,
@@ -260,6 +266,7 @@ impl Daemon {
             file_retry_ms: None,
             kernel_retry_ms: None,
             expiry_check_ms: None,
+            last_expiry_ms: 0,
             armed_ms: 0,
             replies: heapless::Vec::new(),
             resolve_pending: false,
@@ -391,7 +398,11 @@ impl Daemon {
             if self.map.expire(now) > 0 {
                 self.schedule_publish(now);
             }
-            self.expiry_check_ms = self.map.next_expiry_ms();
+            self.last_expiry_ms = now;
+            self.expiry_check_ms = self
+                .map
+                .next_expiry_ms()
+                .map(|t| t.max(now + EXPIRY_GRANULARITY_MS));
         }
         let publish_due = self.publish_at_ms.is_some_and(|t| now >= t);
         if publish_due {
@@ -685,6 +696,7 @@ impl Daemon {
     }
 
     fn note_expiry(&mut self, at: u64) {
+        let at = at.max(self.last_expiry_ms + EXPIRY_GRANULARITY_MS);
         self.expiry_check_ms = Some(self.expiry_check_ms.map_or(at, |t| t.min(at)));
     }
 

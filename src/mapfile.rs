@@ -83,23 +83,32 @@ pub fn change_log(map: &ClusterMap, mut line: impl FnMut(fmt::Arguments<'_>)) {
         }
         return;
     }
-    let (mut joined, mut left) = (0usize, 0usize);
+    // A cold boot of thousands of nodes joins them all at once: list at most
+    // CHANGE_LOG_FULL_LIMIT of the changes, count the rest.
+    let (mut joined, mut left, mut listed) = (0usize, 0usize, 0usize);
     for node in map.joined() {
         joined += 1;
-        line(format_args!(
-            "openMosix #{} is at IP address {}",
-            node.id, node.addr
-        ));
+        if listed < CHANGE_LOG_FULL_LIMIT {
+            listed += 1;
+            line(format_args!(
+                "openMosix #{} is at IP address {}",
+                node.id, node.addr
+            ));
+        }
     }
     for node in map.left() {
         left += 1;
-        line(format_args!(
-            "openMosix #{} (IP address {}) left the cluster",
-            node.id, node.addr
-        ));
+        if listed < CHANGE_LOG_FULL_LIMIT {
+            listed += 1;
+            line(format_args!(
+                "openMosix #{} (IP address {}) left the cluster",
+                node.id, node.addr
+            ));
+        }
     }
     line(format_args!(
-        "openMosix: {joined} joined, {left} left, {} nodes not listed",
+        "openMosix: {joined} joined, {left} left ({} of these not listed), {} nodes unchanged",
+        joined + left - listed,
         map.len() - joined.min(map.len())
     ));
 }
@@ -467,8 +476,21 @@ Base Node-Id Address          Count
                 "openMosix configuration changed: This is openMosix #1 (of 101 configured)",
                 "openMosix #456 is at IP address 10.0.1.200",
                 "openMosix #263 (IP address 10.0.1.7) left the cluster",
-                "openMosix: 1 joined, 1 left, 100 nodes not listed",
+                "openMosix: 1 joined, 1 left (0 of these not listed), 100 nodes unchanged",
             ]
+        );
+    }
+
+    #[test]
+    fn change_log_of_a_cold_boot_is_bounded() {
+        let peers = (1..=1000u16).map(|i| Ipv4Addr::new(10, 0, (i >> 8) as u8 + 1, i as u8));
+        let map = crate::map::test_map(Ipv4Addr::new(10, 0, 0, 1), peers);
+        let mut lines = Vec::new();
+        change_log(&map, |a| lines.push(a.to_string()));
+        assert_eq!(lines.len(), 1 + CHANGE_LOG_FULL_LIMIT + 1);
+        assert_eq!(
+            lines.last().unwrap(),
+            "openMosix: 1001 joined, 0 left (937 of these not listed), 0 nodes unchanged"
         );
     }
 
