@@ -85,8 +85,7 @@ impl fmt::Display for StartError {
         match self {
             StartError::NoDefaultRoute => write!(
                 f,
-                "Unable to determine address of default interface.  This may happen because there is no default route configured.  Without a default route, an interface must be: {}\nUnable to initialize network.  Exiting.",
-                io::Error::from_raw_os_error(libc::ENETUNREACH)
+                "Unable to determine address of default interface.  This may happen because there is no default route configured.  Without a default route, an interface must be: Network is unreachable\nUnable to initialize network.  Exiting."
             ),
             StartError::Interface { name, reason } => {
                 write!(f, "interface {name}: {reason}")
@@ -1004,6 +1003,13 @@ impl Daemon {
             return;
         };
         let primary_changed = new_primary != self.primary;
+        // The fresh interfaces first: the goodbye must leave from an address
+        // we still have (the old one may be gone already).
+        self.ifaces = fresh;
+        if let Some(first) = self.ifaces.first() {
+            let _ = self.sock.set_default_interface(first.index);
+        }
+        self.join_groups();
         if primary_changed {
             notice!(
                 "address changed from {} to {}: leaving as #{} and joining as #{}",
@@ -1014,11 +1020,6 @@ impl Daemon {
             );
             self.say_goodbye();
         }
-        self.ifaces = fresh;
-        if let Some(first) = self.ifaces.first() {
-            let _ = self.sock.set_default_interface(first.index);
-        }
-        self.join_groups();
         let aliases = alias_addrs(&self.ifaces, new_primary);
         let own = self.map.own_node();
         let aliases_changed = !own.aliases().eq(aliases.iter().copied());
@@ -1125,9 +1126,21 @@ fn resolve_lenient(
 /// Sends out of `iface` with its address as the source, so peers see (and
 /// reply to) the address on that link, also on `lo`.
 fn send_via(sock: &McastSocket, iface: &Iface, buf: &[u8], dst: SocketAddrV4) -> io::Result<()> {
-    match iface.addr {
-        Some(src) => sock.send_from(buf, dst, iface.index, src),
-        None => sock.send(buf, dst, Some(iface.index)),
+    let Some(src) = iface.addr else {
+        return sock.send(buf, dst, Some(iface.index));
+    };
+    match sock.send_from(buf, dst, iface.index, src) {
+        // The address went away under us (netlink will tell us soon): let
+        // the kernel pick a source rather than lose the datagram.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EADDRNOTAVAIL | libc::ENETUNREACH | libc::EINVAL)
+            ) =>
+        {
+            sock.send(buf, dst, Some(iface.index))
+        }
+        r => r,
     }
 }
 

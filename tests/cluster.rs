@@ -1,0 +1,997 @@
+//! Multi-node integration tests: real omdiscd processes in network namespaces
+//! (see tests/common/mod.rs). Needs root and iproute2. Every daemon runs inside
+//! a lab namespace with `-n`, its own `--map-file` and an empty `--proc-root`
+//! (except the kernel stand-in test), so nothing on the host is touched.
+//!
+//! Measured numbers are printed with `eprintln!` (run with `--nocapture`).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 42);
+const PORT: u16 = 7742;
+/// Generous upper bound for anything that should happen "within a few
+/// intervals"; the measured times are printed and asserted tighter.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a failing start-up may take to exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// The openMosix node id of an address: `(o3 << 8) | o4`.
+fn nid(a: Ipv4Addr) -> u16 {
+    let o = a.octets();
+    (u16::from(o[2]) << 8) | u16::from(o[3])
+}
+
+type Entry = (u16, Ipv4Addr);
+
+fn entry(a: Ipv4Addr) -> Entry {
+    (nid(a), a)
+}
+
+fn set_of(addrs: &[Ipv4Addr]) -> BTreeSet<Entry> {
+    addrs.iter().map(|&a| entry(a)).collect()
+}
+
+/// A map file read back, independently of the daemon's own parser.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct MapView {
+    /// From the `# this-node: ID ADDR` comment.
+    this_node: Option<Entry>,
+    /// The first range line, when its count is 1 (the own node's line).
+    first: Option<Entry>,
+    /// Every node, ranges expanded.
+    nodes: BTreeSet<Entry>,
+    /// `ID ADDR ALIAS` lines.
+    aliases: BTreeSet<Entry>,
+}
+
+fn parse_map(text: &str) -> MapView {
+    let mut v = MapView::default();
+    let mut first_seen = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("# this-node:") {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            assert_eq!(f.len(), 2, "bad this-node line {line:?} in:\n{text}");
+            v.this_node = Some((f[0].parse().unwrap(), f[1].parse().unwrap()));
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "bad map line {line:?} in:\n{text}");
+        let id: u16 = f[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad id {line:?}:\n{text}"));
+        let addr: Ipv4Addr = f[1]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad address {line:?}:\n{text}"));
+        if f[2] == "ALIAS" {
+            v.aliases.insert((id, addr));
+            continue;
+        }
+        let count: u32 = f[2]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad count {line:?}:\n{text}"));
+        assert!(count >= 1, "count 0 in {line:?}");
+        if !first_seen {
+            first_seen = true;
+            if count == 1 {
+                v.first = Some((id, addr));
+            }
+        }
+        for k in 0..count {
+            let a = Ipv4Addr::from(u32::from(addr) + k);
+            let i = u16::try_from(u32::from(id) + k).expect("range within ids");
+            assert_eq!(i, nid(a), "id/address mismatch in {line:?}:\n{text}");
+            v.nodes.insert((i, a));
+        }
+    }
+    v
+}
+
+/// The map file parsed, or `None` while it does not exist yet.
+fn read_map(path: &Path) -> Option<MapView> {
+    fs::read_to_string(path).ok().map(|t| parse_map(&t))
+}
+
+/// A running (or stopped) daemon of a test, with what identifies it.
+struct Daemon {
+    node: NodeId,
+    addr: Ipv4Addr,
+    map: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Daemon {
+    fn view(&self) -> MapView {
+        read_map(&self.map).unwrap_or_default()
+    }
+
+    fn nodes(&self) -> BTreeSet<Entry> {
+        self.view().nodes
+    }
+
+    /// The map is exactly `want`, with this node first and in `this-node`.
+    fn has_exactly(&self, want: &BTreeSet<Entry>) -> bool {
+        let v = self.view();
+        let own = Some(entry(self.addr));
+        v.this_node == own && v.first == own && v.nodes == *want
+    }
+
+    fn lists(&self, a: Ipv4Addr) -> bool {
+        self.nodes().contains(&entry(a))
+    }
+
+    fn proc(&self) -> &Proc {
+        self.proc.as_ref().expect("daemon was started")
+    }
+
+    fn log(&self) -> String {
+        self.proc
+            .as_ref()
+            .map(Proc::stdout_text)
+            .unwrap_or_default()
+    }
+}
+
+/// Everything about the daemons, for a failure message.
+fn diag(ds: &[&Daemon]) -> String {
+    let mut s = String::new();
+    for d in ds {
+        let map = fs::read_to_string(&d.map).unwrap_or_else(|e| format!("(no map: {e})"));
+        let (out, err, status) = match &d.proc {
+            Some(p) => (
+                p.stdout_text(),
+                p.stderr_text(),
+                format!("{:?}", p.try_wait()),
+            ),
+            None => Default::default(),
+        };
+        s.push_str(&format!(
+            "=== {} ({}) status {status}\n--- map\n{map}--- stdout\n{out}--- stderr\n{err}\n",
+            d.addr,
+            d.map.display()
+        ));
+    }
+    s
+}
+
+/// Polls `f` until it holds; on timeout panics with `what` and the daemons'
+/// maps and logs. Returns the time it took.
+fn wait_for(timeout: Duration, what: &str, ds: &[&Daemon], f: impl FnMut() -> bool) -> Duration {
+    match poll_for(timeout, f) {
+        Some(t) => t,
+        None => panic!(
+            "timed out after {timeout:?} waiting for: {what}\n{}",
+            diag(ds)
+        ),
+    }
+}
+
+/// Checks for the whole of `window` (from now) that `f` keeps holding.
+fn holds_for(window: Duration, what: &str, ds: &[&Daemon], mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        assert!(
+            f(),
+            "no longer true after {:?}: {what}\n{}",
+            start.elapsed(),
+            diag(ds)
+        );
+        if start.elapsed() >= window {
+            return;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn map_path(lab: &Lab, name: &str) -> PathBuf {
+    lab.dir().join(format!("{name}.map"))
+}
+
+/// An empty directory to use as `--proc-root`, so no real /proc/hpc is seen.
+fn empty_proc_root(lab: &Lab) -> PathBuf {
+    let p = lab.dir().join("empty-proc");
+    fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// Starts `omdiscd -n --map-file DIR/NAME.map --proc-root EMPTY args...` in
+/// `node`. `args` must carry the interval and interfaces.
+fn start(lab: &Lab, node: NodeId, addr: Ipv4Addr, name: &str, args: &[&str]) -> Daemon {
+    let root = empty_proc_root(lab);
+    start_with_root(lab, node, addr, name, &root, args)
+}
+
+fn start_with_root(
+    lab: &Lab,
+    node: NodeId,
+    addr: Ipv4Addr,
+    name: &str,
+    proc_root: &Path,
+    args: &[&str],
+) -> Daemon {
+    let map = map_path(lab, name);
+    let mut d = Daemon {
+        node,
+        addr,
+        map,
+        proc: None,
+    };
+    d.proc = Some(spawn_daemon(lab, &d, proc_root, args));
+    d
+}
+
+fn spawn_daemon(lab: &Lab, d: &Daemon, proc_root: &Path, args: &[&str]) -> Proc {
+    let map = d.map.to_str().unwrap().to_owned();
+    let root = proc_root.to_str().unwrap().to_owned();
+    let mut full: Vec<&str> = vec!["-n", "--map-file", &map, "--proc-root", &root];
+    full.extend_from_slice(args);
+    lab.spawn(d.node, Path::new(BIN), &full)
+}
+
+/// Runs the daemon in `node` with `args` (plus -n and the safe paths) and
+/// waits for it to exit; returns (exit code, stdout, stderr).
+fn run_to_exit(
+    lab: &Lab,
+    node: NodeId,
+    name: &str,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    let d = start(lab, node, Ipv4Addr::UNSPECIFIED, name, args);
+    let p = d.proc();
+    let st = p
+        .wait_exit(EXIT_TIMEOUT)
+        .unwrap_or_else(|| panic!("omdiscd {args:?} should have exited\n{}", diag(&[&d])));
+    (st.code(), p.stdout_text(), p.stderr_text())
+}
+
+/// A lab with one bridge and `n` nodes at 198.18.10.1..=n, eth0 each.
+fn flat_lab(n: u8) -> (Lab, BridgeId, Vec<(NodeId, Ipv4Addr)>) {
+    let lab = Lab::new();
+    let br = lab.bridge();
+    let nodes = (1..=n)
+        .map(|i| {
+            let node = lab.node(&format!("n{i}"));
+            let a = Lab::addr(br, i);
+            lab.link(node, br, a, 24);
+            (node, a)
+        })
+        .collect();
+    (lab, br, nodes)
+}
+
+fn all_have(ds: &[Daemon], want: &BTreeSet<Entry>) -> bool {
+    ds.iter().all(|d| d.has_exactly(want))
+}
+
+fn refs(ds: &[Daemon]) -> Vec<&Daemon> {
+    ds.iter().collect()
+}
+
+/// Collects (time, sender address, message type) of every omdiscd datagram
+/// seen on the group from a listener socket, until stopped.
+struct Observer {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// When a datagram arrived, its sender's address field and its type.
+type Seen = (Instant, Ipv4Addr, u8);
+
+impl Observer {
+    fn new(lab: &Lab, node: NodeId) -> Observer {
+        let sock = lab.in_netns(node, || mcast_receiver(GROUP, PORT, "eth0"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, seen2) = (Arc::clone(&stop), Arc::clone(&seen));
+        let handle = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                if let Some((d, _)) = recv_timeout(&sock, Duration::from_millis(20)) {
+                    if d.len() >= 48 && &d[..4] == b"OMDS" {
+                        let a = Ipv4Addr::new(d[44], d[45], d[46], d[47]);
+                        seen2.lock().unwrap().push((Instant::now(), a, d[5]));
+                    }
+                }
+            }
+        });
+        Observer {
+            stop,
+            seen,
+            handle: Some(handle),
+        }
+    }
+
+    /// When the first ANNOUNCE from `a` arrived, if one did.
+    fn first_announce(&self, a: Ipv4Addr) -> Option<Instant> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|&&(_, from, kind)| from == a && kind == 1)
+            .map(|s| s.0)
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn five_nodes_converge_and_dump() {
+    let (lab, br, nodes) = flat_lab(5);
+    // A sixth namespace that only listens, to time the first announcements.
+    let obs = lab.node("observer");
+    lab.link(obs, br, Lab::addr(br, 100), 24);
+    let observer = Observer::new(&lab, obs);
+
+    let args = ["-i", "eth0", "--interval", "0.5"];
+    let t0 = Instant::now();
+    let mut spawned_at = Vec::new();
+    let ds: Vec<Daemon> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, a))| {
+            spawned_at.push((a, Instant::now()));
+            start(&lab, n, a, &format!("n{}", i + 1), &args)
+        })
+        .collect();
+    let all_started = t0.elapsed();
+    let want = set_of(&nodes.iter().map(|&(_, a)| a).collect::<Vec<_>>());
+    let conv = wait_for(CONVERGE_TIMEOUT, "5 nodes converge", &refs(&ds), || {
+        all_have(&ds, &want)
+    });
+    let conv_first = t0.elapsed();
+    eprintln!(
+        "MEASURED five_nodes: spawning 5 daemons took {all_started:?}; all 5 maps complete \
+         {conv:?} after the last spawn ({conv_first:?} after the first)"
+    );
+    assert!(
+        conv < Duration::from_secs(3),
+        "convergence took {conv:?} (interval 0.5 s)"
+    );
+
+    // A node may complete the maps with unicast replies before its own
+    // first multicast ANNOUNCE (start-up jitter), so wait for them all.
+    wait_for(
+        Duration::from_secs(3),
+        "observer sees an ANNOUNCE from every node",
+        &refs(&ds),
+        || {
+            spawned_at
+                .iter()
+                .all(|&(a, _)| observer.first_announce(a).is_some())
+        },
+    );
+    let firsts: Vec<Duration> = spawned_at
+        .iter()
+        .map(|&(a, at)| observer.first_announce(a).unwrap() - at)
+        .collect();
+    drop(observer);
+    eprintln!("MEASURED five_nodes: spawn -> first ANNOUNCE on the wire, per node: {firsts:?}");
+    for f in &firsts {
+        // Start-up jitter is at most 250 ms; spawning via ip netns exec adds a bit.
+        assert!(
+            *f < Duration::from_millis(1000),
+            "first announcement after {f:?}"
+        );
+    }
+
+    // --dump of node 1: own row, then the four others compressed into one range.
+    let dump = |d: &Daemon| {
+        let out = lab.exec(
+            d.node,
+            &[BIN, "--dump", "--map-file", d.map.to_str().unwrap()],
+        );
+        assert!(out.status.success(), "--dump failed: {out:?}");
+        assert!(out.stderr.is_empty(), "--dump wrote to stderr: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let header = "Base Node-Id Address          Count\n------------ ---------------- -----\n";
+    let expect1 = format!(
+        "My Node-Id: 0x0a01\n\n{header}\
+         0x0a01       198.18.10.1      1\n\
+         0x0a02       198.18.10.2      4\n"
+    );
+    assert_eq!(dump(&ds[0]), expect1);
+    // Node 3: own row first, then the others in two ranges around it.
+    let expect3 = format!(
+        "My Node-Id: 0x0a03\n\n{header}\
+         0x0a03       198.18.10.3      1\n\
+         0x0a01       198.18.10.1      2\n\
+         0x0a04       198.18.10.4      2\n"
+    );
+    assert_eq!(dump(&ds[2]), expect3);
+    // Each daemon logged the kernel-style change lines for all five.
+    let log = ds[4].log();
+    assert!(
+        log.contains("openMosix configuration changed: This is openMosix #2565 (of 5 configured)"),
+        "{log}"
+    );
+    for &(_, a) in &nodes {
+        assert!(
+            log.contains(&format!("openMosix #{} is at IP address {a}", nid(a))),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_removes_at_once_sigkill_after_hold() {
+    let (lab, _br, nodes) = flat_lab(4);
+    let args = ["-i", "eth0", "--interval", "0.3", "--hold", "3"];
+    let mut ds: Vec<Daemon> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, a))| start(&lab, n, a, &format!("n{}", i + 1), &args))
+        .collect();
+    let addrs: Vec<Ipv4Addr> = nodes.iter().map(|&(_, a)| a).collect();
+    wait_for(CONVERGE_TIMEOUT, "4 nodes converge", &refs(&ds), || {
+        all_have(&ds, &set_of(&addrs))
+    });
+
+    // SIGTERM node 4: LEAVE, exit 0, dropped by the others at once.
+    let t = Instant::now();
+    assert!(ds[3].proc().signal(Signal::SIGTERM));
+    let st = ds[3]
+        .proc()
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("exits on SIGTERM");
+    let exited = t.elapsed();
+    assert_eq!(st.code(), Some(0), "{}", diag(&[&ds[3]]));
+    assert!(
+        ds[3].log().contains("leaving the cluster"),
+        "{}",
+        ds[3].log()
+    );
+    wait_for(
+        Duration::from_secs(5),
+        "SIGTERMed node dropped",
+        &refs(&ds),
+        || ds[..3].iter().all(|d| d.has_exactly(&set_of(&addrs[..3]))),
+    );
+    let removal = t.elapsed();
+    eprintln!("MEASURED sigterm: exit after {exited:?}; removed from all 3 others {removal:?} after SIGTERM");
+    assert!(
+        removal < Duration::from_secs(1),
+        "SIGTERM removal took {removal:?}; hold is 3 s, so LEAVE was not honoured"
+    );
+
+    // SIGKILL node 3: no LEAVE, so kept for the hold time (3 s).
+    let a3 = addrs[2];
+    let tk = Instant::now();
+    ds[2].proc().kill();
+    // Last announcement at most ~1.2 x 0.3 s before the kill: still listed
+    // for at least hold - 0.36 s; check a 1.5 s window.
+    holds_for(
+        Duration::from_millis(1500).saturating_sub(tk.elapsed()),
+        "SIGKILLed node still listed before its hold time",
+        &refs(&ds),
+        || ds[..2].iter().all(|d| d.lists(a3)),
+    );
+    wait_for(
+        Duration::from_millis(3000 + 1500).saturating_sub(tk.elapsed()),
+        "SIGKILLed node dropped after its hold time",
+        &refs(&ds),
+        || ds[..2].iter().all(|d| d.has_exactly(&set_of(&addrs[..2]))),
+    );
+    let killed_removal = tk.elapsed();
+    eprintln!("MEASURED sigkill: removed from both others {killed_removal:?} after SIGKILL (hold 3 s, interval 0.3 s)");
+    assert!(killed_removal >= Duration::from_millis(3000 - 360 - 100));
+
+    // Restart node 3 at the same address: back in everyone's map.
+    let p = spawn_daemon(&lab, &ds[2], &empty_proc_root(&lab), &args);
+    ds[2].proc = Some(p);
+    let want = set_of(&addrs[..3]);
+    let back = wait_for(
+        CONVERGE_TIMEOUT,
+        "restarted node re-joins",
+        &refs(&ds),
+        || ds[..3].iter().all(|d| d.has_exactly(&want)),
+    );
+    eprintln!("MEASURED restart: restarted node in all 3 maps {back:?} after spawn");
+}
+
+#[test]
+fn no_default_route_exact_messages() {
+    let (lab, br, nodes) = flat_lab(3);
+    let (na, aa) = nodes[0];
+    let (nb, ab) = nodes[1];
+    let (nc, ac) = nodes[2];
+    assert!(lab.ip(na, &["route", "show", "default"]).trim().is_empty());
+
+    let (code, out, err) = run_to_exit(&lab, na, "noroute", &["--interval", "0.3"]);
+    assert_eq!(
+        out,
+        "Unable to determine address of default interface.  This may happen because there is no default route configured.  Without a default route, an interface must be: Network is unreachable\n\
+         Unable to initialize network.  Exiting.\n",
+        "stderr was {err:?}"
+    );
+    assert_eq!(err, "", "nothing on stderr with -n");
+    assert_eq!(code, Some(1));
+    assert!(
+        !map_path(&lab, "noroute").exists(),
+        "a failed start must not publish a map"
+    );
+
+    // The same node with -i eth0 works; B sees it.
+    let args = ["-i", "eth0", "--interval", "0.3"];
+    let da = start(&lab, na, aa, "a", &args);
+    let db = start(&lab, nb, ab, "b", &args);
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "B lists A (A started with -i eth0)",
+        &[&da, &db],
+        || db.has_exactly(&set_of(&[aa, ab])) && da.has_exactly(&set_of(&[aa, ab])),
+    );
+
+    // C has a default route (gateway on the bridge) and no -i: uses eth0.
+    lab.default_route(nc, Lab::addr(br, 254));
+    let dc = start(&lab, nc, ac, "c", &["--interval", "0.3"]);
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "C (default route, no -i) joins",
+        &[&da, &db, &dc],
+        || {
+            let want = set_of(&[aa, ab, ac]);
+            da.has_exactly(&want) && db.has_exactly(&want) && dc.has_exactly(&want)
+        },
+    );
+    let log = dc.log();
+    assert!(
+        log.contains(&format!("starting: address {ac}, node id #{}", nid(ac))),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "announcing on eth0 (index {}",
+            lab.ifindex(nc, "eth0")
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn bad_interface_options() {
+    let lab = Lab::new();
+    let (b0, b1) = (lab.bridge(), lab.bridge());
+    let n = lab.node("x");
+    lab.link(n, b0, Lab::addr(b0, 1), 24);
+    lab.link(n, b1, Lab::addr(b1, 1), 24);
+    let iv = ["--interval", "0.3"];
+
+    // Start-up errors: exit 1, exactly one line naming the interface and why.
+    let one_line = |what: &str, args: &[&str], name: &str, why: &str| {
+        let mut full = args.to_vec();
+        full.extend_from_slice(&iv);
+        let (code, out, err) = run_to_exit(&lab, n, what, &full);
+        let text = format!("{out}{err}");
+        eprintln!("{what}: exit {code:?}, stdout {out:?}, stderr {err:?}");
+        assert_eq!(code, Some(1), "{what}: {text}");
+        assert_eq!(text.lines().count(), 1, "{what}: not one line: {text:?}");
+        assert!(text.ends_with('\n'), "{what}: {text:?}");
+        assert!(
+            text.contains(name) && text.contains(why),
+            "{what}: {text:?}"
+        );
+        assert_eq!(err, "", "{what}: with -n errors go to the log (stdout)");
+        assert!(!map_path(&lab, what).exists(), "{what}: published a map");
+    };
+    one_line("nosuch", &["-i", "nosuch0"], "nosuch0", "no such interface");
+    one_line(
+        "nosuch_second",
+        &["-i", "eth0,nosuch0"],
+        "nosuch0",
+        "no such interface",
+    );
+    lab.set_link(n, "eth1", false);
+    one_line("down", &["-i", "eth1"], "eth1", "down");
+    one_line("down_second", &["-i", "eth0,eth1"], "eth1", "down");
+    lab.ip(n, &["addr", "flush", "dev", "eth1"]);
+    lab.set_link(n, "eth1", true);
+    one_line("noaddr", &["-i", "eth1"], "eth1", "no IPv4 address");
+
+    // Usage errors: exit 2, message and hint on stderr, nothing on stdout.
+    let usage = |what: &str, args: &[&str], why: &str| {
+        let mut full = args.to_vec();
+        full.extend_from_slice(&iv);
+        let (code, out, err) = run_to_exit(&lab, n, what, &full);
+        eprintln!("{what}: exit {code:?}, stdout {out:?}, stderr {err:?}");
+        assert_eq!(code, Some(2), "{what}: {out}{err}");
+        assert_eq!(out, "", "{what}");
+        assert!(err.contains(why), "{what}: {err:?}");
+        assert!(err.contains("omdiscd --help"), "{what}: {err:?}");
+    };
+    usage("twice", &["-i", "eth0,eth0"], "interface listed twice");
+    usage(
+        "seven",
+        &["-i", "eth0,eth1,eth2,eth3,eth4,eth5,eth6"],
+        "more than 6 interfaces",
+    );
+    usage("repeated", &["-i", "eth0", "-i", "eth1"], "given twice");
+}
+
+#[test]
+fn address_change_moves_identity() {
+    let (lab, br, nodes) = flat_lab(3);
+    // Hold 5 s: removal of the old identity within ~1 s can only be the LEAVE.
+    let args = ["-i", "eth0", "--interval", "0.3", "--hold", "5"];
+    let ds: Vec<Daemon> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, a))| start(&lab, n, a, &format!("n{}", i + 1), &args))
+        .collect();
+    let addrs: Vec<Ipv4Addr> = nodes.iter().map(|&(_, a)| a).collect();
+    wait_for(CONVERGE_TIMEOUT, "3 nodes converge", &refs(&ds), || {
+        all_have(&ds, &set_of(&addrs))
+    });
+
+    let (n2, old) = nodes[1];
+    let new = Lab::addr(br, 22);
+    // Without promote_secondaries, deleting the primary would take the
+    // secondary .22 with it.
+    lab.sysctl(n2, "net.ipv4.conf.eth0.promote_secondaries", "1");
+    lab.ip(n2, &["addr", "add", &format!("{new}/24"), "dev", "eth0"]);
+    let t = Instant::now();
+    lab.ip(n2, &["addr", "del", &format!("{old}/24"), "dev", "eth0"]);
+    let want = set_of(&[addrs[0], new, addrs[2]]);
+    wait_for(
+        Duration::from_secs(4),
+        "others list the new identity",
+        &refs(&ds),
+        || ds[0].lists(new) && ds[2].lists(new),
+    );
+    let appeared = t.elapsed();
+    // Deadline past the hold time, so that the known bug below is measured.
+    wait_for(
+        Duration::from_secs(5 + 2),
+        "identity moved to .22 (old id gone)",
+        &refs(&ds),
+        || ds[0].has_exactly(&want) && ds[2].has_exactly(&want),
+    );
+    let moved = t.elapsed();
+    eprintln!(
+        "MEASURED address change: others list #{} at {new} after {appeared:?}, dropped #{} \
+         after {moved:?} (hold 5 s)",
+        nid(new),
+        nid(old)
+    );
+    assert!(
+        moved < Duration::from_millis(1500),
+        "took {moved:?}; hold is 5 s, so the old id was not removed by LEAVE"
+    );
+    // The node itself publishes its new identity first.
+    wait_for(
+        Duration::from_secs(2),
+        "node 2's own map has its new identity",
+        &refs(&ds),
+        || {
+            let v = ds[1].view();
+            v.this_node == Some(entry(new)) && v.first == Some(entry(new)) && v.nodes == want
+        },
+    );
+    let log = ds[1].log();
+    assert!(
+        log.contains(&format!("address changed from {old} to {new}")),
+        "{log}"
+    );
+}
+
+#[test]
+fn two_interfaces_announce_on_both() {
+    let lab = Lab::new();
+    let (ba, bb) = (lab.bridge(), lab.bridge());
+    let m = lab.node("m");
+    let pa = lab.node("pa");
+    let pb = lab.node("pb");
+    let (m0, m1) = (Lab::addr(ba, 1), Lab::addr(bb, 1));
+    let (apa, apb) = (Lab::addr(ba, 2), Lab::addr(bb, 2));
+    lab.link(m, ba, m0, 24);
+    lab.link(m, bb, m1, 24);
+    lab.link(pa, ba, apa, 24);
+    lab.link(pb, bb, apb, 24);
+
+    let iv = ["--interval", "0.3"];
+    let mut dm = start(&lab, m, m0, "m", &["-i", "eth0,eth1", "--interval", "0.3"]);
+    let dpa = start(&lab, pa, apa, "pa", &[&["-i", "eth0"][..], &iv].concat());
+    let dpb = start(&lab, pb, apb, "pb", &[&["-i", "eth0"][..], &iv].concat());
+    let all = set_of(&[m0, apa, apb]);
+    let alias = BTreeSet::from([(nid(m0), m1)]);
+    let t = wait_for(
+        CONVERGE_TIMEOUT,
+        "M on both networks, PA and PB through M's relay",
+        &[&dm, &dpa, &dpb],
+        || {
+            [&dm, &dpa, &dpb].iter().all(|d| d.has_exactly(&all))
+                && dpa.view().aliases == alias
+                && dpb.view().aliases == alias
+        },
+    );
+    eprintln!("MEASURED two interfaces: M, PA, PB (relayed) converged in {t:?}");
+    assert_eq!(dm.view().aliases, alias, "M's own alias line");
+    assert!(dm.log().contains("announcing on eth0"), "{}", dm.log());
+    assert!(dm.log().contains("announcing on eth1"), "{}", dm.log());
+
+    // Stop M (LEAVE on both networks), then run it with -m 1.
+    assert!(dm.proc().signal(Signal::SIGTERM));
+    assert_eq!(
+        dm.proc().wait_exit(EXIT_TIMEOUT).and_then(|s| s.code()),
+        Some(0)
+    );
+    wait_for(
+        Duration::from_secs(3),
+        "M left both networks",
+        &[&dm, &dpa, &dpb],
+        || !dpa.lists(m0) && !dpb.lists(m0),
+    );
+    let p = spawn_daemon(
+        &lab,
+        &dm,
+        &empty_proc_root(&lab),
+        &["-i", "eth0,eth1", "-m", "1", "--interval", "0.3"],
+    );
+    dm.proc = Some(p);
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "PA lists M (-m 1)",
+        &[&dm, &dpa, &dpb],
+        || dpa.has_exactly(&set_of(&[m0, apa])) && dm.has_exactly(&set_of(&[m0, apa])),
+    );
+    // No relay with -m: PB's entry for PA expires (hold 0.9 s), and M never
+    // shows up on network B.
+    wait_for(
+        Duration::from_secs(4),
+        "PB forgets PA without relaying",
+        &[&dm, &dpa, &dpb],
+        || dpb.has_exactly(&set_of(&[apb])),
+    );
+    holds_for(
+        Duration::from_secs(2),
+        "PB does not list M, M and PA do not list PB (-m 1: first interface only)",
+        &[&dm, &dpa, &dpb],
+        || dpb.has_exactly(&set_of(&[apb])) && !dm.lists(apb) && !dpa.lists(apb),
+    );
+    assert!(dm.log().contains("announcing on eth0"), "{}", dm.log());
+    assert!(!dm.log().contains("announcing on eth1"), "{}", dm.log());
+}
+
+#[test]
+fn kernel_stand_in() {
+    let (lab, _br, nodes) = flat_lab(3);
+    let dir = lab.dir().to_owned();
+    let root = dir.join("fakeproc");
+    fs::create_dir_all(root.join("hpc/admin")).unwrap();
+    fs::write(root.join("hpc/admin/config"), "").unwrap();
+    fs::write(root.join("hpc/admin/mospe"), "0\n").unwrap();
+    let calls = dir.join("setpe.calls");
+    let snaps = dir.join("snaps");
+    fs::create_dir_all(&snaps).unwrap();
+    let setpe = dir.join("setpe");
+    fs::write(
+        &setpe,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$*\" >> '{calls}'\n\
+             n=$(wc -l < '{calls}')\n\
+             prev=\n\
+             for a in \"$@\"; do\n\
+             \x20 if [ \"$prev\" = -f ]; then cp \"$a\" '{snaps}'/snap.$n; fi\n\
+             \x20 prev=$a\n\
+             done\n\
+             exit 0\n",
+            calls = calls.display(),
+            snaps = snaps.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&setpe, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let iv = ["-i", "eth0", "--interval", "0.3"];
+    let (n1, a1) = nodes[0];
+    let setpe_s = setpe.to_str().unwrap();
+    let d1 = start_with_root(
+        &lab,
+        n1,
+        a1,
+        "k1",
+        &root,
+        &[&iv[..], &["--setpe", setpe_s]].concat(),
+    );
+    let others: Vec<Daemon> = nodes[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, a))| start(&lab, n, a, &format!("n{}", i + 2), &iv))
+        .collect();
+    let all = set_of(&nodes.iter().map(|&(_, a)| a).collect::<Vec<_>>());
+    let mut every = vec![&d1];
+    every.extend(others.iter());
+
+    let last_snapshot = || -> Option<(u32, MapView)> {
+        let mut best: Option<(u32, PathBuf)> = None;
+        for e in fs::read_dir(&snaps).ok()?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_prefix("snap.").and_then(|n| n.parse().ok()) {
+                if best.as_ref().is_none_or(|(b, _)| n > *b) {
+                    best = Some((n, e.path()));
+                }
+            }
+        }
+        let (n, p) = best?;
+        Some((n, parse_map(&fs::read_to_string(p).ok()?)))
+    };
+    wait_for(CONVERGE_TIMEOUT, "setpe got the full map", &every, || {
+        d1.has_exactly(&all)
+            && last_snapshot().is_some_and(|(_, v)| v.nodes == all && v.first == Some(entry(a1)))
+    });
+    let mospe = fs::read_to_string(root.join("hpc/admin/mospe")).unwrap();
+    assert_eq!(mospe, format!("{}\n", nid(a1)));
+    let rec = fs::read_to_string(&calls).unwrap();
+    let want_line = format!("-w -f {}", d1.map.display());
+    assert!(!rec.is_empty());
+    for line in rec.lines() {
+        assert_eq!(line, want_line, "setpe arguments; all calls:\n{rec}");
+    }
+    let (n, _) = last_snapshot().unwrap();
+    eprintln!(
+        "MEASURED kernel stand-in: setpe ran {} times (last snapshot #{n})",
+        rec.lines().count()
+    );
+    let log = d1.log();
+    assert!(
+        log.contains("openMosix 2.4 kernel (mospe + setpe)"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("handing the map to the kernel"),
+        "kernel errors: {log}"
+    );
+    // The others have no kernel.
+    assert!(others[0]
+        .log()
+        .contains("no openMosix kernel (map file only)"));
+}
+
+#[test]
+fn sighup_and_link_flap() {
+    let (lab, _br, nodes) = flat_lab(3);
+    let args = ["-i", "eth0", "--interval", "0.3", "--hold", "1.5"];
+    let ds: Vec<Daemon> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, a))| start(&lab, n, a, &format!("n{}", i + 1), &args))
+        .collect();
+    let addrs: Vec<Ipv4Addr> = nodes.iter().map(|&(_, a)| a).collect();
+    let all = set_of(&addrs);
+    wait_for(CONVERGE_TIMEOUT, "3 nodes converge", &refs(&ds), || {
+        all_have(&ds, &all)
+    });
+
+    // SIGHUP: re-reads, keeps running, stays in the cluster.
+    assert!(ds[0].proc().signal(Signal::SIGHUP));
+    wait_for(Duration::from_secs(2), "SIGHUP logged", &refs(&ds), || {
+        ds[0]
+            .log()
+            .contains("SIGHUP: re-reading interfaces and addresses")
+    });
+    holds_for(
+        Duration::from_millis(1000),
+        "SIGHUP changes nothing",
+        &refs(&ds),
+        || ds[0].proc().try_wait().is_none() && all_have(&ds, &all),
+    );
+
+    // Unplug node 3 (eth0 down): dropped after its hold time.
+    let n3 = nodes[2].0;
+    let t = Instant::now();
+    lab.set_link(n3, "eth0", false);
+    wait_for(
+        Duration::from_secs(5),
+        "node 3 dropped while down",
+        &refs(&ds),
+        || ds[..2].iter().all(|d| d.has_exactly(&set_of(&addrs[..2]))),
+    );
+    let dropped = t.elapsed();
+    eprintln!("MEASURED link down: node 3 dropped by both others {dropped:?} after eth0 down (hold 1.5 s)");
+    assert!(
+        dropped >= Duration::from_millis(1500 - 360 - 200),
+        "dropped after {dropped:?}, before its hold time"
+    );
+    wait_for(
+        Duration::from_secs(3),
+        "node 3 logs the link down",
+        &refs(&ds),
+        || ds[2].log().contains("link eth0 is down"),
+    );
+
+    // Plug it back: re-joins, re-announces, everybody lists it again.
+    let t = Instant::now();
+    lab.set_link(n3, "eth0", true);
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "node 3 back after link up",
+        &refs(&ds),
+        || all_have(&ds, &all),
+    );
+    let back = t.elapsed();
+    eprintln!("MEASURED link up: node 3 in all maps again {back:?} after eth0 up");
+    let log = ds[2].log();
+    assert!(
+        log.contains("link eth0 is up: re-joining and announcing"),
+        "{log}"
+    );
+    assert!(
+        ds.iter().all(|d| d.proc().try_wait().is_none()),
+        "{}",
+        diag(&refs(&ds))
+    );
+}
+
+#[test]
+fn cluster_label_separates() {
+    let (lab, _br, nodes) = flat_lab(3);
+    let ds: Vec<Daemon> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, a))| {
+            let label = if i < 2 { "alpha" } else { "beta" };
+            let args = ["-i", "eth0", "--interval", "0.3", "--cluster", label];
+            start(&lab, n, a, &format!("n{}", i + 1), &args)
+        })
+        .collect();
+    let (a1, a2, a3) = (nodes[0].1, nodes[1].1, nodes[2].1);
+    let alpha = set_of(&[a1, a2]);
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "alpha nodes list each other",
+        &refs(&ds),
+        || ds[0].has_exactly(&alpha) && ds[1].has_exactly(&alpha),
+    );
+    // Positive proof that the foreign packets arrived and were refused.
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "foreign cluster noticed",
+        &refs(&ds),
+        || {
+            ds[0]
+                .log()
+                .contains(&format!("ignoring node {a3} of another cluster"))
+                && ds[2].log().contains("of another cluster")
+        },
+    );
+    holds_for(
+        Duration::from_millis(1500),
+        "clusters stay apart",
+        &refs(&ds),
+        || {
+            ds[0].has_exactly(&alpha)
+                && ds[1].has_exactly(&alpha)
+                && ds[2].has_exactly(&set_of(&[a3]))
+        },
+    );
+}
