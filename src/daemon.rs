@@ -78,6 +78,8 @@ pub enum StartError {
     },
     /// A system call failed.
     Io(&'static str, io::Error),
+    /// Reading interfaces, routes or addresses over netlink failed.
+    Netlink(netlink::NlError),
 }
 
 impl fmt::Display for StartError {
@@ -91,6 +93,7 @@ impl fmt::Display for StartError {
                 write!(f, "interface {name}: {reason}")
             }
             StartError::Io(what, e) => write!(f, "{what}: {e}"),
+            StartError::Netlink(e) => write!(f, "reading interfaces over netlink: {e}"),
         }
     }
 }
@@ -1038,12 +1041,7 @@ fn resolve(
     nl: &mut Netlink,
     wanted: &ArrayVec<heapless::String<16>, 6>,
 ) -> Result<ArrayVec<Iface, 6>, StartError> {
-    let nl_err = |e: netlink::NlError| {
-        StartError::Io(
-            "reading interfaces over netlink",
-            io::Error::other(NlDisplay(e)),
-        )
-    };
+    let nl_err = StartError::Netlink;
     let mut out = ArrayVec::new();
     if wanted.is_empty() {
         let route = nl.default_route().map_err(nl_err)?;
@@ -1153,19 +1151,6 @@ fn alias_addrs(ifaces: &[Iface], primary: Ipv4Addr) -> ArrayVec<Ipv4Addr, 6> {
     }
     v
 }
-
-struct NlDisplay(netlink::NlError);
-impl fmt::Display for NlDisplay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-impl fmt::Debug for NlDisplay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-impl std::error::Error for NlDisplay {}
 
 /// Prints an optional address, `-` when none.
 struct Addr(Option<Ipv4Addr>);
