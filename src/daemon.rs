@@ -55,6 +55,11 @@ const MAX_PENDING_REPLIES: usize = 64;
 /// with nearly every packet. A node leaves at most this late.
 pub const EXPIRY_GRANULARITY_MS: u64 = 100;
 
+/// Hearing no other node for this many intervals after start (or a link
+/// coming up) earns one warning: a switch doing IGMP snooping without a
+/// querier silently stops forwarding the group, the original's classic trap.
+pub const LONELY_INTERVALS: u64 = 5;
+
 /// A retry of a failed publish (map file or kernel) after this.
 const PUBLISH_RETRY_MS: u64 = 5_000;
 
@@ -167,6 +172,8 @@ pub struct Daemon {
     file_retry_ms: Option<u64>,
     kernel_retry_ms: Option<u64>,
     expiry_check_ms: Option<u64>,
+    lonely_check_ms: Option<u64>,
+    heard_other: bool,
     last_expiry_ms: u64,
     armed_ms: u64,
     replies: heapless::Vec<PendingReply, MAX_PENDING_REPLIES>,
@@ -268,6 +275,8 @@ impl Daemon {
             file_retry_ms: None,
             kernel_retry_ms: None,
             expiry_check_ms: None,
+            lonely_check_ms: None,
+            heard_other: false,
             last_expiry_ms: 0,
             armed_ms: 0,
             replies: heapless::Vec::new(),
@@ -305,6 +314,7 @@ impl Daemon {
             self.kernel.backend().describe()
         );
         self.begin_burst(now);
+        self.watch_loneliness(now);
         self.publish_at_ms = Some(now);
     }
 
@@ -377,6 +387,7 @@ impl Daemon {
             self.file_retry_ms,
             self.kernel_retry_ms,
             self.expiry_check_ms,
+            self.lonely_check_ms,
         ]
         .into_iter()
         .flatten()
@@ -406,6 +417,9 @@ impl Daemon {
                 .next_expiry_ms()
                 .map(|t| t.max(now + EXPIRY_GRANULARITY_MS));
         }
+        if self.lonely_check_ms.is_some_and(|t| now >= t) {
+            self.check_loneliness();
+        }
         let publish_due = self.publish_at_ms.is_some_and(|t| now >= t);
         if publish_due {
             self.publish(now);
@@ -420,6 +434,25 @@ impl Daemon {
     }
 
     // ---- announcing ---------------------------------------------------
+
+    fn watch_loneliness(&mut self, now: u64) {
+        self.heard_other = false;
+        self.lonely_check_ms = Some(now + LONELY_INTERVALS * self.interval_ms as u64);
+    }
+
+    fn check_loneliness(&mut self) {
+        self.lonely_check_ms = None;
+        if self.heard_other {
+            return;
+        }
+        warn!(
+            "no other node heard for {} intervals on {}: if this is not the only node, check that multicast {}:{} reaches this host (a switch with IGMP snooping and no querier drops it; so does a firewall)",
+            LONELY_INTERVALS,
+            self.ifaces[0].name,
+            self.group,
+            self.port
+        );
+    }
 
     fn begin_burst(&mut self, now: u64) {
         self.burst_left = STARTUP_BURST;
@@ -637,6 +670,7 @@ impl Daemon {
             self.counters.own_looped += 1;
             return;
         }
+        self.heard_other = true;
         let accepted = match repr.kind {
             MessageType::Announce => self.on_announce(&repr, src, ifindex, now),
             MessageType::Leave => {
@@ -944,6 +978,7 @@ impl Daemon {
             );
             self.join_groups();
             self.begin_burst(now);
+            self.watch_loneliness(now);
             // An address may have come or gone while the link was down.
             self.resolve_pending = true;
         } else {
@@ -1074,12 +1109,12 @@ fn resolve(
             .map_err(nl_err)?
             .ok_or(fail("no such interface"))?;
         if !link.up {
-            return Err(fail("interface is down"));
+            return Err(fail("link is down"));
         }
         let addr = nl
             .primary_ipv4(link.ifindex)
             .map_err(nl_err)?
-            .ok_or(fail("no IPv4 address on this interface"))?;
+            .ok_or(fail("has no IPv4 address"))?;
         if crate::map::node_id_of(addr) == 0 && out.is_empty() {
             return Err(fail(
                 "its address ends in .0.0, which gives the invalid node id 0",

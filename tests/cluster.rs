@@ -615,7 +615,7 @@ fn bad_interface_options() {
     one_line("down_second", &["-i", "eth0,eth1"], "eth1", "down");
     lab.ip(n, &["addr", "flush", "dev", "eth1"]);
     lab.set_link(n, "eth1", true);
-    one_line("noaddr", &["-i", "eth1"], "eth1", "no IPv4 address");
+    one_line("noaddr", &["-i", "eth1"], "eth1", "has no IPv4 address");
 
     // Usage errors: exit 2, message and hint on stderr, nothing on stdout.
     let usage = |what: &str, args: &[&str], why: &str| {
@@ -994,4 +994,64 @@ fn cluster_label_separates() {
                 && ds[2].has_exactly(&set_of(&[a3]))
         },
     );
+}
+
+#[test]
+fn id_collision_keeps_the_holder_and_is_logged_once() {
+    let (lab, br, nodes) = flat_lab(2);
+    let (n1, a1) = nodes[0];
+    let (n2, a2) = nodes[1];
+    let iv = ["-i", "eth0", "--interval", "0.3"];
+    let d1 = start(&lab, n1, a1, "holder", &iv);
+    let d2 = start(&lab, n2, a2, "witness", &iv);
+    let both = set_of(&[a1, a2]);
+    wait_for(CONVERGE_TIMEOUT, "holder and witness", &[&d1, &d2], || {
+        d1.has_exactly(&both) && d2.has_exactly(&both)
+    });
+    // Another subnet on the same wire, same last two octets: same node id.
+    let claimant = Ipv4Addr::new(198, 19, a1.octets()[2], a1.octets()[3]);
+    assert_eq!(nid(claimant), nid(a1));
+    let n3 = lab.node("claimant");
+    lab.link(n3, br, claimant, 24);
+    let d3 = start(&lab, n3, claimant, "claimant", &iv);
+    let line = format!(
+        "node id collision: #{id} (0x{id:04x}) is held by {a1} and also claimed by {claimant}",
+        id = nid(a1)
+    );
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "collision logged",
+        &[&d1, &d2, &d3],
+        || d2.log().contains(&line),
+    );
+    // The claimant announces every interval; the holder keeps the id, the
+    // witness never adds the claimant, and says so once, not per packet.
+    holds_for(
+        Duration::from_millis(1500),
+        "holder keeps its id",
+        &[&d1, &d2, &d3],
+        || d1.has_exactly(&both) && d2.has_exactly(&both),
+    );
+    assert_eq!(d2.log().matches(&line).count(), 1, "{}", d2.log());
+    // The claimant sees the mirror image: it holds its own id.
+    assert!(
+        d3.log()
+            .contains(&format!("is held by {claimant} and also claimed by {a1}")),
+        "{}",
+        d3.log()
+    );
+    // Nodes that hear each other are not told they are alone.
+    assert!(!d2.log().contains("no other node heard"), "{}", d2.log());
+}
+
+#[test]
+fn a_node_alone_warns_about_multicast() {
+    let (lab, _br, nodes) = flat_lab(1);
+    let (n, a) = nodes[0];
+    let d = start(&lab, n, a, "alone", &["-i", "eth0", "--interval", "0.1"]);
+    wait_for(CONVERGE_TIMEOUT, "loneliness warning", &[&d], || {
+        d.log().contains(
+            "no other node heard for 5 intervals on eth0: if this is not the only node, check that multicast 239.255.77.42:7742 reaches this host",
+        )
+    });
 }
