@@ -153,7 +153,9 @@ pub struct Daemon {
 
     epoll: Epoll,
     timer: TimerFd,
-    signals: SignalFd,
+    /// Made in [`Daemon::start`], after daemonizing: a signalfd registered
+    /// with epoll before a fork never reports the child's signals.
+    signals: Option<SignalFd>,
     sock: McastSocket,
     batch: Option<Box<RecvBatch>>,
     nl: Netlink,
@@ -212,23 +214,12 @@ impl Daemon {
         let monitor = Netlink::open_monitor().map_err(io("opening the netlink monitor"))?;
         let epoll = Epoll::new().map_err(io("creating epoll"))?;
         let timer = TimerFd::new().map_err(io("creating the timerfd"))?;
-        let signals = SignalFd::new(&[
-            libc::SIGTERM,
-            libc::SIGINT,
-            libc::SIGHUP,
-            libc::SIGCHLD,
-            libc::SIGUSR1,
-        ])
-        .map_err(io("creating the signalfd"))?;
         let readable = libc::EPOLLIN as u32;
         epoll
             .add(sock.as_raw_fd(), TOKEN_SOCKET, readable)
             .map_err(io("epoll"))?;
         epoll
             .add(timer.as_raw_fd(), TOKEN_TIMER, readable)
-            .map_err(io("epoll"))?;
-        epoll
-            .add(signals.as_raw_fd(), TOKEN_SIGNAL, readable)
             .map_err(io("epoll"))?;
         epoll
             .add(monitor.as_raw_fd(), TOKEN_NETLINK, readable)
@@ -258,7 +249,7 @@ impl Daemon {
             sequence: 0,
             epoll,
             timer,
-            signals,
+            signals: None,
             sock,
             batch: Some(Box::new(RecvBatch::new())),
             nl,
@@ -290,9 +281,20 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// Logs the start-up lines and schedules the first announcement and publish.
-    /// Called once the process is in its final form (after daemonizing).
-    pub fn start(&mut self) {
+    /// Takes over the signals, logs the start-up lines and schedules the
+    /// first announcement and publish. Called once the process is in its
+    /// final form (after daemonizing).
+    pub fn start(&mut self) -> io::Result<()> {
+        let signals = SignalFd::new(&[
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGCHLD,
+            libc::SIGUSR1,
+        ])?;
+        self.epoll
+            .add(signals.as_raw_fd(), TOKEN_SIGNAL, libc::EPOLLIN as u32)?;
+        self.signals = Some(signals);
         let now = monotonic_ms();
         let own = self.map.own_id();
         info!(
@@ -316,6 +318,7 @@ impl Daemon {
         self.begin_burst(now);
         self.watch_loneliness(now);
         self.publish_at_ms = Some(now);
+        Ok(())
     }
 
     /// This node's id.
@@ -815,7 +818,10 @@ impl Daemon {
 
     fn on_signals(&mut self) {
         loop {
-            let info = match self.signals.read() {
+            let Some(signals) = &self.signals else {
+                return;
+            };
+            let info = match signals.read() {
                 Ok(Some(info)) => info,
                 Ok(None) => break,
                 Err(_) => break,

@@ -59,6 +59,11 @@ fn dump(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(mut cfg: cli::Config) -> ExitCode {
+    if cfg.daemonize {
+        // A daemon must not keep its starter's pipes or files open (a
+        // caller waiting for end-of-file would hang).
+        omdiscd::sys::close_inherited_fds();
+    }
     log::init(if cfg.daemonize {
         Sink::Syslog
     } else {
@@ -82,7 +87,10 @@ fn run(mut cfg: cli::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    daemon.start();
+    if let Err(e) = daemon.start() {
+        error!("cannot take over the signals: {e}");
+        return ExitCode::FAILURE;
+    }
     match daemon.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

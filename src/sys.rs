@@ -428,6 +428,23 @@ pub fn daemonize() -> io::Result<()> {
     Ok(())
 }
 
+/// Closes every descriptor above stderr. Called first thing by a daemon,
+/// before it opens its own: inherited pipes would keep whoever started it
+/// waiting for end-of-file.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range only closes descriptors; nothing of ours is open yet.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if r != 0 {
+        // Kernels before 5.9: close them one by one.
+        // SAFETY: sysconf has no preconditions.
+        let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(0, 65536) as i32;
+        for fd in 3..max {
+            // SAFETY: closing a descriptor that may not exist is harmless.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 /// Forks; the parent leaves at once with `_exit(0)` (no atexit handlers or
 /// destructors, which belong to the child now), the child returns.
 fn fork_and_exit_parent() -> io::Result<()> {

@@ -12,6 +12,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1054,4 +1055,67 @@ fn a_node_alone_warns_about_multicast() {
             "no other node heard for 5 intervals on eth0: if this is not the only node, check that multicast 239.255.77.42:7742 reaches this host",
         )
     });
+}
+
+#[test]
+fn daemon_mode_detaches_and_stops_on_sigterm() {
+    let (lab, _br, nodes) = flat_lab(2);
+    let (n1, a1) = nodes[0];
+    let (n2, a2) = nodes[1];
+    let peer = start(&lab, n2, a2, "peer", &["-i", "eth0", "--interval", "0.3"]);
+    let map = map_path(&lab, "daemon");
+    let root = empty_proc_root(&lab);
+    let (map_s, root_s) = (map.to_str().unwrap(), root.to_str().unwrap());
+    // Without -n: the command returns once the daemon has detached.
+    let out = lab.exec(
+        n1,
+        &[
+            BIN,
+            "-i",
+            "eth0",
+            "--interval",
+            "0.3",
+            "--map-file",
+            map_s,
+            "--proc-root",
+            root_s,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let pids = || -> Vec<i32> {
+        let o = Command::new("ip")
+            .args(["netns", "pids", &lab.ns(n1)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let daemon_pid = pids();
+    assert_eq!(daemon_pid.len(), 1, "one detached daemon: {daemon_pid:?}");
+    let pid = daemon_pid[0];
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+    assert_eq!(fields[1], "1", "re-parented to init (ppid)");
+    assert_ne!(
+        fields[3],
+        pid.to_string(),
+        "not a session leader after the second fork"
+    );
+    let both = set_of(&[a1, a2]);
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "daemon and peer see each other",
+        &[&peer],
+        || peer.has_exactly(&both) && read_map(&map).is_some_and(|m| m.nodes == both),
+    );
+    // SIGTERM reaches the daemon through its signalfd: it says goodbye and exits.
+    // SAFETY: signalling a process of our own test namespace.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let gone = wait_for(Duration::from_secs(1), "daemon's LEAVE", &[&peer], || {
+        peer.has_exactly(&set_of(&[a2]))
+    });
+    eprintln!("MEASURED daemon mode: SIGTERM to removal at the peer {gone:?}");
+    wait_for(EXIT_TIMEOUT, "daemon exits", &[&peer], || pids().is_empty());
 }

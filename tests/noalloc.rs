@@ -112,7 +112,7 @@ fn the_event_loop_does_not_allocate() {
         ..Config::default()
     };
     let mut daemon = Daemon::new(&cfg).expect("daemon on lo");
-    daemon.start();
+    daemon.start().unwrap();
 
     // Everything the sender needs is made before counting starts.
     let label = Label([0; 16]);
