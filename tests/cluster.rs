@@ -1119,3 +1119,48 @@ fn daemon_mode_detaches_and_stops_on_sigterm() {
     eprintln!("MEASURED daemon mode: SIGTERM to removal at the peer {gone:?}");
     wait_for(EXIT_TIMEOUT, "daemon exits", &[&peer], || pids().is_empty());
 }
+
+#[test]
+fn thirty_nodes_cold_boot_converge_with_coalesced_publishing() {
+    const N: u8 = 30;
+    let (lab, _br, nodes) = flat_lab(N);
+    let t0 = Instant::now();
+    let ds: Vec<Daemon> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, a))| {
+            start(
+                &lab,
+                n,
+                a,
+                &format!("c{i}"),
+                &["-i", "eth0", "--interval", "1"],
+            )
+        })
+        .collect();
+    let spawned = t0.elapsed();
+    let all: Vec<Ipv4Addr> = nodes.iter().map(|&(_, a)| a).collect();
+    let want = set_of(&all);
+    let conv = wait_for(
+        Duration::from_secs(20),
+        "30 maps complete",
+        &refs(&ds),
+        || all_have(&ds, &want),
+    );
+    eprintln!(
+        "MEASURED cold boot: {N} daemons spawned in {spawned:?}; all {N} maps complete {conv:?} \
+         after the last spawn"
+    );
+    for d in &ds {
+        let v = d.view();
+        assert_eq!(v.first, Some(entry(d.addr)), "own node first");
+        // Coalescing: far fewer publishes than the 29 joins each node saw.
+        let publishes = d.log().matches("openMosix configuration changed").count();
+        assert!(
+            (1..N as usize - 1).contains(&publishes),
+            "{} published {publishes} times for {} joins",
+            d.addr,
+            N - 1
+        );
+    }
+}
