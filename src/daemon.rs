@@ -799,8 +799,22 @@ impl Daemon {
 
     fn publish_kernel(&mut self, now: u64) {
         self.kernel_retry_ms = None;
+        // SIGCHLD is the usual way to learn that setpe ended, but a process
+        // signal can go to another thread (tests) or coalesce: look anyway.
+        self.reap_setpe(now);
         if let Err(e) = self.kernel.publish(self.map.own_id()) {
             self.kernel_failed(e, now);
+        }
+    }
+
+    fn reap_setpe(&mut self, now: u64) {
+        while let Some(r) = self.kernel.reap() {
+            if let Err(e) = r {
+                self.kernel_failed(e, now);
+            }
+            if !self.kernel.busy() {
+                break;
+            }
         }
     }
 
@@ -837,16 +851,7 @@ impl Daemon {
                     let now = monotonic_ms();
                     self.begin_burst(now);
                 }
-                libc::SIGCHLD => {
-                    while let Some(r) = self.kernel.reap() {
-                        if let Err(e) = r {
-                            self.kernel_failed(e, monotonic_ms());
-                        }
-                        if !self.kernel.busy() {
-                            break;
-                        }
-                    }
-                }
+                libc::SIGCHLD => self.reap_setpe(monotonic_ms()),
                 libc::SIGUSR1 => self.log_counters(),
                 _ => {}
             }

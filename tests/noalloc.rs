@@ -91,7 +91,19 @@ fn packet(kind: MessageType, addr: Ipv4Addr, seq: u32, label: Label) -> Vec<u8> 
 fn the_event_loop_does_not_allocate() {
     let dir = std::env::temp_dir().join(format!("omd-noalloc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("proc")).unwrap();
+    // An openMosix 2.4 kernel stand-in: publishing writes mospe and runs setpe
+    // (posix_spawn, reaped on SIGCHLD), which must not allocate either.
+    std::fs::create_dir_all(dir.join("proc/hpc/admin")).unwrap();
+    std::fs::write(dir.join("proc/hpc/admin/config"), b"").unwrap();
+    std::fs::write(dir.join("proc/hpc/admin/mospe"), b"0\n").unwrap();
+    let setpe = dir.join("setpe");
+    let calls = dir.join("setpe.calls");
+    std::fs::write(
+        &setpe,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&setpe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let devnull = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")
@@ -109,6 +121,7 @@ fn the_event_loop_does_not_allocate() {
         hold_ms: Some(400),
         map_file: dir.join("openmosix.map"),
         proc_root: dir.join("proc"),
+        setpe: setpe.clone(),
         ..Config::default()
     };
     let mut daemon = Daemon::new(&cfg).expect("daemon on lo");
@@ -149,6 +162,9 @@ fn the_event_loop_does_not_allocate() {
         daemon.step(Some(Duration::from_millis(20))).unwrap();
     }
 
+    let setpe_runs =
+        |path: &std::path::Path| std::fs::read_to_string(path).map_or(0, |t| t.lines().count());
+    let runs_before = setpe_runs(&calls);
     ALLOCATIONS.store(0, Ordering::Relaxed);
     let mut peak = 0;
     for round in &rounds {
@@ -176,6 +192,14 @@ fn the_event_loop_does_not_allocate() {
     let allocations = ALLOCATIONS.load(Ordering::Relaxed);
 
     let c = daemon.counters();
+    assert!(
+        setpe_runs(&calls) > runs_before,
+        "setpe ran during the watched window"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("proc/hpc/admin/mospe")).unwrap(),
+        "1\n"
+    );
     assert!(
         peak >= 200,
         "the daemon learned {peak} nodes, expected all 200"
