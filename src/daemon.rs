@@ -1051,6 +1051,13 @@ impl Daemon {
             self.ifaces = fresh;
             return;
         };
+        if crate::map::node_id_of(new_primary) == 0 {
+            warn!(
+                "new address {new_primary} gives the invalid openMosix node id 0: keeping {} until that changes",
+                self.primary
+            );
+            return;
+        }
         let primary_changed = new_primary != self.primary;
         // The fresh interfaces first: the goodbye must leave from an address
         // we still have (the old one may be gone already).
