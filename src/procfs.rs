@@ -461,6 +461,45 @@ mod tests {
     }
 
     #[test]
+    fn a_concurrent_reader_never_sees_a_torn_file() {
+        let dir = temp_dir("torn");
+        let path = dir.join("openmosix.map");
+        let small = map_of(2);
+        let large = map_of(250);
+        let mut w = MapFileWriter::new(&path).unwrap();
+        w.write(&small, "t").unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let reads = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut reads = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let text = std::fs::read(&path).unwrap();
+                    let parsed = mapfile::parse(&text).expect("a whole map file");
+                    let declared = std::str::from_utf8(&text)
+                        .unwrap()
+                        .lines()
+                        .find_map(|l| l.strip_prefix("# nodes: "))
+                        .expect("header present")
+                        .parse::<usize>()
+                        .unwrap();
+                    let listed: u32 = parsed.ranges.iter().map(|r| r.count).sum();
+                    assert_eq!(listed as usize, declared, "torn read");
+                    reads += 1;
+                }
+                reads
+            });
+            for i in 0..200 {
+                let map = if i % 2 == 0 { &large } else { &small };
+                w.write(map, "t").unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            reader.join().unwrap()
+        });
+        assert!(reads > 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn backend_detection() {
         let root = temp_dir("detect");
         assert_eq!(Backend::detect(&root), Backend::MapFileOnly);
