@@ -1207,3 +1207,45 @@ fn a_burst_of_joins_is_published_once() {
         || publishes() <= 2,
     );
 }
+
+#[test]
+fn relays_chain_three_networks() {
+    // A - M1 - B - M2 - C: PA on A and PC on C learn each other over two relays.
+    let lab = Lab::new();
+    let (ba, bb, bc) = (lab.bridge(), lab.bridge(), lab.bridge());
+    let m1 = lab.node("m1");
+    let m2 = lab.node("m2");
+    let pa = lab.node("pa");
+    let pc = lab.node("pc");
+    let (m1a, m1b) = (Lab::addr(ba, 1), Lab::addr(bb, 1));
+    let (m2b, m2c) = (Lab::addr(bb, 2), Lab::addr(bc, 2));
+    let (apa, apc) = (Lab::addr(ba, 3), Lab::addr(bc, 3));
+    lab.link(m1, ba, m1a, 24);
+    lab.link(m1, bb, m1b, 24);
+    lab.link(m2, bb, m2b, 24);
+    lab.link(m2, bc, m2c, 24);
+    lab.link(pa, ba, apa, 24);
+    lab.link(pc, bc, apc, 24);
+    let two = ["-i", "eth0,eth1", "--interval", "0.3"];
+    let one = ["-i", "eth0", "--interval", "0.3"];
+    let ds = [
+        start(&lab, m1, m1a, "m1", &two),
+        start(&lab, m2, m2b, "m2", &two),
+        start(&lab, pa, apa, "pa", &one),
+        start(&lab, pc, apc, "pc", &one),
+    ];
+    let all = set_of(&[m1a, m2b, apa, apc]);
+    let t = wait_for(CONVERGE_TIMEOUT, "all four everywhere", &refs(&ds), || {
+        all_have(&ds, &all)
+    });
+    eprintln!("MEASURED relay chain: 4 nodes over 3 networks converged in {t:?}");
+    // A goodbye crosses both relays too.
+    assert!(ds[2].proc().signal(Signal::SIGTERM));
+    let gone = wait_for(
+        Duration::from_secs(1),
+        "PA's LEAVE reaches C",
+        &refs(&ds),
+        || !ds[3].lists(apa),
+    );
+    eprintln!("MEASURED relay chain: LEAVE across two relays in {gone:?}");
+}
