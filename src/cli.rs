@@ -168,7 +168,7 @@ nodes, and publish the cluster map to the kernel and to a map file.
   -V, --version              show the version and exit
 ";
 
-/// Parses the arguments after argv[0].
+/// Parses the arguments after `argv[0]`.
 pub fn parse<I, S>(args: I) -> Result<Command, UsageError>
 where
     I: IntoIterator<Item = S>,
