@@ -6,6 +6,7 @@
 //! Use the macros: `omdiscd::info!("joined {}", x)`, `omdiscd::log_limited!(...)`.
 
 use core::fmt::{self, Write as _};
+use std::ffi::CStr;
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -314,20 +315,69 @@ impl SyslogConn {
     /// Sends, connecting first if needed; on failure reconnects once and retries
     /// once, then drops the line. A syslog queue still full after the send
     /// timeout (EAGAIN) drops the line at once, without reconnecting.
-    fn send(&mut self, datagram: &[u8]) {
+    /// Returns false when no syslog daemon could be reached at all (the
+    /// caller then falls back to the kernel log).
+    fn send(&mut self, datagram: &[u8]) -> bool {
         if self.fd.is_none() {
             self.fd = self.connect().ok();
         }
         match self.send_once(datagram) {
-            Ok(()) => return,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return,
+            Ok(()) => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return true,
             Err(_) => {}
         }
         self.fd = self.connect().ok();
+        if self.fd.is_none() {
+            return false;
+        }
         if self.send_once(datagram).is_err() {
             self.fd = None;
         }
+        true
+    }
+}
+
+/// The kernel log (`/dev/kmsg`), opened on first use: where a daemon's lines
+/// go when no syslog daemon listens (an initramfs), and where openMosix users
+/// read the kernel's own "openMosix configuration changed" lines with `dmesg`.
+struct KmsgConn {
+    fd: Option<OwnedFd>,
+    path: &'static CStr,
+}
+
+impl KmsgConn {
+    const fn new() -> KmsgConn {
+        KmsgConn {
+            fd: None,
+            path: c"/dev/kmsg",
+        }
+    }
+
+    /// Writes `<PRI>omdiscd[PID]: msg` (the kernel adds the time); drops the
+    /// line if the kernel log cannot be opened.
+    fn send(&mut self, level: Level, pid: u32, msg: &str) {
+        if self.fd.is_none() {
+            let fd = crate::syscall!(open(self.path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC));
+            // SAFETY: open() just returned this fd and nothing else owns it.
+            self.fd = fd.ok().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let Some(fd) = &self.fd else { return };
+        let mut b = TruncBuf::<SYSLOG_MAX>::new(SYSLOG_MAX - 1);
+        let _ = write!(
+            b,
+            "<{}>{}[{}]: {}",
+            libc::LOG_DAEMON | level.syslog_priority(),
+            IDENT,
+            pid,
+            msg
+        );
+        b.mark_truncation();
+        let mut line = [0u8; SYSLOG_MAX];
+        line[..b.len].copy_from_slice(b.bytes());
+        line[b.len] = b'\n';
+        // One write is one kernel log record; errors (rate limiting) drop it.
+        let _ = sys::write_all_fd(fd.as_raw_fd(), &line[..=b.len]);
     }
 }
 
@@ -386,6 +436,7 @@ pub struct Logger {
     sink: Sink,
     debug: bool,
     syslog: SyslogConn,
+    kmsg: KmsgConn,
     limiter: RateLimiter,
 }
 
@@ -396,6 +447,7 @@ impl Logger {
             sink,
             debug: false,
             syslog: SyslogConn::new(),
+            kmsg: KmsgConn::new(),
             limiter: RateLimiter::new(),
         }
     }
@@ -418,6 +470,11 @@ impl Logger {
     /// Points the syslog sink at another socket (tests); the default is /dev/log.
     pub fn set_syslog_path(&mut self, path: &str) -> io::Result<()> {
         self.syslog.set_path(path)
+    }
+
+    /// Points the kernel-log fallback elsewhere (tests); the default is /dev/kmsg.
+    pub fn set_kmsg_path(&mut self, path: &'static CStr) {
+        self.kmsg = KmsgConn { fd: None, path };
     }
 
     fn enabled(&self, level: Level) -> bool {
@@ -468,7 +525,9 @@ impl Logger {
                 // daemonize() changes it.
                 let pid = unsafe { libc::getpid() } as u32;
                 let n = format_syslog(&mut dgram, level, LocalTime::now(), pid, text);
-                self.syslog.send(&dgram[..n]);
+                if !self.syslog.send(&dgram[..n]) {
+                    self.kmsg.send(level, pid, text);
+                }
             }
         }
     }
@@ -582,6 +641,35 @@ mod tests {
     use std::os::unix::net::UnixDatagram;
     use std::path::PathBuf;
     use std::time::Duration;
+
+    #[test]
+    fn without_a_syslog_daemon_lines_go_to_the_kernel_log() {
+        let dir = std::env::temp_dir().join(format!("omd-kmsg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let kmsg = dir.join("kmsg");
+        std::fs::write(&kmsg, b"").unwrap();
+        let path = std::ffi::CString::new(kmsg.to_str().unwrap()).unwrap();
+        let mut logger = Logger::new(Sink::Syslog);
+        logger
+            .set_syslog_path(dir.join("no-syslogd").to_str().unwrap())
+            .unwrap();
+        logger.set_kmsg_path(Box::leak(path.into_boxed_c_str()));
+        logger.write(
+            Level::Notice,
+            format_args!("openMosix #1 is at IP address 10.0.0.1"),
+        );
+        logger.write(Level::Error, format_args!("second"));
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        assert_eq!(
+            std::fs::read_to_string(&kmsg).unwrap(),
+            format!(
+                "<29>omdiscd[{pid}]: openMosix #1 is at IP address 10.0.0.1\n<27>omdiscd[{pid}]: second\n"
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// A non-blocking pipe: (read end, write end).
     fn pipe() -> (OwnedFd, OwnedFd) {

@@ -1118,6 +1118,46 @@ fn daemon_mode_detaches_and_stops_on_sigterm() {
     });
     eprintln!("MEASURED daemon mode: SIGTERM to removal at the peer {gone:?}");
     wait_for(EXIT_TIMEOUT, "daemon exits", &[&peer], || pids().is_empty());
+    // With no syslog daemon (/dev/log), the lines went to the kernel log,
+    // where openMosix printed its configuration changes.
+    if !Path::new("/dev/log").exists() {
+        let tag = format!("omdiscd[{pid}]: ");
+        let log = kernel_log();
+        assert!(
+            log.contains(&format!(
+                "{tag}openMosix configuration changed: This is openMosix #{}",
+                nid(a1)
+            )) && log.contains(&format!("{tag}signal 15: leaving the cluster")),
+            "daemon lines missing from the kernel log:\n{}",
+            log.lines()
+                .filter(|l| l.contains("omdiscd"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+/// The kernel log records so far (/dev/kmsg, read without blocking).
+fn kernel_log() -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .unwrap();
+    let mut out = String::new();
+    let mut rec = [0u8; 8192];
+    loop {
+        match f.read(&mut rec) {
+            Ok(0) => break,
+            Ok(n) => out.push_str(&String::from_utf8_lossy(&rec[..n])),
+            // EPIPE: a record was overwritten while reading; go on.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 #[test]
