@@ -576,6 +576,21 @@ fn no_default_route_exact_messages() {
         )),
         "{log}"
     );
+
+    // Losing the default route while running is logged, not fatal: C keeps
+    // its interface and stays in the cluster.
+    lab.del_default_route(nc);
+    wait_for(CONVERGE_TIMEOUT, "C logs the lost route", &[&dc], || {
+        dc.log()
+            .contains("no default route any more; staying on eth0")
+    });
+    let want = set_of(&[aa, ab, ac]);
+    holds_for(
+        Duration::from_millis(1500),
+        "C stays in the cluster without a default route",
+        &[&da, &db, &dc],
+        || dc.proc().try_wait().is_none() && da.has_exactly(&want) && dc.has_exactly(&want),
+    );
 }
 
 #[test]
