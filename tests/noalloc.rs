@@ -3,10 +3,7 @@
 //! receives announcements, leaves, SYNCs and garbage over a real socket,
 //! expires nodes, publishes the map file, logs, and handles signals.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
@@ -14,46 +11,9 @@ use omdiscd::cli::Config;
 use omdiscd::daemon::Daemon;
 use omdiscd::wire::{self, Label, MessageType, Repr, SyncEntry};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: forwards to the system allocator; only counts on the side.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if WATCHED.with(|w| w.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if WATCHED.with(|w| w.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` with this thread's allocations counted.
-fn watched<T>(f: impl FnOnce() -> T) -> T {
-    WATCHED.with(|w| w.set(true));
-    let r = f();
-    WATCHED.with(|w| w.set(false));
-    r
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::watched;
 
 fn packet(kind: MessageType, addr: Ipv4Addr, seq: u32, label: Label) -> Vec<u8> {
     let mut entries = ArrayVec::new();
@@ -165,7 +125,7 @@ fn the_event_loop_does_not_allocate() {
     let setpe_runs =
         |path: &std::path::Path| std::fs::read_to_string(path).map_or(0, |t| t.lines().count());
     let runs_before = setpe_runs(&calls);
-    ALLOCATIONS.store(0, Ordering::Relaxed);
+    counting_alloc::reset();
     let mut peak = 0;
     for round in &rounds {
         for p in round {
@@ -189,7 +149,7 @@ fn the_event_loop_does_not_allocate() {
     while t.elapsed() < Duration::from_millis(900) {
         watched(|| daemon.step(Some(Duration::from_millis(20)))).unwrap();
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocations = counting_alloc::count();
 
     let c = daemon.counters();
     assert!(
