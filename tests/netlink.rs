@@ -5,36 +5,32 @@
 //! Set `OMDNL_CAPTURE=DIR` to save the raw kernel replies seen here (fuzz seeds).
 
 use std::cell::RefCell;
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
 use omdiscd::netlink::{DefaultRoute, Event, Netlink};
 
-/// A uniquely named network namespace, deleted on drop.
+mod common;
+
+/// One node of a lab (tests/common): a namespace of its own, removed even
+/// when the test fails.
 struct NetNs {
-    name: String,
+    lab: common::Lab,
+    node: common::NodeId,
 }
 
 impl NetNs {
     fn new() -> NetNs {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("omdnl-{}-{n}", std::process::id());
-        run(Command::new("ip").args(["netns", "add", &name]));
-        // Guard first, so a failure below still removes the namespace.
-        let ns = NetNs { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
+        let lab = common::Lab::new();
+        let node = lab.node("nl");
+        NetNs { lab, node }
     }
 
     /// `ip -n NAME args...`, which must succeed.
     fn ip(&self, args: &[&str]) {
-        run(Command::new("ip").arg("-n").arg(&self.name).args(args));
+        self.lab.ip(self.node, args);
     }
 
     /// A link that behaves like a dummy interface (the kernel here has no dummy driver): one
@@ -49,39 +45,8 @@ impl NetNs {
 
     /// Runs `f` on a thread that has moved into this namespace; sockets it opens stay there.
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            let h = s.spawn(move || {
-                let file = File::open(&path).expect("open netns");
-                // SAFETY: `file` is an open namespace descriptor; CLONE_NEWNET moves only
-                // this thread.
-                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            });
-            match h.join() {
-                Ok(v) => v,
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        })
+        self.lab.in_netns(self.node, f)
     }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn ip");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 thread_local! {
