@@ -7,8 +7,6 @@
 use std::ffi::CString;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use omdiscd::udp::{McastSocket, RecvBatch, DGRAM_BUF};
@@ -337,90 +335,22 @@ fn batch_reads_at_most_eight_and_small_batch_works() {
 
 // ---- network namespaces -------------------------------------------------
 
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("run ip");
-    assert!(st.success(), "ip {args:?} failed");
-}
-
-/// A network namespace made for this test, deleted (with its veths) on drop.
-struct NetNs {
-    name: String,
-}
-
-impl NetNs {
-    fn new() -> NetNs {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "omdudp-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        ip(&["netns", "add", &name]);
-        let ns = NetNs { name };
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Runs `f` on a thread that has entered this namespace; sockets made
-    /// there stay in it wherever they are used afterwards.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).expect("open netns");
-                // SAFETY: file is an open namespace descriptor; setns only
-                // changes this thread's network namespace.
-                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
+mod common;
 
 #[test]
 fn multicast_crosses_a_veth_link_between_namespaces() {
-    let ns1 = NetNs::new();
-    let ns2 = NetNs::new();
-    // Created directly inside the namespaces: the host's stack never sees them.
-    ip(&[
-        "link", "add", "omdA", "netns", &ns1.name, "type", "veth", "peer", "name", "omdB", "netns",
-        &ns2.name,
-    ]);
-    ip(&[
-        "-n",
-        &ns1.name,
-        "addr",
-        "add",
-        "198.18.77.1/24",
-        "dev",
-        "omdA",
-    ]);
-    ip(&[
-        "-n",
-        &ns2.name,
-        "addr",
-        "add",
-        "198.18.77.2/24",
-        "dev",
-        "omdB",
-    ]);
-    ip(&["-n", &ns1.name, "link", "set", "omdA", "up"]);
-    ip(&["-n", &ns2.name, "link", "set", "omdB", "up"]);
+    // Two hosts of a lab (tests/common): namespaces, veths and a bridge that
+    // the host's own stack never sees, removed even when the test fails.
+    let lab = common::Lab::new();
+    let br = lab.bridge();
+    let (n1, n2) = (lab.node("a"), lab.node("b"));
+    lab.link(n1, br, common::Lab::addr(br, 1), 24);
+    lab.link(n2, br, common::Lab::addr(br, 2), 24);
 
     const PORT: u16 = 47042;
-    let (a, a_if) = ns1.run(|| (McastSocket::open(PORT, 1 << 20).unwrap(), ifindex("omdA")));
-    let (b, b_if) = ns2.run(|| (McastSocket::open(PORT, 1 << 20).unwrap(), ifindex("omdB")));
+    let open = || (McastSocket::open(PORT, 1 << 20).unwrap(), ifindex("eth0"));
+    let (a, a_if) = lab.in_netns(n1, open);
+    let (b, b_if) = lab.in_netns(n2, open);
     b.join(GROUP, b_if).unwrap();
     // A hears its own announcements through IP_MULTICAST_LOOP.
     a.join(GROUP, a_if).unwrap();
@@ -442,7 +372,7 @@ fn multicast_crosses_a_veth_link_between_namespaces() {
     assert_eq!(got[0].dst, GROUP);
     assert_eq!(
         got[0].src,
-        SocketAddrV4::new(Ipv4Addr::new(198, 18, 77, 1), PORT)
+        SocketAddrV4::new(common::Lab::addr(br, 1), PORT)
     );
 
     let own = recv_n(&a, &mut batch, sent, WAIT);
