@@ -18,7 +18,8 @@ use crate::log::keys;
 use crate::map::{AnnounceOutcome, ClusterMap, LeaveOutcome, NodeId};
 use crate::netlink::{self, Netlink};
 use crate::procfs::{Backend, Kernel, MapFileWriter};
-use crate::sys::{monotonic_ms, Epoll, Rng, SignalFd, TimerFd};
+use crate::rng::Rng;
+use crate::sys::{getrandom_u64, monotonic_ms, Epoll, SignalFd, TimerFd};
 use crate::udp::{McastSocket, RecvBatch};
 use crate::wire::{self, flags, Label, MessageType, ParseError, Repr};
 use crate::{error, info, mapfile, notice, warn};
@@ -225,7 +226,7 @@ impl Daemon {
             .add(monitor.as_raw_fd(), TOKEN_NETLINK, readable)
             .map_err(io("epoll"))?;
 
-        let mut rng = Rng::new();
+        let mut rng = Rng::from_seed(getrandom_u64());
         let incarnation = rng.next_u32() | 1;
         let map = ClusterMap::new(primary, &aliases, incarnation);
         let map_file = cfg.map_file.clone();

@@ -10,6 +10,7 @@ pub mod map;
 pub mod mapfile;
 pub mod netlink;
 pub mod procfs;
+pub mod rng;
 pub mod sys;
 pub mod udp;
 pub mod wire;
