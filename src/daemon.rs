@@ -1,5 +1,9 @@
-//! The daemon: one thread, one epoll loop over the UDP socket, a timerfd for
-//! every deadline, a signalfd and the netlink monitor.
+//! The daemon: the I/O shell around the protocol core ([`crate::node`]).
+//!
+//! One thread, one epoll loop over the UDP socket, a timerfd armed at the
+//! core's [`Core::poll_at`], a signalfd and the netlink monitor. Readiness
+//! becomes calls on the core; the core's [`Actions`] become syscalls
+//! (sending, writing the map file, running setpe) and log lines.
 //!
 //! Everything is allocated in [`Daemon::new`]; the loop itself allocates
 //! nothing (proved by `tests/noalloc.rs`).
@@ -13,16 +17,18 @@ use std::time::Duration;
 
 use arrayvec::ArrayVec;
 
-use crate::cli::Config;
-use crate::log::keys;
-use crate::map::{AnnounceOutcome, ClusterMap, LeaveOutcome, NodeId};
+use crate::cli::{Config, MAX_INTERFACES};
+use crate::log::{Level, Limit};
 use crate::netlink::{self, Netlink};
-use crate::procfs::{Backend, Kernel, MapFileWriter};
+use crate::node::{
+    Actions, Core, Datagram, Dest, Event, Input, Link, Publish, Published, Received, Settings,
+};
+use crate::procfs::{Backend, Kernel, KernelError, MapFileWriter};
 use crate::rng::Rng;
 use crate::sys::{getrandom_u64, monotonic_ms, Epoll, SignalFd, TimerFd};
 use crate::udp::{McastSocket, RecvBatch};
-use crate::wire::{self, flags, Label, MessageType, ParseError, Repr};
-use crate::{error, info, mapfile, notice, warn};
+use crate::wire::{Label, ParseError};
+use crate::{debug, info, mapfile, notice, warn};
 
 /// The version shown by `--version` and logged at start.
 pub const VERSION: &str = env!("OMDISCD_VERSION");
@@ -32,40 +38,11 @@ pub const VERSION: &str = env!("OMDISCD_VERSION");
 /// the same second overflows it. 4 MiB holds ~8,000 of our datagrams.
 pub const RCVBUF_BYTES: usize = 4 << 20;
 
-/// Changes within this window are published together (coalescing).
-pub const PUBLISH_DELAY_MS: u64 = 100;
-
-/// First announcement after a random delay of up to this (as mDNS probes).
-pub const STARTUP_JITTER_MS: u32 = 250;
-
-/// Announcements sent in the start-up burst (the first and two more).
-pub const STARTUP_BURST: u8 = 3;
-
-/// Largest gap of the start-up burst before doubling.
-pub const BURST_GAP_MS: u32 = 500;
-
-/// Relays forward a message at most this many hops.
-pub const MAX_HOPS: u8 = 4;
-
-/// Replies to newcomers waiting for their random delay; more are dropped
-/// (the newcomer still learns everyone from the periodic announcements).
-const MAX_PENDING_REPLIES: usize = 64;
-
-/// Expiry runs at most this often: each run walks every known node
-/// (~3 ns a node), and with thousands of nodes the earliest deadline moves on
-/// with nearly every packet. A node leaves at most this late.
-pub const EXPIRY_GRANULARITY_MS: u64 = 100;
-
-/// Hearing no other node for this many intervals after start (or a link
-/// coming up) earns one warning: a switch doing IGMP snooping without a
-/// querier silently stops forwarding the group, the original's classic trap.
-pub const LONELY_INTERVALS: u64 = 5;
-
-/// A retry of a failed publish (map file or kernel) after this.
-const PUBLISH_RETRY_MS: u64 = 5_000;
-
 /// How often drop/error lines may be logged, per kind.
 const LOG_LIMIT_MS: u64 = 10_000;
+
+/// Interface names, as the kernel limits them (IFNAMSIZ with its NUL).
+type IfName = heapless::String<16>;
 
 const TOKEN_SOCKET: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
@@ -78,10 +55,7 @@ pub enum StartError {
     /// No `-i` and no default route: the original's two messages.
     NoDefaultRoute,
     /// An interface named with `-i` is unusable.
-    Interface {
-        name: heapless::String<16>,
-        reason: &'static str,
-    },
+    Interface { name: IfName, reason: &'static str },
     /// A system call failed.
     Io(&'static str, io::Error),
     /// Reading interfaces, routes or addresses over netlink failed.
@@ -104,98 +78,197 @@ impl fmt::Display for StartError {
     }
 }
 
-/// Packet and event counters, logged on SIGUSR1 and at exit.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Counters {
-    pub received: u64,
-    pub sent: u64,
-    pub send_errors: u64,
-    pub dropped: [u64; ParseError::ALL.len()],
-    pub foreign_cluster: u64,
-    pub own_looped: u64,
-    pub relayed: u64,
-    pub replies: u64,
-    pub kernel_overflows: u32,
-    pub publishes: u64,
-}
-
 /// One interface we announce on.
 #[derive(Clone, Debug)]
 struct Iface {
-    name: heapless::String<16>,
+    name: IfName,
     index: u32,
     addr: Option<Ipv4Addr>,
     up: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct PendingReply {
-    to: SocketAddrV4,
-    ifindex: u32,
-    due_ms: u64,
+impl Iface {
+    fn link(&self) -> Link {
+        Link {
+            index: self.index,
+            addr: self.addr,
+            up: self.up,
+        }
+    }
 }
 
-/// The running daemon.
+/// The core's view of the interfaces.
+fn links_of(ifaces: &[Iface]) -> ArrayVec<Link, MAX_INTERFACES> {
+    ifaces.iter().map(Iface::link).collect()
+}
+
+/// The I/O half: what the core's [`Actions`] turn into.
+struct Shell {
+    sock: McastSocket,
+    group: SocketAddrV4,
+    ifaces: ArrayVec<Iface, MAX_INTERFACES>,
+    writer: MapFileWriter,
+    kernel: Kernel,
+    map_file: PathBuf,
+}
+
+impl Shell {
+    fn kernel_failed(&mut self, e: KernelError) {
+        crate::log::limited(
+            Limit::KernelError,
+            LOG_LIMIT_MS,
+            Level::Error,
+            format_args!("handing the map to the kernel: {e}; retrying"),
+        );
+    }
+
+    /// Reaps a finished setpe; true if one had failed.
+    fn reap_setpe(&mut self) -> bool {
+        let mut failed = false;
+        while let Some(r) = self.kernel.reap() {
+            if let Err(e) = r {
+                self.kernel_failed(e);
+                failed = true;
+            }
+            if !self.kernel.busy() {
+                break;
+            }
+        }
+        failed
+    }
+}
+
+impl Actions for Shell {
+    fn send(&mut self, d: &Datagram<'_>) -> bool {
+        let dst = match d.to {
+            Dest::Group => self.group,
+            Dest::Node(ip) => SocketAddrV4::new(ip, self.group.port()),
+        };
+        match send_from(&self.sock, d.bytes, dst, d.ifindex, d.src) {
+            Ok(()) => true,
+            Err(e) => {
+                crate::log::limited(
+                    Limit::SendError,
+                    LOG_LIMIT_MS,
+                    Level::Warn,
+                    format_args!("sending to {dst} failed: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn publish(&mut self, p: &Publish<'_>) -> Published {
+        let mut r = Published::default();
+        if p.file {
+            if let Err(e) = self.writer.write(p.map, VERSION) {
+                crate::log::limited(
+                    Limit::PublishError,
+                    LOG_LIMIT_MS,
+                    Level::Error,
+                    format_args!("writing {}: {e}", self.map_file.display()),
+                );
+                r.file_failed = true;
+            }
+        }
+        if p.changes {
+            mapfile::change_log(p.map, |line| notice!("{line}"));
+        }
+        if p.kernel {
+            // SIGCHLD is the usual way to learn that setpe ended, but a
+            // process signal can go to another thread (tests) or coalesce:
+            // look anyway. An earlier failure is superseded by this publish.
+            self.reap_setpe();
+            if let Err(e) = self.kernel.publish(p.map.own_id()) {
+                self.kernel_failed(e);
+                r.kernel_failed = true;
+            }
+        }
+        r
+    }
+
+    fn event(&mut self, _now_ms: u64, e: Event) {
+        let limited = |key, level, args: fmt::Arguments<'_>| {
+            crate::log::limited(key, LOG_LIMIT_MS, level, args)
+        };
+        match e {
+            Event::Dropped { src, error } => limited(
+                Limit::BadPacket,
+                Level::Warn,
+                format_args!("dropped a packet from {src}: {error}"),
+            ),
+            Event::ForeignCluster { addr } => limited(
+                Limit::Foreign,
+                Level::Info,
+                format_args!("ignoring node {addr} of another cluster"),
+            ),
+            Event::Collision(c) => limited(
+                Limit::Collision,
+                Level::Warn,
+                format_args!(
+                    "node id collision: #{} (0x{:04x}) is held by {} and also claimed by {}; {} keeps it, {} is not added",
+                    c.id, c.id, c.holder, c.claimant, c.holder, c.claimant
+                ),
+            ),
+            Event::Joined { id, addr } => debug!("node #{id} ({addr}) joined"),
+            Event::Lonely { intervals } => warn!(
+                "no other node heard for {intervals} intervals on {}: if this is not the only node, check that multicast {} reaches this host (a switch with IGMP snooping and no querier drops it; so does a firewall)",
+                self.ifaces.first().map_or("?", |i| i.name.as_str()),
+                self.group,
+            ),
+            Event::KernelDrops { more } => limited(
+                Limit::RecvError,
+                Level::Warn,
+                format_args!("the kernel dropped {more} datagrams: receive buffer full"),
+            ),
+            Event::AddressChanged { old, new } => notice!(
+                "address changed from {old} to {new}: leaving as #{} and joining as #{}",
+                crate::wire::node_id_of(old),
+                crate::wire::node_id_of(new)
+            ),
+            Event::NoAddress => {
+                warn!("no IPv4 address on any interface: not announcing until one returns")
+            }
+            Event::InvalidAddress { new, keeping } => warn!(
+                "new address {new} gives the invalid openMosix node id 0: keeping {keeping} until that changes"
+            ),
+        }
+    }
+}
+
+/// The running daemon: the core, the shell, and the descriptors the loop
+/// waits on.
 pub struct Daemon {
-    group: Ipv4Addr,
-    port: u16,
-    interval_ms: u32,
-    hold_ms: u32,
-    label: Label,
+    core: Core,
+    io: Shell,
     /// `-m` given: only the first interface sends and receives.
     routed: bool,
     /// Interfaces come from `-i` (else: the default route's).
     explicit: bool,
-    wanted: ArrayVec<heapless::String<16>, 6>,
-    ifaces: ArrayVec<Iface, 6>,
-    primary: Ipv4Addr,
-    incarnation: u32,
-    sequence: u32,
+    wanted: ArrayVec<IfName, MAX_INTERFACES>,
 
     epoll: Epoll,
     timer: TimerFd,
     /// Made in [`Daemon::start`], after daemonizing: a signalfd registered
     /// with epoll before a fork never reports the child's signals.
     signals: Option<SignalFd>,
-    sock: McastSocket,
-    batch: Option<Box<RecvBatch>>,
+    batch: Box<RecvBatch>,
     nl: Netlink,
     monitor: Netlink,
-    rng: Rng,
-
-    map: ClusterMap,
-    writer: MapFileWriter,
-    kernel: Kernel,
-    map_file: PathBuf,
-
-    next_announce_ms: u64,
-    burst_left: u8,
-    burst_gap_ms: u32,
-    publish_at_ms: Option<u64>,
-    file_retry_ms: Option<u64>,
-    kernel_retry_ms: Option<u64>,
-    expiry_check_ms: Option<u64>,
-    lonely_check_ms: Option<u64>,
-    heard_other: bool,
-    last_expiry_ms: u64,
     armed_ms: u64,
-    replies: heapless::Vec<PendingReply, MAX_PENDING_REPLIES>,
     resolve_pending: bool,
-    stopping: bool,
-    counters: Counters,
-    send_buf: [u8; wire::MAX_MESSAGE_LEN],
-    relay_buf: [u8; wire::MAX_MESSAGE_LEN],
 }
 
 impl Daemon {
-    /// Finds our interfaces and address, opens every descriptor and allocates
-    /// everything the loop will use.
+    /// Finds our interfaces and address, opens every descriptor, allocates
+    /// everything the loop will use and creates the core (which schedules
+    /// the first announcement and publish).
     pub fn new(cfg: &Config) -> Result<Daemon, StartError> {
         let io = |what| move |e| StartError::Io(what, e);
         let mut nl = Netlink::open().map_err(io("opening netlink"))?;
         let mut wanted = ArrayVec::new();
         for name in &cfg.interfaces {
-            let mut s = heapless::String::new();
+            let mut s = IfName::new();
             let _ = s.push_str(name);
             wanted.push(s);
         }
@@ -204,7 +277,6 @@ impl Daemon {
         let primary = ifaces[0]
             .addr
             .expect("resolve returns addressed interfaces");
-        let aliases = alias_addrs(&ifaces, primary);
 
         let sock =
             McastSocket::open(cfg.port, RCVBUF_BYTES).map_err(io("opening the UDP socket"))?;
@@ -226,65 +298,48 @@ impl Daemon {
             .add(monitor.as_raw_fd(), TOKEN_NETLINK, readable)
             .map_err(io("epoll"))?;
 
-        let mut rng = Rng::from_seed(getrandom_u64());
-        let incarnation = rng.next_u32() | 1;
-        let map = ClusterMap::new(primary, &aliases, incarnation);
         let map_file = cfg.map_file.clone();
         let writer = MapFileWriter::new(&map_file).map_err(io("preparing the map file"))?;
         let backend = Backend::detect(&cfg.proc_root);
         let kernel = Kernel::new(backend, &cfg.proc_root, &cfg.setpe, &map_file)
             .map_err(io("preparing the kernel interface"))?;
 
-        let mut daemon = Daemon {
-            group: cfg.group,
-            port: cfg.port,
+        let settings = Settings {
             interval_ms: cfg.interval_ms,
             hold_ms: cfg.hold_ms(),
             label: Label(cfg.label),
             routed: cfg.multicast_ttl.is_some(),
+        };
+        let rng = Rng::from_seed(getrandom_u64());
+        let core = Core::new(settings, primary, &links_of(&ifaces), rng, monotonic_ms());
+        let mut daemon = Daemon {
+            core,
+            io: Shell {
+                sock,
+                group: SocketAddrV4::new(cfg.group, cfg.port),
+                ifaces,
+                writer,
+                kernel,
+                map_file,
+            },
+            routed: settings.routed,
             explicit,
             wanted,
-            ifaces,
-            primary,
-            incarnation,
-            sequence: 0,
             epoll,
             timer,
             signals: None,
-            sock,
-            batch: Some(Box::new(RecvBatch::new())),
+            batch: Box::new(RecvBatch::new()),
             nl,
             monitor,
-            rng,
-            map,
-            writer,
-            kernel,
-            map_file,
-            next_announce_ms: 0,
-            burst_left: 0,
-            burst_gap_ms: 0,
-            publish_at_ms: None,
-            file_retry_ms: None,
-            kernel_retry_ms: None,
-            expiry_check_ms: None,
-            lonely_check_ms: None,
-            heard_other: false,
-            last_expiry_ms: 0,
             armed_ms: 0,
-            replies: heapless::Vec::new(),
             resolve_pending: false,
-            stopping: false,
-            counters: Counters::default(),
-            send_buf: [0; wire::MAX_MESSAGE_LEN],
-            relay_buf: [0; wire::MAX_MESSAGE_LEN],
         };
         daemon.join_groups();
         Ok(daemon)
     }
 
-    /// Takes over the signals, logs the start-up lines and schedules the
-    /// first announcement and publish. Called once the process is in its
-    /// final form (after daemonizing).
+    /// Takes over the signals and logs the start-up lines. Called once the
+    /// process is in its final form (after daemonizing).
     pub fn start(&mut self) -> io::Result<()> {
         let signals = SignalFd::new(&[
             libc::SIGTERM,
@@ -296,69 +351,58 @@ impl Daemon {
         self.epoll
             .add(signals.as_raw_fd(), TOKEN_SIGNAL, libc::EPOLLIN as u32)?;
         self.signals = Some(signals);
-        let now = monotonic_ms();
-        let own = self.map.own_id();
+        let own = self.core.own_id();
+        let s = self.core.settings();
         info!(
-            "omdiscd {VERSION} starting: address {}, node id #{own} (0x{own:04x}), group {}:{}, interval {} ms, hold {} ms",
-            self.primary, self.group, self.port, self.interval_ms, self.hold_ms
+            "omdiscd {VERSION} starting: address {}, node id #{own} (0x{own:04x}), group {}, interval {} ms, hold {} ms",
+            self.core.primary(),
+            self.io.group,
+            s.interval_ms,
+            s.hold_ms
         );
-        for i in self.sending_ifaces() {
-            info!(
-                "announcing on {} (index {}, address {})",
-                i.name,
-                i.index,
-                Addr(i.addr)
-            );
+        for l in self.core.sending_links() {
+            if let Some(i) = self.io.ifaces.iter().find(|i| i.index == l.index) {
+                info!(
+                    "announcing on {} (index {}, address {})",
+                    i.name,
+                    i.index,
+                    Addr(i.addr)
+                );
+            }
         }
         info!(
             "receive buffer {} bytes; publishing to {} and {}",
-            self.sock.granted_rcvbuf(),
-            self.map_file.display(),
-            self.kernel.backend().describe()
+            self.io.sock.granted_rcvbuf(),
+            self.io.map_file.display(),
+            self.io.kernel.backend().describe()
         );
-        self.begin_burst(now);
-        self.watch_loneliness(now);
-        self.publish_at_ms = Some(now);
         Ok(())
     }
 
-    /// This node's id.
-    pub fn own_id(&self) -> NodeId {
-        self.map.own_id()
+    /// The protocol core (its map, counters and identity).
+    pub fn core(&self) -> &Core {
+        &self.core
     }
 
-    /// The map as it is now.
-    pub fn map(&self) -> &ClusterMap {
-        &self.map
-    }
-
-    /// Counters so far.
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    /// True once SIGTERM/SIGINT was handled.
-    pub fn stopped(&self) -> bool {
-        self.stopping
-    }
-
-    /// Runs until SIGTERM or SIGINT, then says goodbye and returns.
+    /// Runs until SIGTERM or SIGINT, says goodbye and returns.
     pub fn run(&mut self) -> io::Result<()> {
-        while !self.stopping {
+        while !self.core.finished() {
             self.step(None)?;
         }
+        let _ = self.io.kernel.finish(2_000);
+        self.log_counters();
         Ok(())
     }
 
-    /// One round of the loop: due deadlines, one epoll wait (at most
+    /// One round of the loop: what is due, one epoll wait (at most
     /// `max_wait`, for tests), the events it returned.
     pub fn step(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
-        let now = monotonic_ms();
-        self.on_deadlines(now);
-        if self.stopping {
+        self.core.poll(monotonic_ms(), &mut self.io);
+        let Some(deadline) = self.core.poll_at() else {
             return Ok(());
-        }
-        let deadline = self.next_deadline_ms();
+        };
+        // Whole milliseconds, never 0 (which would disarm the timer).
+        let deadline = deadline.max(1);
         if deadline != self.armed_ms {
             self.timer.arm_at_ms(deadline)?;
             self.armed_ms = deadline;
@@ -379,454 +423,47 @@ impl Daemon {
         }
         if self.resolve_pending {
             self.resolve_pending = false;
-            self.reresolve(monotonic_ms());
+            self.reresolve();
         }
         Ok(())
     }
 
-    fn next_deadline_ms(&self) -> u64 {
-        let mut d = self.next_announce_ms;
-        for t in [
-            self.publish_at_ms,
-            self.file_retry_ms,
-            self.kernel_retry_ms,
-            self.expiry_check_ms,
-            self.lonely_check_ms,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            d = d.min(t);
-        }
-        if let Some(r) = self.replies.iter().map(|r| r.due_ms).min() {
-            d = d.min(r);
-        }
-        d.max(1)
-    }
-
-    fn on_deadlines(&mut self, now: u64) {
-        if now >= self.next_announce_ms {
-            self.announce(now);
-        }
-        if self.replies.iter().any(|r| r.due_ms <= now) {
-            self.send_due_replies(now);
-        }
-        if self.expiry_check_ms.is_some_and(|t| now >= t) {
-            if self.map.expire(now) > 0 {
-                self.schedule_publish(now);
-            }
-            self.last_expiry_ms = now;
-            self.expiry_check_ms = self
-                .map
-                .next_expiry_ms()
-                .map(|t| t.max(now + EXPIRY_GRANULARITY_MS));
-        }
-        if self.lonely_check_ms.is_some_and(|t| now >= t) {
-            self.check_loneliness();
-        }
-        let publish_due = self.publish_at_ms.is_some_and(|t| now >= t);
-        if publish_due {
-            self.publish(now);
-        } else {
-            if self.file_retry_ms.is_some_and(|t| now >= t) {
-                self.write_map_file(now);
-            }
-            if self.kernel_retry_ms.is_some_and(|t| now >= t) {
-                self.publish_kernel(now);
-            }
-        }
-    }
-
-    // ---- announcing ---------------------------------------------------
-
-    fn watch_loneliness(&mut self, now: u64) {
-        self.heard_other = false;
-        self.lonely_check_ms = Some(now + LONELY_INTERVALS * self.interval_ms as u64);
-    }
-
-    fn check_loneliness(&mut self) {
-        self.lonely_check_ms = None;
-        if self.heard_other {
-            return;
-        }
-        warn!(
-            "no other node heard for {} intervals on {}: if this is not the only node, check that multicast {}:{} reaches this host (a switch with IGMP snooping and no querier drops it; so does a firewall)",
-            LONELY_INTERVALS,
-            self.ifaces[0].name,
-            self.group,
-            self.port
-        );
-    }
-
-    fn begin_burst(&mut self, now: u64) {
-        self.burst_left = STARTUP_BURST;
-        self.burst_gap_ms = BURST_GAP_MS.min(self.interval_ms / 2).max(1);
-        self.next_announce_ms = now + self.rng.below(STARTUP_JITTER_MS + 1) as u64;
-    }
-
-    fn announce(&mut self, now: u64) {
-        self.send_own(MessageType::Announce, None, 0);
-        if self.burst_left > 1 {
-            self.burst_left -= 1;
-            self.next_announce_ms = now + self.burst_gap_ms as u64;
-            self.burst_gap_ms = self.burst_gap_ms.saturating_mul(2);
-        } else {
-            self.burst_left = 0;
-            self.next_announce_ms = now + self.rng.jitter_ms(self.interval_ms as u64, 20);
-        }
-    }
-
-    fn own_repr(&mut self, kind: MessageType, flag_bits: u8) -> Repr {
-        self.sequence = self.sequence.wrapping_add(1);
-        let own = self.map.own_node();
-        let mut aliases = ArrayVec::new();
-        for a in own.aliases() {
-            aliases.push(a);
-        }
-        Repr {
-            kind,
-            flags: flag_bits,
-            hops: 0,
-            node_id: own.id,
-            incarnation: self.incarnation,
-            sequence: self.sequence,
-            interval_ms: self.interval_ms,
-            hold_ms: self.hold_ms,
-            label: self.label,
-            addr: own.addr,
-            aliases,
-            entries: ArrayVec::new(),
-            auth: None,
-        }
-    }
-
-    /// Sends one of our own messages: to `to` (unicast) or to the group on
-    /// every interface that sends.
-    fn send_own(&mut self, kind: MessageType, to: Option<(SocketAddrV4, u32)>, flag_bits: u8) {
-        let repr = self.own_repr(kind, flag_bits);
-        let Ok(len) = repr.emit(&mut self.send_buf) else {
-            error!("internal error: refusing to send an invalid message");
-            return;
-        };
-        match to {
-            Some((dst, ifindex)) => {
-                let r = match self.ifaces.iter().find(|i| i.index == ifindex) {
-                    Some(iface) => send_via(&self.sock, iface, &self.send_buf[..len], dst),
-                    None => self.sock.send(&self.send_buf[..len], dst, Some(ifindex)),
-                };
-                self.count_send(r);
-            }
-            None => {
-                let dst = SocketAddrV4::new(self.group, self.port);
-                for i in 0..self.ifaces.len() {
-                    if !self.sends_on(i) {
-                        continue;
-                    }
-                    let r = send_via(&self.sock, &self.ifaces[i], &self.send_buf[..len], dst);
-                    self.count_send(r);
-                }
-            }
-        }
-    }
-
-    fn count_send(&mut self, r: io::Result<()>) {
-        match r {
-            Ok(()) => self.counters.sent += 1,
-            Err(e) => {
-                self.counters.send_errors += 1;
-                crate::log::limited(
-                    keys::SEND_ERROR,
-                    LOG_LIMIT_MS,
-                    crate::log::Level::Warn,
-                    format_args!("sending an announcement failed: {e}"),
-                );
-            }
-        }
-    }
-
-    fn sends_on(&self, i: usize) -> bool {
-        let iface = &self.ifaces[i];
-        iface.up && iface.addr.is_some() && (!self.routed || i == 0)
-    }
-
-    fn sending_ifaces(&self) -> impl Iterator<Item = &Iface> {
-        self.ifaces
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.sends_on(*i))
-            .map(|(_, f)| f)
-    }
-
-    fn send_due_replies(&mut self, now: u64) {
-        let mut i = 0;
-        while i < self.replies.len() {
-            if self.replies[i].due_ms <= now {
-                let r = self.replies.swap_remove(i);
-                self.counters.replies += 1;
-                self.send_own(MessageType::Announce, Some((r.to, r.ifindex)), flags::REPLY);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    fn schedule_reply(&mut self, to: SocketAddrV4, ifindex: u32, now: u64) {
-        if self.replies.iter().any(|r| r.to == to) {
-            return;
-        }
-        let spread = (self.interval_ms / 4).clamp(1, 500);
-        let due_ms = now + 10 + self.rng.below(spread) as u64;
-        let _ = self.replies.push(PendingReply {
-            to,
-            ifindex,
-            due_ms,
-        });
-    }
-
-    // ---- receiving ----------------------------------------------------
-
     fn on_readable(&mut self) {
         // Bounded so a flood cannot starve the timers and signals.
         for _ in 0..64 {
-            let Some(batch) = self.batch.as_mut() else {
-                return;
-            };
-            let n = match self.sock.recv_batch(batch) {
+            let n = match self.io.sock.recv_batch(&mut self.batch) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) => {
                     crate::log::limited(
-                        keys::RECV_ERROR,
+                        Limit::RecvError,
                         LOG_LIMIT_MS,
-                        crate::log::Level::Warn,
+                        Level::Warn,
                         format_args!("receiving failed: {e}"),
                     );
                     break;
                 }
             };
             let now = monotonic_ms();
-            // Moved out for the loop so each datagram is handled in place,
-            // without a copy; moving the Box back is a pointer move.
-            let batch = self.batch.take().expect("batch is put back after use");
-            for d in batch.iter() {
-                if d.truncated {
-                    self.drop_packet(ParseError::LengthMismatch, d.src);
-                    continue;
-                }
-                self.on_datagram(d.data, d.src, d.ifindex, d.dst.is_multicast(), now);
+            for d in self.batch.iter() {
+                let input = if d.truncated {
+                    Input::Truncated { src: d.src }
+                } else {
+                    Input::Datagram(Received {
+                        data: d.data,
+                        src: d.src,
+                        ifindex: d.ifindex,
+                        multicast: d.dst.is_multicast(),
+                    })
+                };
+                self.core.handle(now, input, &mut self.io);
             }
-            let overflows = batch.dropped_total();
-            self.batch = Some(batch);
-            if overflows > self.counters.kernel_overflows {
-                crate::log::limited(
-                    keys::RECV_ERROR,
-                    LOG_LIMIT_MS,
-                    crate::log::Level::Warn,
-                    format_args!(
-                        "the kernel dropped {} datagrams: receive buffer full",
-                        overflows - self.counters.kernel_overflows
-                    ),
-                );
-                self.counters.kernel_overflows = overflows;
-            }
+            let drops = Input::KernelDrops(self.batch.dropped_total());
+            self.core.handle(now, drops, &mut self.io);
             if n < crate::udp::BATCH {
                 break;
             }
         }
-    }
-
-    fn drop_packet(&mut self, e: ParseError, src: SocketAddrV4) {
-        self.counters.dropped[e.index()] += 1;
-        crate::log::limited(
-            keys::BAD_PACKET,
-            LOG_LIMIT_MS,
-            crate::log::Level::Warn,
-            format_args!("dropped a packet from {src}: {e}"),
-        );
-    }
-
-    /// Handles one datagram. Public so tests and benches can feed the daemon
-    /// without a network.
-    pub fn on_datagram(
-        &mut self,
-        data: &[u8],
-        src: SocketAddrV4,
-        ifindex: u32,
-        multicast: bool,
-        now: u64,
-    ) {
-        self.counters.received += 1;
-        let repr = match Repr::parse(data) {
-            Ok(r) => r,
-            Err(e) => return self.drop_packet(e, src),
-        };
-        if repr.label != self.label {
-            self.counters.foreign_cluster += 1;
-            crate::log::limited(
-                keys::FOREIGN,
-                LOG_LIMIT_MS,
-                crate::log::Level::Info,
-                format_args!("ignoring node {} of another cluster", repr.addr),
-            );
-            return;
-        }
-        if repr.node_id == self.map.own_id() && repr.incarnation == self.incarnation {
-            self.counters.own_looped += 1;
-            return;
-        }
-        self.heard_other = true;
-        let accepted = match repr.kind {
-            MessageType::Announce => self.on_announce(&repr, src, ifindex, now),
-            MessageType::Leave => {
-                self.map.apply_leave(repr.addr, repr.incarnation) == LeaveOutcome::Removed
-            }
-            MessageType::Sync => {
-                for e in &repr.entries {
-                    if let AnnounceOutcome::Joined =
-                        self.map
-                            .apply_hearsay(e.addr, e.incarnation, e.hold_ms, now)
-                    {
-                        self.note_expiry(now + e.hold_ms as u64);
-                    }
-                }
-                false
-            }
-        };
-        if self.map.is_dirty() {
-            self.schedule_publish(now);
-        }
-        if accepted && multicast {
-            self.relay(data, ifindex);
-        }
-    }
-
-    fn on_announce(&mut self, repr: &Repr, src: SocketAddrV4, ifindex: u32, now: u64) -> bool {
-        let a = crate::map::Announcement {
-            addr: repr.addr,
-            aliases: &repr.aliases,
-            incarnation: repr.incarnation,
-            sequence: repr.sequence,
-            hold_ms: repr.hold_ms,
-        };
-        match self.map.apply_announce(&a, now) {
-            out @ (AnnounceOutcome::Joined | AnnounceOutcome::Restarted) => {
-                self.note_expiry(now + repr.hold_ms as u64);
-                let direct = repr.hops == 0 && repr.flags & flags::REPLY == 0;
-                if direct {
-                    let to = SocketAddrV4::new(*src.ip(), self.port);
-                    self.schedule_reply(to, ifindex, now);
-                }
-                if out == AnnounceOutcome::Joined {
-                    crate::debug!("node #{} ({}) joined", repr.node_id, repr.addr);
-                }
-                true
-            }
-            AnnounceOutcome::Refreshed => true,
-            AnnounceOutcome::Collision(c) => {
-                if c.first_report {
-                    warn!(
-                        "node id collision: #{} (0x{:04x}) is held by {} and also claimed by {}; {} keeps it, {} is not added",
-                        c.id, c.id, c.holder, c.claimant, c.holder, c.claimant
-                    );
-                }
-                false
-            }
-            AnnounceOutcome::Stale | AnnounceOutcome::Ignored => false,
-        }
-    }
-
-    fn note_expiry(&mut self, at: u64) {
-        let at = at.max(self.last_expiry_ms + EXPIRY_GRANULARITY_MS);
-        self.expiry_check_ms = Some(self.expiry_check_ms.map_or(at, |t| t.min(at)));
-    }
-
-    /// Basic routing (the original's, without `-m`): a node on several
-    /// networks forwards what it heard on one to the others.
-    fn relay(&mut self, data: &[u8], from_ifindex: u32) {
-        if self.routed || self.ifaces.len() < 2 || data.len() < wire::HEADER_LEN {
-            return;
-        }
-        let hops = data[wire::field::HOPS];
-        if hops >= MAX_HOPS {
-            return;
-        }
-        let len = data.len();
-        self.relay_buf[..len].copy_from_slice(data);
-        wire::set_hops(&mut self.relay_buf[..len], hops + 1);
-        let dst = SocketAddrV4::new(self.group, self.port);
-        for i in 0..self.ifaces.len() {
-            if self.ifaces[i].index == from_ifindex || !self.sends_on(i) {
-                continue;
-            }
-            let r = send_via(&self.sock, &self.ifaces[i], &self.relay_buf[..len], dst);
-            if r.is_ok() {
-                self.counters.relayed += 1;
-            }
-            self.count_send(r);
-        }
-    }
-
-    // ---- publishing ---------------------------------------------------
-
-    fn schedule_publish(&mut self, now: u64) {
-        if self.publish_at_ms.is_none() {
-            self.publish_at_ms = Some(now + PUBLISH_DELAY_MS);
-        }
-    }
-
-    fn publish(&mut self, now: u64) {
-        self.publish_at_ms = None;
-        self.counters.publishes += 1;
-        self.write_map_file(now);
-        mapfile::change_log(&self.map, |line| notice!("{line}"));
-        self.map.mark_published();
-        self.publish_kernel(now);
-    }
-
-    fn write_map_file(&mut self, now: u64) {
-        match self.writer.write(&self.map, VERSION) {
-            Ok(()) => self.file_retry_ms = None,
-            Err(e) => {
-                crate::log::limited(
-                    keys::PUBLISH_ERROR,
-                    LOG_LIMIT_MS,
-                    crate::log::Level::Error,
-                    format_args!("writing {}: {e}", self.map_file.display()),
-                );
-                self.file_retry_ms = Some(now + PUBLISH_RETRY_MS);
-            }
-        }
-    }
-
-    fn publish_kernel(&mut self, now: u64) {
-        self.kernel_retry_ms = None;
-        // SIGCHLD is the usual way to learn that setpe ended, but a process
-        // signal can go to another thread (tests) or coalesce: look anyway.
-        self.reap_setpe(now);
-        if let Err(e) = self.kernel.publish(self.map.own_id()) {
-            self.kernel_failed(e, now);
-        }
-    }
-
-    fn reap_setpe(&mut self, now: u64) {
-        while let Some(r) = self.kernel.reap() {
-            if let Err(e) = r {
-                self.kernel_failed(e, now);
-            }
-            if !self.kernel.busy() {
-                break;
-            }
-        }
-    }
-
-    fn kernel_failed(&mut self, e: crate::procfs::KernelError, now: u64) {
-        crate::log::limited(
-            keys::KERNEL_ERROR,
-            LOG_LIMIT_MS,
-            crate::log::Level::Error,
-            format_args!("handing the map to the kernel: {e}; retrying"),
-        );
-        self.kernel_retry_ms = Some(now + PUBLISH_RETRY_MS);
     }
 
     // ---- signals --------------------------------------------------------
@@ -838,21 +475,23 @@ impl Daemon {
             };
             let info = match signals.read() {
                 Ok(Some(info)) => info,
-                Ok(None) => break,
-                Err(_) => break,
+                Ok(None) | Err(_) => break,
             };
+            let now = monotonic_ms();
             match info.signo {
                 libc::SIGTERM | libc::SIGINT => {
-                    self.shutdown(info.signo);
+                    notice!("signal {}: leaving the cluster", info.signo);
+                    self.core.handle(now, Input::Stop, &mut self.io);
                     return;
                 }
                 libc::SIGHUP => {
                     info!("SIGHUP: re-reading interfaces and addresses");
                     self.resolve_pending = true;
-                    let now = monotonic_ms();
-                    self.begin_burst(now);
+                    self.core.handle(now, Input::Rejoin, &mut self.io);
                 }
-                libc::SIGCHLD => self.reap_setpe(monotonic_ms()),
+                libc::SIGCHLD if self.io.reap_setpe() => {
+                    self.core.handle(now, Input::KernelFailed, &mut self.io);
+                }
                 libc::SIGUSR1 => self.log_counters(),
                 _ => {}
             }
@@ -861,10 +500,11 @@ impl Daemon {
 
     /// Logs the counters (SIGUSR1, and at exit).
     pub fn log_counters(&self) {
-        let c = &self.counters;
+        let c = self.core.counters();
+        let map = self.core.map();
         info!(
             "counters: {} nodes, received {}, sent {}, send errors {}, relayed {}, replies {}, foreign cluster {}, kernel drops {}, publishes {}, collisions {}, expired {}",
-            self.map.len(),
+            map.len(),
             c.received,
             c.sent,
             c.send_errors,
@@ -873,8 +513,8 @@ impl Daemon {
             c.foreign_cluster,
             c.kernel_overflows,
             c.publishes,
-            self.map.stats().collisions,
-            self.map.stats().expired
+            map.stats().collisions,
+            map.stats().expired
         );
         for e in ParseError::ALL {
             if c.dropped[e.index()] > 0 {
@@ -883,45 +523,20 @@ impl Daemon {
         }
     }
 
-    /// Says goodbye (LEAVE three times, a few ms apart), publishes what is
-    /// pending and marks the daemon stopped.
-    pub fn shutdown(&mut self, signo: i32) {
-        notice!("signal {signo}: leaving the cluster");
-        self.say_goodbye();
-        let now = monotonic_ms();
-        if self.map.is_dirty() || self.publish_at_ms.is_some() {
-            self.publish(now);
-        }
-        let _ = self.kernel.finish(2_000);
-        self.log_counters();
-        self.stopping = true;
-    }
-
-    fn say_goodbye(&mut self) {
-        for n in 0..3 {
-            if n > 0 {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            self.send_own(MessageType::Leave, None, 0);
-        }
-    }
-
     // ---- interfaces, addresses, netlink ----------------------------------
 
     fn join_groups(&mut self) {
-        for i in 0..self.ifaces.len() {
-            if self.routed && i > 0 {
+        let group = *self.io.group.ip();
+        for (i, iface) in self.io.ifaces.iter().enumerate() {
+            if (self.routed && i > 0) || !iface.up {
                 continue;
             }
-            if !self.ifaces[i].up {
-                continue;
-            }
-            if let Err(e) = self.sock.join(self.group, self.ifaces[i].index) {
+            if let Err(e) = self.io.sock.join(group, iface.index) {
                 crate::log::limited(
-                    keys::NETLINK_ERROR,
+                    Limit::NetlinkError,
                     LOG_LIMIT_MS,
-                    crate::log::Level::Warn,
-                    format_args!("joining {} on {}: {e}", self.group, self.ifaces[i].name),
+                    Level::Warn,
+                    format_args!("joining {group} on {}: {e}", iface.name),
                 );
             }
         }
@@ -929,7 +544,7 @@ impl Daemon {
 
     fn on_netlink(&mut self) {
         let mut relevant = false;
-        let ours: ArrayVec<u32, 6> = self.ifaces.iter().map(|i| i.index).collect();
+        let ours: ArrayVec<u32, MAX_INTERFACES> = self.io.ifaces.iter().map(|i| i.index).collect();
         let explicit = self.explicit;
         let mut link_changes: ArrayVec<(u32, bool), 16> = ArrayVec::new();
         let r = self.monitor.read_events(|ev| match ev {
@@ -959,52 +574,46 @@ impl Daemon {
         });
         if let Err(e) = r {
             crate::log::limited(
-                keys::NETLINK_ERROR,
+                Limit::NetlinkError,
                 LOG_LIMIT_MS,
-                crate::log::Level::Warn,
+                Level::Warn,
                 format_args!("reading netlink events: {e}"),
             );
             relevant = true;
         }
-        let now = monotonic_ms();
         for (ifindex, up) in link_changes {
-            self.on_link(ifindex, up, now);
+            self.on_link(ifindex, up);
         }
         if relevant {
             self.resolve_pending = true;
         }
     }
 
-    fn on_link(&mut self, ifindex: u32, up: bool, now: u64) {
-        let Some(pos) = self.ifaces.iter().position(|i| i.index == ifindex) else {
+    fn on_link(&mut self, ifindex: u32, up: bool) {
+        let Some(pos) = self.io.ifaces.iter().position(|i| i.index == ifindex) else {
             return;
         };
-        if self.ifaces[pos].up == up {
+        if self.io.ifaces[pos].up == up {
             return;
         }
-        self.ifaces[pos].up = up;
+        self.io.ifaces[pos].up = up;
+        let name = self.io.ifaces[pos].name.clone();
         if up {
-            notice!(
-                "link {} is up: re-joining and announcing",
-                self.ifaces[pos].name
-            );
+            notice!("link {name} is up: re-joining and announcing");
             self.join_groups();
-            self.begin_burst(now);
-            self.watch_loneliness(now);
             // An address may have come or gone while the link was down.
             self.resolve_pending = true;
         } else {
-            warn!(
-                "link {} is down: not announcing on it",
-                self.ifaces[pos].name
-            );
+            warn!("link {name} is down: not announcing on it");
         }
+        let links = links_of(&self.io.ifaces);
+        self.core
+            .handle(monotonic_ms(), Input::Links(&links), &mut self.io);
     }
 
-    /// Re-reads interfaces and addresses (SIGHUP, netlink changes). A new
-    /// primary address is a new identity: LEAVE under the old one, announce
-    /// under the new one, republish.
-    fn reresolve(&mut self, now: u64) {
+    /// Re-reads interfaces and addresses (SIGHUP, netlink changes) and hands
+    /// them to the core, which decides what a new address means.
+    fn reresolve(&mut self) {
         let fresh = if self.explicit {
             resolve_lenient(&mut self.nl, &self.wanted)
         } else {
@@ -1012,24 +621,24 @@ impl Daemon {
                 Ok(f) => Some(f),
                 Err(StartError::NoDefaultRoute) => {
                     crate::log::limited(
-                        keys::ROUTE,
+                        Limit::Route,
                         LOG_LIMIT_MS,
-                        crate::log::Level::Warn,
+                        Level::Warn,
                         format_args!(
                             "no default route any more; staying on {}",
-                            self.ifaces[0].name
+                            self.io.ifaces[0].name
                         ),
                     );
                     // Keep the interface but re-read its address.
-                    let wanted: ArrayVec<heapless::String<16>, 6> =
-                        self.ifaces.iter().map(|i| i.name.clone()).collect();
+                    let wanted: ArrayVec<IfName, MAX_INTERFACES> =
+                        self.io.ifaces.iter().map(|i| i.name.clone()).collect();
                     resolve_lenient(&mut self.nl, &wanted)
                 }
                 Err(e) => {
                     crate::log::limited(
-                        keys::ROUTE,
+                        Limit::Route,
                         LOG_LIMIT_MS,
-                        crate::log::Level::Warn,
+                        Level::Warn,
                         format_args!("re-reading the default interface: {e}"),
                     );
                     None
@@ -1037,55 +646,20 @@ impl Daemon {
             }
         };
         let Some(fresh) = fresh else { return };
-        let new_primary = fresh.iter().find_map(|i| i.addr);
-        let old_indexes: ArrayVec<u32, 6> = self.ifaces.iter().map(|i| i.index).collect();
-        let new_indexes: ArrayVec<u32, 6> = fresh.iter().map(|i| i.index).collect();
-        if old_indexes != new_indexes {
-            for i in &self.ifaces {
-                if !new_indexes.contains(&i.index) {
-                    let _ = self.sock.leave(self.group, i.index);
-                }
+        let group = *self.io.group.ip();
+        for old in &self.io.ifaces {
+            if !fresh.iter().any(|f| f.index == old.index) {
+                let _ = self.io.sock.leave(group, old.index);
             }
         }
-        let Some(new_primary) = new_primary else {
-            warn!("no IPv4 address on any interface: not announcing until one returns");
-            self.ifaces = fresh;
-            return;
-        };
-        if crate::map::node_id_of(new_primary) == 0 {
-            warn!(
-                "new address {new_primary} gives the invalid openMosix node id 0: keeping {} until that changes",
-                self.primary
-            );
-            return;
-        }
-        let primary_changed = new_primary != self.primary;
-        // The fresh interfaces first: the goodbye must leave from an address
-        // we still have (the old one may be gone already).
-        self.ifaces = fresh;
-        if let Some(first) = self.ifaces.first() {
-            let _ = self.sock.set_default_interface(first.index);
+        self.io.ifaces = fresh;
+        if let Some(first) = self.io.ifaces.first() {
+            let _ = self.io.sock.set_default_interface(first.index);
         }
         self.join_groups();
-        if primary_changed {
-            notice!(
-                "address changed from {} to {}: leaving as #{} and joining as #{}",
-                self.primary,
-                new_primary,
-                self.map.own_id(),
-                crate::map::node_id_of(new_primary)
-            );
-            self.say_goodbye();
-        }
-        let aliases = alias_addrs(&self.ifaces, new_primary);
-        let own = self.map.own_node();
-        let aliases_changed = !own.aliases().eq(aliases.iter().copied());
-        if primary_changed || aliases_changed {
-            self.primary = new_primary;
-            self.map.set_own(new_primary, &aliases, self.incarnation);
-            self.schedule_publish(now);
-            self.begin_burst(now);
-        }
+        let links = links_of(&self.io.ifaces);
+        self.core
+            .handle(monotonic_ms(), Input::Links(&links), &mut self.io);
     }
 }
 
@@ -1093,8 +667,8 @@ impl Daemon {
 /// addresses. Any problem is an error: used at start-up.
 fn resolve(
     nl: &mut Netlink,
-    wanted: &ArrayVec<heapless::String<16>, 6>,
-) -> Result<ArrayVec<Iface, 6>, StartError> {
+    wanted: &ArrayVec<IfName, MAX_INTERFACES>,
+) -> Result<ArrayVec<Iface, MAX_INTERFACES>, StartError> {
     let nl_err = StartError::Netlink;
     let mut out = ArrayVec::new();
     if wanted.is_empty() {
@@ -1134,7 +708,7 @@ fn resolve(
             .primary_ipv4(link.ifindex)
             .map_err(nl_err)?
             .ok_or(fail("has no IPv4 address"))?;
-        if crate::map::node_id_of(addr) == 0 && out.is_empty() {
+        if crate::wire::node_id_of(addr) == 0 && out.is_empty() {
             return Err(fail(
                 "its address ends in .0.0, which gives the invalid node id 0",
             ));
@@ -1153,8 +727,8 @@ fn resolve(
 /// or address-less interface stays in the list, marked so. Used while running.
 fn resolve_lenient(
     nl: &mut Netlink,
-    wanted: &ArrayVec<heapless::String<16>, 6>,
-) -> Option<ArrayVec<Iface, 6>> {
+    wanted: &ArrayVec<IfName, MAX_INTERFACES>,
+) -> Option<ArrayVec<Iface, MAX_INTERFACES>> {
     let mut out = ArrayVec::new();
     for name in wanted {
         let link = match nl.link_by_name(name) {
@@ -1175,13 +749,19 @@ fn resolve_lenient(
     Some(out)
 }
 
-/// Sends out of `iface` with its address as the source, so peers see (and
-/// reply to) the address on that link, also on `lo`.
-fn send_via(sock: &McastSocket, iface: &Iface, buf: &[u8], dst: SocketAddrV4) -> io::Result<()> {
-    let Some(src) = iface.addr else {
-        return sock.send(buf, dst, Some(iface.index));
+/// Sends with `src` pinned as the source address, so peers see (and reply
+/// to) the address on that link, also on `lo`.
+fn send_from(
+    sock: &McastSocket,
+    buf: &[u8],
+    dst: SocketAddrV4,
+    ifindex: u32,
+    src: Option<Ipv4Addr>,
+) -> io::Result<()> {
+    let Some(src) = src else {
+        return sock.send(buf, dst, Some(ifindex));
     };
-    match sock.send_from(buf, dst, iface.index, src) {
+    match sock.send_from(buf, dst, ifindex, src) {
         // The address went away under us (netlink will tell us soon): let
         // the kernel pick a source rather than lose the datagram.
         Err(e)
@@ -1190,20 +770,10 @@ fn send_via(sock: &McastSocket, iface: &Iface, buf: &[u8], dst: SocketAddrV4) ->
                 Some(libc::EADDRNOTAVAIL | libc::ENETUNREACH | libc::EINVAL)
             ) =>
         {
-            sock.send(buf, dst, Some(iface.index))
+            sock.send(buf, dst, Some(ifindex))
         }
         r => r,
     }
-}
-
-fn alias_addrs(ifaces: &[Iface], primary: Ipv4Addr) -> ArrayVec<Ipv4Addr, 6> {
-    let mut v = ArrayVec::new();
-    for a in ifaces.iter().filter_map(|i| i.addr) {
-        if a != primary && !v.contains(&a) {
-            v.push(a);
-        }
-    }
-    v
 }
 
 /// Prints an optional address, `-` when none.

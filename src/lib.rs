@@ -9,6 +9,7 @@ pub mod log;
 pub mod map;
 pub mod mapfile;
 pub mod netlink;
+pub mod node;
 pub mod procfs;
 pub mod rng;
 pub mod sys;

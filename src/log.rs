@@ -59,24 +59,33 @@ pub enum Sink {
     Fd(RawFd),
 }
 
-/// Keys for [`limited`]: one rate-limit slot per kind of repeatable message.
-pub mod keys {
-    pub const BAD_PACKET: usize = 0;
-    pub const SEND_ERROR: usize = 1;
-    pub const RECV_ERROR: usize = 2;
-    pub const PUBLISH_ERROR: usize = 3;
-    pub const KERNEL_ERROR: usize = 4;
-    pub const COLLISION: usize = 5;
-    pub const NETLINK_ERROR: usize = 6;
-    pub const TIMER_ERROR: usize = 7;
-    pub const SIGNAL_ERROR: usize = 8;
-    pub const PROCFS_ERROR: usize = 9;
-    pub const VERSION_MISMATCH: usize = 10;
-    pub const TABLE_FULL: usize = 11;
-    pub const FOREIGN: usize = 12;
-    pub const ROUTE: usize = 13;
-    /// Number of slots; keys at or above it are never limited.
-    pub const MAX: usize = 32;
+/// What a rate-limited line is about: one rate-limit slot per kind of
+/// repeatable message (see [`limited`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// A datagram that failed to parse.
+    BadPacket,
+    /// A node of another cluster (label).
+    Foreign,
+    /// A node-id collision.
+    Collision,
+    /// Sending failed.
+    SendError,
+    /// Receiving failed, or the kernel dropped datagrams.
+    RecvError,
+    /// Writing the map file failed.
+    PublishError,
+    /// Handing the map to the kernel failed.
+    KernelError,
+    /// Netlink or a multicast membership failed.
+    NetlinkError,
+    /// The default route went away.
+    Route,
+}
+
+impl Limit {
+    /// Number of kinds (and of rate-limit slots).
+    pub const COUNT: usize = 9;
 }
 
 /// A fixed buffer implementing `fmt::Write` that truncates instead of failing,
@@ -391,7 +400,7 @@ struct Slot {
 /// At most one line per key per interval, counting what it holds back.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
-    slots: [Slot; keys::MAX],
+    slots: [Slot; Limit::COUNT],
 }
 
 impl RateLimiter {
@@ -400,17 +409,14 @@ impl RateLimiter {
             slots: [Slot {
                 last_ms: None,
                 suppressed: 0,
-            }; keys::MAX],
+            }; Limit::COUNT],
         }
     }
 
     /// `Some(n)` if a line for `key` may be printed at `now_ms` (`n` lines were
     /// suppressed since the last one), `None` if this one is suppressed.
-    /// Keys out of range are never limited.
-    pub fn check(&mut self, key: usize, interval_ms: u64, now_ms: u64) -> Option<u32> {
-        let Some(slot) = self.slots.get_mut(key) else {
-            return Some(0);
-        };
+    pub fn check(&mut self, key: Limit, interval_ms: u64, now_ms: u64) -> Option<u32> {
+        let slot = &mut self.slots[key as usize];
         match slot.last_ms {
             Some(last) if now_ms >= last && now_ms - last < interval_ms => {
                 slot.suppressed = slot.suppressed.saturating_add(1);
@@ -493,7 +499,7 @@ impl Logger {
     pub fn limited_at(
         &mut self,
         now_ms: u64,
-        key: usize,
+        key: Limit,
         interval_ms: u64,
         level: Level,
         args: fmt::Arguments<'_>,
@@ -585,7 +591,7 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
 
 /// Logs at most one line per `key` (see [`keys`]) per `interval_ms`; the next line
 /// printed after suppressions ends with ` (N similar messages suppressed)`.
-pub fn limited(key: usize, interval_ms: u64, level: Level, args: fmt::Arguments<'_>) {
+pub fn limited(key: Limit, interval_ms: u64, level: Level, args: fmt::Arguments<'_>) {
     if level == Level::Debug && !debug_enabled() {
         return;
     }
@@ -627,7 +633,7 @@ macro_rules! debug {
     ($($arg:tt)+) => { $crate::log::write($crate::log::Level::Debug, format_args!($($arg)+)) };
 }
 
-/// Rate-limited logging: `log_limited!(keys::BAD_PACKET, 10_000, Level::Warn, "bad packet from {}", a)`.
+/// Rate-limited logging: `log_limited!(Limit::BadPacket, 10_000, Level::Warn, "bad packet from {}", a)`.
 #[macro_export]
 macro_rules! log_limited {
     ($key:expr, $interval_ms:expr, $level:expr, $($arg:tt)+) => {
@@ -765,7 +771,7 @@ mod tests {
         for t in 0..100 {
             log.limited_at(
                 1_000 + t,
-                keys::BAD_PACKET,
+                Limit::BadPacket,
                 1_000,
                 Level::Warn,
                 format_args!("bad packet {t}"),
@@ -774,7 +780,7 @@ mod tests {
         // Another key is independent.
         log.limited_at(
             1_050,
-            keys::SEND_ERROR,
+            Limit::SendError,
             1_000,
             Level::Warn,
             format_args!("send"),
@@ -782,14 +788,14 @@ mod tests {
         assert_eq!(drain(&r), "bad packet 0\nsend\n");
         log.limited_at(
             1_999,
-            keys::BAD_PACKET,
+            Limit::BadPacket,
             1_000,
             Level::Warn,
             format_args!("early"),
         );
         log.limited_at(
             2_000,
-            keys::BAD_PACKET,
+            Limit::BadPacket,
             1_000,
             Level::Warn,
             format_args!("again"),
@@ -797,7 +803,7 @@ mod tests {
         assert_eq!(drain(&r), "again (100 similar messages suppressed)\n");
         log.limited_at(
             3_000,
-            keys::BAD_PACKET,
+            Limit::BadPacket,
             1_000,
             Level::Warn,
             format_args!("calm"),
@@ -809,14 +815,13 @@ mod tests {
     fn rate_limiter_edge_cases() {
         let mut rl = RateLimiter::new();
         // The first line for a key prints even at time 0.
-        assert_eq!(rl.check(keys::COLLISION, 500, 0), Some(0));
-        assert_eq!(rl.check(keys::COLLISION, 500, 499), None);
+        assert_eq!(rl.check(Limit::Collision, 500, 0), Some(0));
+        assert_eq!(rl.check(Limit::Collision, 500, 499), None);
         // A clock that went backwards does not suppress forever.
-        assert_eq!(rl.check(keys::COLLISION, 500, 10_000), Some(1));
-        assert_eq!(rl.check(keys::COLLISION, 500, 5), Some(0));
-        // Out-of-range keys are never limited.
-        assert_eq!(rl.check(keys::MAX, 500, 0), Some(0));
-        assert_eq!(rl.check(keys::MAX, 500, 0), Some(0));
+        assert_eq!(rl.check(Limit::Collision, 500, 10_000), Some(1));
+        assert_eq!(rl.check(Limit::Collision, 500, 5), Some(0));
+        // Each kind has its own slot.
+        assert_eq!(rl.check(Limit::Route, 500, 5), Some(0));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! while logging through the global logger to an `Sink::Fd` pipe.
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use omdiscd::log::{self, keys, Level, Sink};
+use omdiscd::log::{self, Level, Limit, Sink};
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
@@ -26,7 +26,7 @@ fn logging_to_fd_does_not_allocate() {
     let n = allocations_during(|| {
         for i in 0..20 {
             omdiscd::info!("joined {} as node {}", addr, i);
-            omdiscd::log_limited!(keys::BAD_PACKET, 60_000, Level::Warn, "bad packet {}", i);
+            omdiscd::log_limited!(Limit::BadPacket, 60_000, Level::Warn, "bad packet {}", i);
         }
         omdiscd::error!("{}", big.as_str());
         omdiscd::warn!("w {:?}", Some(1.5));

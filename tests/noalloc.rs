@@ -135,7 +135,7 @@ fn the_event_loop_does_not_allocate() {
         while t.elapsed() < Duration::from_millis(60) {
             watched(|| daemon.step(Some(Duration::from_millis(10)))).unwrap();
         }
-        peak = peak.max(daemon.map().len());
+        peak = peak.max(daemon.core().map().len());
     }
     // Signals: SIGHUP re-reads interfaces over netlink, SIGUSR1 logs counters.
     // raise() targets this thread, which blocked them for the signalfd.
@@ -151,7 +151,7 @@ fn the_event_loop_does_not_allocate() {
     }
     let allocations = counting_alloc::count();
 
-    let c = daemon.counters();
+    let c = daemon.core().counters();
     assert!(
         setpe_runs(&calls) > runs_before,
         "setpe ran during the watched window"
@@ -164,7 +164,7 @@ fn the_event_loop_does_not_allocate() {
         peak >= 200,
         "the daemon learned {peak} nodes, expected all 200"
     );
-    assert_eq!(daemon.map().len(), 1, "every peer expired");
+    assert_eq!(daemon.core().map().len(), 1, "every peer expired");
     assert!(c.foreign_cluster >= 5, "{c:?}");
     assert!(c.dropped.iter().sum::<u64>() >= 15, "{c:?}");
     assert!(c.publishes >= 3, "{c:?}");
