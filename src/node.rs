@@ -849,3 +849,534 @@ fn alias_addrs(links: &[Link], primary: Ipv4Addr) -> ArrayVec<Ipv4Addr, MAX_INTE
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::SyncEntry;
+
+    const IF0: u32 = 2;
+    const IF1: u32 = 3;
+    const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    /// Records everything the core does.
+    #[derive(Default)]
+    struct Rec {
+        sent: Vec<(u64, Dest, u32, Repr)>,
+        publishes: Vec<(u64, bool, bool, bool, usize)>,
+        events: Vec<Event>,
+        now: u64,
+        fail_file: bool,
+    }
+
+    impl Actions for Rec {
+        fn send(&mut self, d: &Datagram<'_>) -> bool {
+            let repr = Repr::parse(d.bytes).expect("the core sends valid messages");
+            self.sent.push((self.now, d.to, d.ifindex, repr));
+            true
+        }
+        fn publish(&mut self, p: &Publish<'_>) -> Published {
+            let n = p.map.len();
+            self.publishes
+                .push((self.now, p.file, p.kernel, p.changes, n));
+            Published {
+                file_failed: self.fail_file,
+                kernel_failed: false,
+            }
+        }
+        fn event(&mut self, _now_ms: u64, e: Event) {
+            self.events.push(e);
+        }
+    }
+
+    impl Rec {
+        fn announces(&self) -> Vec<u64> {
+            let group = |s: &&(u64, Dest, u32, Repr)| {
+                s.1 == Dest::Group && s.3.kind == MessageType::Announce
+            };
+            self.sent.iter().filter(group).map(|s| s.0).collect()
+        }
+        fn replies(&self) -> Vec<&(u64, Dest, u32, Repr)> {
+            self.sent
+                .iter()
+                .filter(|s| s.3.flags & flags::REPLY != 0)
+                .collect()
+        }
+    }
+
+    fn settings(interval_ms: u32) -> Settings {
+        Settings {
+            interval_ms,
+            hold_ms: 3 * interval_ms,
+            label: Label::DEFAULT,
+            routed: false,
+        }
+    }
+
+    fn link(index: u32, addr: Ipv4Addr) -> Link {
+        Link {
+            index,
+            addr: Some(addr),
+            up: true,
+        }
+    }
+
+    fn core(interval_ms: u32, seed: u64) -> Core {
+        Core::new(
+            settings(interval_ms),
+            ME,
+            &[link(IF0, ME)],
+            Rng::from_seed(seed),
+            0,
+        )
+    }
+
+    /// Polls at every instant the core asks for, up to `until`.
+    fn run(c: &mut Core, rec: &mut Rec, until: u64) {
+        while let Some(at) = c.poll_at().filter(|&at| at <= until) {
+            rec.now = at;
+            c.poll(at, rec);
+        }
+        rec.now = until;
+    }
+
+    fn peer(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 1, last)
+    }
+
+    fn message(kind: MessageType, addr: Ipv4Addr, seq: u32, hold_ms: u32) -> Vec<u8> {
+        let mut r = Repr::new(kind, addr, 7, Label::DEFAULT, 1000, hold_ms);
+        r.sequence = seq;
+        if kind == MessageType::Sync {
+            r.entries.push(SyncEntry {
+                addr: Ipv4Addr::new(10, 0, 9, 9),
+                incarnation: 3,
+                hold_ms,
+            });
+        }
+        let mut buf = vec![0; wire::MAX_MESSAGE_LEN];
+        let n = r.emit(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn feed(c: &mut Core, rec: &mut Rec, now: u64, data: &[u8], ifindex: u32, multicast: bool) {
+        let src = match Repr::parse(data) {
+            Ok(r) => r.addr,
+            Err(_) => Ipv4Addr::new(10, 0, 7, 7),
+        };
+        let d = Received {
+            data,
+            src: SocketAddrV4::new(src, 7742),
+            ifindex,
+            multicast,
+        };
+        rec.now = now;
+        c.handle(now, Input::Datagram(d), rec);
+    }
+
+    #[test]
+    fn start_up_burst_is_three_announcements_with_doubling_gaps() {
+        for seed in 0..50 {
+            let mut c = core(2000, seed);
+            let mut rec = Rec::default();
+            run(&mut c, &mut rec, 2000);
+            let t = rec.announces();
+            assert_eq!(t.len(), 3, "seed {seed}: {t:?}");
+            assert!(t[0] <= u64::from(STARTUP_JITTER_MS), "first at {}", t[0]);
+            assert_eq!(t[1] - t[0], 500);
+            assert_eq!(t[2] - t[1], 1000);
+        }
+        // A short interval shortens the burst gaps to half of it.
+        let mut c = core(200, 1);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 500);
+        let t = rec.announces();
+        assert_eq!((t[1] - t[0], t[2] - t[1]), (100, 200));
+    }
+
+    #[test]
+    fn periodic_announcements_stay_within_the_jitter_bounds() {
+        let mut c = core(1000, 42);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 2_000_000);
+        let t = rec.announces();
+        let gaps: Vec<u64> = t[3..].windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.len() > 1000);
+        let (lo, hi) = (gaps.iter().min().unwrap(), gaps.iter().max().unwrap());
+        assert!(
+            (800..=1200).contains(lo) && (800..=1200).contains(hi),
+            "{lo}..{hi}"
+        );
+        // The spread is used, not just allowed.
+        assert!(*lo < 820 && *hi > 1180, "{lo}..{hi}");
+    }
+
+    #[test]
+    fn a_newcomer_gets_one_delayed_unicast_reply() {
+        let mut c = core(1000, 3);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 5000);
+        let hello = message(MessageType::Announce, peer(9), 1, 3000);
+        feed(&mut c, &mut rec, 5000, &hello, IF0, true);
+        // Its burst repeats: still one reply.
+        let again = message(MessageType::Announce, peer(9), 2, 3000);
+        feed(&mut c, &mut rec, 5001, &again, IF0, true);
+        run(&mut c, &mut rec, 6000);
+        let replies = rec.replies();
+        assert_eq!(replies.len(), 1);
+        let (at, to, ifindex, repr) = replies[0];
+        assert_eq!((*to, *ifindex), (Dest::Node(peer(9)), IF0));
+        assert_eq!(repr.addr, ME);
+        // 10 ms plus a random part below min(interval / 4, 500 ms).
+        assert!((5010..5010 + 250).contains(at), "reply at {at}");
+        assert_eq!(c.counters().replies, 1);
+    }
+
+    #[test]
+    fn replies_relayed_copies_and_known_nodes_get_no_reply() {
+        let mut c = core(1000, 4);
+        let mut rec = Rec::default();
+        let mut reply = Repr::new(
+            MessageType::Announce,
+            peer(1),
+            7,
+            Label::DEFAULT,
+            1000,
+            3000,
+        );
+        reply.flags = flags::REPLY;
+        let mut buf = [0u8; wire::MAX_MESSAGE_LEN];
+        let n = reply.emit(&mut buf).unwrap();
+        feed(&mut c, &mut rec, 10, &buf[..n], IF0, false);
+        let mut relayed = Repr::new(
+            MessageType::Announce,
+            peer(2),
+            7,
+            Label::DEFAULT,
+            1000,
+            3000,
+        );
+        relayed.hops = 1;
+        let n = relayed.emit(&mut buf).unwrap();
+        feed(&mut c, &mut rec, 10, &buf[..n], IF0, true);
+        run(&mut c, &mut rec, 2000);
+        assert!(rec.replies().is_empty());
+        assert_eq!(c.map().len(), 3, "both joined all the same");
+    }
+
+    #[test]
+    fn a_silent_node_expires_at_its_own_hold_time() {
+        let mut c = core(1000, 5);
+        let mut rec = Rec::default();
+        // This node holds for 3 s, the peer asks for 7 s.
+        feed(
+            &mut c,
+            &mut rec,
+            1000,
+            &message(MessageType::Announce, peer(3), 1, 7000),
+            IF0,
+            true,
+        );
+        run(&mut c, &mut rec, 7999);
+        assert!(
+            c.map().get(wire::node_id_of(peer(3))).is_some(),
+            "kept until 8000"
+        );
+        run(&mut c, &mut rec, 8000 + EXPIRY_GRANULARITY_MS);
+        assert!(
+            c.map().get(wire::node_id_of(peer(3))).is_none(),
+            "gone by 8100"
+        );
+        assert_eq!(c.map().stats().expired, 1);
+    }
+
+    #[test]
+    fn leave_removes_at_once_and_is_published() {
+        let mut c = core(1000, 6);
+        let mut rec = Rec::default();
+        feed(
+            &mut c,
+            &mut rec,
+            100,
+            &message(MessageType::Announce, peer(4), 1, 3000),
+            IF0,
+            true,
+        );
+        run(&mut c, &mut rec, 1000);
+        let before = rec.publishes.len();
+        feed(
+            &mut c,
+            &mut rec,
+            1000,
+            &message(MessageType::Leave, peer(4), 2, 3000),
+            IF0,
+            true,
+        );
+        assert_eq!(c.map().len(), 1);
+        run(&mut c, &mut rec, 1000 + PUBLISH_DELAY_MS);
+        assert_eq!(rec.publishes.len(), before + 1);
+        assert_eq!(rec.publishes.last().unwrap().4, 1);
+    }
+
+    #[test]
+    fn a_collision_keeps_the_holder_and_is_reported_once() {
+        let mut c = core(1000, 7);
+        let mut rec = Rec::default();
+        let holder = Ipv4Addr::new(10, 0, 1, 5);
+        let claimant = Ipv4Addr::new(10, 9, 1, 5);
+        feed(
+            &mut c,
+            &mut rec,
+            10,
+            &message(MessageType::Announce, holder, 1, 3000),
+            IF0,
+            true,
+        );
+        for seq in 1..5 {
+            let m = message(MessageType::Announce, claimant, seq, 3000);
+            feed(&mut c, &mut rec, 20, &m, IF0, true);
+        }
+        let node = c.map().get(wire::node_id_of(holder)).unwrap();
+        assert_eq!(node.addr, holder);
+        let reports = rec
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Collision(x) if x.claimant == claimant))
+            .count();
+        assert_eq!(reports, 1);
+        assert_eq!(c.map().stats().collisions, 4);
+    }
+
+    fn two_link_core(routed: bool) -> Core {
+        let s = Settings {
+            routed,
+            ..settings(1000)
+        };
+        let links = [link(IF0, ME), link(IF1, Ipv4Addr::new(10, 5, 0, 1))];
+        Core::new(s, ME, &links, Rng::from_seed(8), 0)
+    }
+
+    fn relayed(rec: &Rec) -> Vec<(u32, u8)> {
+        rec.sent
+            .iter()
+            .filter(|s| s.3.addr != ME)
+            .map(|s| (s.2, s.3.hops))
+            .collect()
+    }
+
+    #[test]
+    fn relaying_forwards_accepted_multicast_to_the_other_links_only() {
+        let mut c = two_link_core(false);
+        let mut rec = Rec::default();
+        let m = message(MessageType::Announce, peer(6), 1, 3000);
+        feed(&mut c, &mut rec, 10, &m, IF0, true);
+        assert_eq!(relayed(&rec), vec![(IF1, 1)]);
+        // The same message again is stale: not relayed twice (no loops).
+        feed(&mut c, &mut rec, 11, &m, IF1, true);
+        assert_eq!(relayed(&rec).len(), 1);
+        // A unicast reply is not relayed.
+        let m2 = message(MessageType::Announce, peer(7), 1, 3000);
+        feed(&mut c, &mut rec, 12, &m2, IF0, false);
+        assert_eq!(relayed(&rec).len(), 1);
+        // A message at the hop limit is not relayed.
+        let mut far = Repr::new(
+            MessageType::Announce,
+            peer(8),
+            7,
+            Label::DEFAULT,
+            1000,
+            3000,
+        );
+        far.hops = MAX_HOPS;
+        let mut buf = [0u8; wire::MAX_MESSAGE_LEN];
+        let n = far.emit(&mut buf).unwrap();
+        feed(&mut c, &mut rec, 13, &buf[..n], IF0, true);
+        assert_eq!(relayed(&rec).len(), 1);
+        assert_eq!(c.counters().relayed, 1);
+        // Routed clusters (-m) relay nothing.
+        let mut c = two_link_core(true);
+        let mut rec = Rec::default();
+        feed(&mut c, &mut rec, 10, &m, IF0, true);
+        assert!(relayed(&rec).is_empty());
+    }
+
+    #[test]
+    fn a_burst_of_fifty_joins_is_published_once() {
+        let mut c = core(1000, 9);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 1000);
+        assert_eq!(rec.publishes.len(), 1, "the start-up publish");
+        for i in 0..50u8 {
+            let m = message(MessageType::Announce, peer(10 + i), 1, 3000);
+            feed(&mut c, &mut rec, 1000 + u64::from(i), &m, IF0, true);
+        }
+        run(&mut c, &mut rec, 2000);
+        assert_eq!(rec.publishes.len(), 2);
+        let (at, file, kernel, changes, len) = rec.publishes[1];
+        assert_eq!(
+            (at, file, kernel, changes, len),
+            (1100, true, true, true, 51)
+        );
+        assert_eq!(c.counters().publishes, 2);
+    }
+
+    #[test]
+    fn a_failed_map_file_write_is_retried_alone() {
+        let mut c = core(1000, 10);
+        let mut rec = Rec {
+            fail_file: true,
+            ..Rec::default()
+        };
+        run(&mut c, &mut rec, 0);
+        rec.fail_file = false;
+        run(&mut c, &mut rec, PUBLISH_RETRY_MS);
+        assert_eq!(
+            rec.publishes,
+            vec![
+                (0, true, true, true, 1),
+                (PUBLISH_RETRY_MS, true, false, false, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_lonely_node_warns_once_and_a_heard_one_never() {
+        let mut c = core(1000, 11);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 4999);
+        assert!(rec.events.is_empty());
+        run(&mut c, &mut rec, 60_000);
+        assert_eq!(
+            rec.events,
+            vec![Event::Lonely {
+                intervals: LONELY_INTERVALS
+            }]
+        );
+
+        let mut c = core(1000, 11);
+        let mut rec = Rec::default();
+        feed(
+            &mut c,
+            &mut rec,
+            4000,
+            &message(MessageType::Announce, peer(3), 1, 3000),
+            IF0,
+            true,
+        );
+        run(&mut c, &mut rec, 60_000);
+        assert!(!rec.events.iter().any(|e| matches!(e, Event::Lonely { .. })));
+    }
+
+    #[test]
+    fn stop_publishes_then_says_goodbye_three_times() {
+        let mut c = core(1000, 12);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 3000);
+        feed(
+            &mut c,
+            &mut rec,
+            3000,
+            &message(MessageType::Announce, peer(3), 1, 3000),
+            IF0,
+            true,
+        );
+        let publishes = rec.publishes.len();
+        rec.now = 3001;
+        c.handle(3001, Input::Stop, &mut rec);
+        assert_eq!(rec.publishes.len(), publishes + 1, "the pending change");
+        run(&mut c, &mut rec, 4000);
+        let leaves: Vec<u64> = rec
+            .sent
+            .iter()
+            .filter(|s| s.3.kind == MessageType::Leave)
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(
+            leaves,
+            vec![3001, 3001 + GOODBYE_GAP_MS, 3001 + 2 * GOODBYE_GAP_MS]
+        );
+        assert!(c.finished());
+        assert_eq!(c.poll_at(), None);
+        // Nothing is handled any more.
+        feed(
+            &mut c,
+            &mut rec,
+            5000,
+            &message(MessageType::Announce, peer(4), 1, 3000),
+            IF0,
+            true,
+        );
+        assert_eq!(c.map().len(), 2);
+    }
+
+    #[test]
+    fn a_new_address_leaves_under_the_old_identity_and_joins_under_the_new() {
+        let mut c = core(1000, 13);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 3000);
+        let new = Ipv4Addr::new(10, 0, 0, 2);
+        rec.sent.clear();
+        c.handle(3000, Input::Links(&[link(IF0, new)]), &mut rec);
+        run(&mut c, &mut rec, 4000);
+        let first = &rec.sent[0].3;
+        assert_eq!((first.kind, first.addr), (MessageType::Leave, ME));
+        let leaves = rec.sent.iter().filter(|s| s.3.kind == MessageType::Leave);
+        assert_eq!(leaves.count(), usize::from(GOODBYES));
+        let announce = rec.sent.iter().find(|s| s.3.kind == MessageType::Announce);
+        assert_eq!(announce.unwrap().3.addr, new);
+        assert_eq!(c.own_id(), wire::node_id_of(new));
+        assert!(rec.events.contains(&Event::AddressChanged { old: ME, new }));
+        // An address that gives node id 0 is refused: the identity stays.
+        let zero = Ipv4Addr::new(10, 1, 0, 0);
+        c.handle(4000, Input::Links(&[link(IF0, zero)]), &mut rec);
+        assert_eq!(c.primary(), new);
+    }
+
+    #[test]
+    fn bad_foreign_and_own_datagrams_are_counted_not_applied() {
+        let mut c = core(1000, 14);
+        let mut rec = Rec::default();
+        feed(&mut c, &mut rec, 1, b"garbage", IF0, true);
+        let mut foreign = Repr::new(
+            MessageType::Announce,
+            peer(5),
+            7,
+            Label::DEFAULT,
+            1000,
+            3000,
+        );
+        foreign.label = Label::from_str_checked("other").unwrap();
+        let mut buf = [0u8; wire::MAX_MESSAGE_LEN];
+        let n = foreign.emit(&mut buf).unwrap();
+        feed(&mut c, &mut rec, 2, &buf[..n], IF0, true);
+        // Our own multicast, looped back.
+        run(&mut c, &mut rec, 300);
+        let own = rec.sent[0].3.clone();
+        let n = own.emit(&mut buf).unwrap();
+        feed(&mut c, &mut rec, 300, &buf[..n], IF0, true);
+        let k = c.counters();
+        assert_eq!(k.received, 3);
+        assert_eq!(k.dropped[ParseError::Truncated.index()], 1);
+        assert_eq!((k.foreign_cluster, k.own_looped), (1, 1));
+        assert_eq!(c.map().len(), 1);
+    }
+
+    #[test]
+    fn sync_entries_join_as_hearsay_and_expire_at_their_hold() {
+        let mut c = core(1000, 15);
+        let mut rec = Rec::default();
+        feed(
+            &mut c,
+            &mut rec,
+            100,
+            &message(MessageType::Sync, peer(20), 1, 2000),
+            IF0,
+            true,
+        );
+        let id = wire::node_id_of(Ipv4Addr::new(10, 0, 9, 9));
+        assert!(c.map().get(id).is_some());
+        run(&mut c, &mut rec, 2100 + EXPIRY_GRANULARITY_MS);
+        assert!(c.map().get(id).is_none());
+    }
+}
