@@ -12,6 +12,7 @@ pub mod netlink;
 pub mod node;
 pub mod procfs;
 pub mod rng;
+pub mod sim;
 pub mod sys;
 pub mod udp;
 pub mod wire;

@@ -1,0 +1,1092 @@
+//! A deterministic cluster simulator: N protocol cores ([`crate::node::Core`])
+//! on a simulated LAN with a virtual clock, in one process.
+//!
+//! The network delivers multicast to every running node on the sender's side
+//! of a partition and unicast to one node, each copy with its own delay
+//! (base + jitter), loss, duplication and reordering (an extra delay for
+//! some). Every node has a bounded receive queue, like a socket buffer: what
+//! arrives when it is full is dropped and counted. A node may process only
+//! so many datagrams per second (`rx_rate`), so a slow node falls behind.
+//!
+//! The script starts nodes (all at once or spread over a window), stops them
+//! gracefully, kills them, pauses them, changes their address, brings
+//! newcomers into a converged cluster, partitions the LAN and heals it.
+//!
+//! Time advances in 1 ms ticks (the cores' resolution). The same
+//! [`Scenario`] gives the same run bit for bit: all randomness comes from the
+//! seed, and [`Report::digest`] hashes every datagram sent and every map
+//! published, with their times.
+//!
+//! What it measures ([`Report`]):
+//! - the time until every live node's *published* map (what the map file and
+//!   the kernel get) holds exactly the live nodes of its side of the network,
+//!   after the cold boot and after each membership change of the script;
+//! - datagrams and bytes sent, per node per second and for the whole cluster,
+//!   over the whole run and over the steady state at its end;
+//! - receive-queue drops;
+//! - false removals: a node drops from a published map a node that has
+//!   been live and reachable for longer than its hold time;
+//! - ghost entries: a dead node still in a live node's map past its hold
+//!   time plus the expiry granularity.
+#![forbid(unsafe_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::{self, Write as _};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::map::ClusterMap;
+use crate::node::{
+    Actions, Core, Datagram, Dest, Event, Input, Link, Publish, Published, Received, Settings,
+    EXPIRY_GRANULARITY_MS,
+};
+use crate::rng::Rng;
+use crate::wire::{self, Label, MAX_MESSAGE_LEN};
+
+/// The simulated interface index of every node's one link.
+const IFINDEX: u32 = 2;
+/// The simulated port.
+const PORT: u16 = 7742;
+/// Deliveries are scheduled at most this far ahead (ms); longer delays are cut.
+const WHEEL_MS: usize = 8192;
+/// Probabilities are given in parts per million.
+const PPM: u32 = 1_000_000;
+
+/// The simulated network.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NetConfig {
+    /// One-way delay of every datagram (ms).
+    pub delay_ms: u32,
+    /// Plus a uniform random 0 ..= jitter (ms), drawn per copy.
+    pub jitter_ms: u32,
+    /// Probability that a copy is lost.
+    pub loss: f64,
+    /// Probability that a copy is delivered twice.
+    pub duplicate: f64,
+    /// Probability that a copy is held back by up to `reorder_ms` more.
+    pub reorder: f64,
+    pub reorder_ms: u32,
+    /// Receive queue of each node, in datagrams (the daemon's 8 MiB socket
+    /// buffer holds about 8,000 of them).
+    pub queue: usize,
+    /// Datagrams a node can process per second; 0: as many as arrive.
+    pub rx_rate: u32,
+}
+
+impl Default for NetConfig {
+    fn default() -> NetConfig {
+        NetConfig {
+            delay_ms: 1,
+            jitter_ms: 1,
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_ms: 10,
+            queue: 8192,
+            rx_rate: 0,
+        }
+    }
+}
+
+/// What happens to whom in a [`Step`] of the script.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Action {
+    /// Start `count` new nodes (newcomers) at once.
+    Join { count: usize },
+    /// Stop `count` random live nodes gracefully (LEAVE).
+    Stop { count: usize },
+    /// Kill `count` random live nodes (no goodbye).
+    Kill { count: usize },
+    /// Pause `count` random live nodes for `ms`, then resume them.
+    Pause { count: usize, ms: u64 },
+    /// Give `count` random live nodes a new address (and node id).
+    ChangeAddress { count: usize },
+    /// Split the LAN: this fraction of the nodes on one side, the rest on
+    /// the other; nothing crosses.
+    Partition { fraction: f64 },
+    /// Join the sides again.
+    Heal,
+}
+
+/// One step of the script: an action at a time (ms).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    pub at_ms: u64,
+    pub action: Action,
+}
+
+/// A whole run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// Nodes started at the beginning (the cold boot).
+    pub nodes: usize,
+    /// Simulated time (ms).
+    pub duration_ms: u64,
+    pub seed: u64,
+    /// The initial nodes start at random times within this window (0: all
+    /// in the same millisecond).
+    pub start_window_ms: u64,
+    pub interval_ms: u32,
+    pub hold_ms: u32,
+    pub net: NetConfig,
+    pub script: Vec<Step>,
+}
+
+impl Default for Scenario {
+    fn default() -> Scenario {
+        Scenario {
+            nodes: 16,
+            duration_ms: 60_000,
+            seed: 1,
+            start_window_ms: 0,
+            interval_ms: 2000,
+            hold_ms: 2000 * crate::cli::DEFAULT_HOLD_INTERVALS,
+            net: NetConfig::default(),
+            script: Vec::new(),
+        }
+    }
+}
+
+impl Scenario {
+    /// Nodes that will ever exist (initial ones plus newcomers).
+    fn total_nodes(&self) -> usize {
+        let joins: usize = self
+            .script
+            .iter()
+            .map(|s| match s.action {
+                Action::Join { count } => count,
+                _ => 0,
+            })
+            .sum();
+        self.nodes + joins
+    }
+
+    /// Checks what the simulator cannot do.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let total = self.total_nodes();
+        if total == 0 {
+            return Err("no nodes");
+        }
+        let changes = self
+            .script
+            .iter()
+            .any(|s| matches!(s.action, Action::ChangeAddress { .. }));
+        let ids_needed = if changes { 2 * total } else { total };
+        if ids_needed > 65_535 {
+            return Err("more nodes than node ids (65,535; half with address changes)");
+        }
+        if self.interval_ms < wire::MIN_INTERVAL_MS || self.hold_ms < self.interval_ms {
+            return Err("interval or hold out of range");
+        }
+        let p = |x: f64| (0.0..=1.0).contains(&x);
+        let n = &self.net;
+        if !(p(n.loss) && p(n.duplicate) && p(n.reorder)) {
+            return Err("a probability outside 0..1");
+        }
+        if n.queue == 0 {
+            return Err("a receive queue of 0 datagrams");
+        }
+        Ok(())
+    }
+}
+
+/// How long the cluster took to agree again after something happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phase {
+    /// What happened ("cold boot", "join 1", "kill 1", ...).
+    pub what: String,
+    pub at_ms: u64,
+    /// Time from `at_ms` until every live node's published map was exactly
+    /// the live nodes of its side; `None`: not within the run (or the next
+    /// event came first).
+    pub converged_after_ms: Option<u64>,
+}
+
+/// Traffic figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Traffic {
+    /// Per node and second, averaged over the nodes.
+    pub datagrams_mean: f64,
+    /// Per node and second, the busiest node.
+    pub datagrams_max: f64,
+    pub bytes_mean: f64,
+    pub bytes_max: f64,
+    /// The whole cluster, per second.
+    pub cluster_datagrams: f64,
+    pub cluster_bytes: f64,
+}
+
+/// What a run showed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub scenario: Scenario,
+    /// Hash of every datagram sent and map published, with times and nodes.
+    pub digest: u64,
+    pub phases: Vec<Phase>,
+    /// Over the whole run.
+    pub traffic: Traffic,
+    /// Over the steady state: from `steady_from_ms` to the end.
+    pub steady: Traffic,
+    pub steady_from_ms: u64,
+    pub datagrams_sent: u64,
+    pub unicast_sent: u64,
+    pub bytes_sent: u64,
+    /// Copies lost by the network (the loss probability).
+    pub lost: u64,
+    /// Copies dropped on a full receive queue.
+    pub queue_drops: u64,
+    pub false_removals: u64,
+    /// Ghost entries: (live node, dead node) pairs seen past the dead
+    /// node's hold time, summed over the checks (one a second).
+    pub ghost_observations: u64,
+    /// Node-seconds simulated (running nodes times time).
+    pub node_seconds: f64,
+    /// Map publishes, all nodes.
+    pub publishes: u64,
+}
+
+impl Report {
+    /// The phase results and figures as a table for people.
+    pub fn table(&self) -> String {
+        let s = &self.scenario;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} nodes (+{} later), {} s, seed {}, interval {} ms, hold {} ms, loss {:.1} %, digest {:016x}",
+            s.nodes,
+            s.total_nodes() - s.nodes,
+            s.duration_ms / 1000,
+            s.seed,
+            s.interval_ms,
+            s.hold_ms,
+            s.net.loss * 100.0,
+            self.digest
+        );
+        let _ = writeln!(out, "| event | at (s) | converged after (s) |");
+        let _ = writeln!(out, "|---|---:|---:|");
+        for p in &self.phases {
+            let after = match p.converged_after_ms {
+                Some(ms) => format!("{:.3}", ms as f64 / 1000.0),
+                None => "never".to_string(),
+            };
+            let at = p.at_ms as f64 / 1000.0;
+            let _ = writeln!(out, "| {} | {at:.3} | {after} |", p.what);
+        }
+        let _ = writeln!(
+            out,
+            "| traffic | datagrams/node/s mean | max | bytes/node/s mean | max | cluster datagrams/s | cluster bytes/s |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        for (name, t) in [("whole run", &self.traffic), ("steady", &self.steady)] {
+            let _ = writeln!(
+                out,
+                "| {name} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                t.datagrams_mean,
+                t.datagrams_max,
+                t.bytes_mean,
+                t.bytes_max,
+                t.cluster_datagrams,
+                t.cluster_bytes
+            );
+        }
+        let _ = writeln!(
+            out,
+            "sent {} datagrams ({} unicast), lost {}, queue drops {}, false removals {}, ghost observations {}, publishes {}",
+            self.datagrams_sent,
+            self.unicast_sent,
+            self.lost,
+            self.queue_drops,
+            self.false_removals,
+            self.ghost_observations,
+            self.publishes
+        );
+        out
+    }
+
+    /// One machine-readable line: `sim key=value ...`.
+    pub fn line(&self) -> String {
+        let s = &self.scenario;
+        let mut out = format!(
+            "sim nodes={} joined={} seconds={} seed={} interval_ms={} hold_ms={} loss={} digest={:016x}",
+            s.nodes,
+            s.total_nodes() - s.nodes,
+            s.duration_ms / 1000,
+            s.seed,
+            s.interval_ms,
+            s.hold_ms,
+            s.net.loss,
+            self.digest
+        );
+        for (i, p) in self.phases.iter().enumerate() {
+            let v = p.converged_after_ms.map_or(-1, |v| v as i64);
+            let _ = write!(
+                out,
+                " phase{i}={}@{}:{v}",
+                p.what.replace(' ', "_"),
+                p.at_ms
+            );
+        }
+        let t = &self.traffic;
+        let st = &self.steady;
+        let _ = write!(
+            out,
+            " dgrams_node_s_mean={:.3} dgrams_node_s_max={:.3} bytes_node_s_mean={:.1} cluster_dgrams_s={:.1} steady_dgrams_node_s_mean={:.3} steady_dgrams_node_s_max={:.3} sent={} unicast={} lost={} queue_drops={} false_removals={} ghosts={} publishes={}",
+            t.datagrams_mean,
+            t.datagrams_max,
+            t.bytes_mean,
+            t.cluster_datagrams,
+            st.datagrams_mean,
+            st.datagrams_max,
+            self.datagrams_sent,
+            self.unicast_sent,
+            self.lost,
+            self.queue_drops,
+            self.false_removals,
+            self.ghost_observations,
+            self.publishes
+        );
+        out
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.table())
+    }
+}
+
+/// A datagram in flight or queued: which packet, from whom.
+#[derive(Clone, Copy, Debug)]
+struct Delivery {
+    dst: u32,
+    pkt: u32,
+    src: Ipv4Addr,
+    multicast: bool,
+}
+
+/// Packets shared by all their copies, freed when the last copy is gone.
+#[derive(Default)]
+struct Slab {
+    bytes: Vec<[u8; MAX_MESSAGE_LEN]>,
+    len: Vec<u16>,
+    refs: Vec<u32>,
+    free: Vec<u32>,
+}
+
+impl Slab {
+    fn insert(&mut self, data: &[u8]) -> u32 {
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.bytes.push([0; MAX_MESSAGE_LEN]);
+                self.len.push(0);
+                self.refs.push(0);
+                (self.bytes.len() - 1) as u32
+            }
+        };
+        let n = data.len().min(MAX_MESSAGE_LEN);
+        self.bytes[i as usize][..n].copy_from_slice(&data[..n]);
+        self.len[i as usize] = n as u16;
+        self.refs[i as usize] = 0;
+        i
+    }
+    fn get(&self, i: u32) -> &[u8] {
+        &self.bytes[i as usize][..self.len[i as usize] as usize]
+    }
+    fn release(&mut self, i: u32) {
+        let r = &mut self.refs[i as usize];
+        *r -= 1;
+        if *r == 0 {
+            self.free.push(i);
+        }
+    }
+}
+
+/// Where a node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    NotStarted,
+    Running,
+    Paused {
+        until_ms: u64,
+    },
+    /// Stopping gracefully: still sending its goodbyes.
+    Leaving,
+    Dead {
+        since_ms: u64,
+    },
+}
+
+/// Everything about the nodes but their cores: what the network and the
+/// bookkeeping read while a core acts.
+struct World {
+    cfg: NetConfig,
+    rng: Rng,
+    now: u64,
+    life: Vec<Life>,
+    side: Vec<u8>,
+    addr: Vec<Ipv4Addr>,
+    by_addr: HashMap<Ipv4Addr, u32>,
+    /// Live since (start, resume, new address or a partition change).
+    live_since: Vec<u64>,
+    wheel: Vec<Vec<Delivery>>,
+    slab: Slab,
+    queues: Vec<VecDeque<Delivery>>,
+    /// Per node: (map length, fingerprint) of its last published map.
+    published: Vec<(usize, u64)>,
+    converged: Vec<bool>,
+    /// Per side: (live count, fingerprint of the live set).
+    expected: [(usize, u64); 2],
+    sent: Vec<u64>,
+    sent_bytes: Vec<u64>,
+    steady_sent: Vec<u64>,
+    steady_bytes: Vec<u64>,
+    steady_from_ms: u64,
+    running_ms: Vec<u64>,
+    unicast_sent: u64,
+    lost: u64,
+    queue_drops: u64,
+    false_removals: u64,
+    publishes: u64,
+    digest: u64,
+}
+
+/// Mixes `v` into a running 64-bit hash (splitmix64 finaliser).
+fn mix(h: u64, v: u64) -> u64 {
+    let mut z = (h ^ v).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn addr_hash(a: Ipv4Addr) -> u64 {
+    mix(0, u64::from(u32::from(a)))
+}
+
+/// The address of node `i` (0-based): node id `i + 1`, or `base + i + 1`
+/// after address changes.
+fn node_addr(id: usize) -> Ipv4Addr {
+    let id = id as u16;
+    let [hi, lo] = id.to_be_bytes();
+    Ipv4Addr::new(10, 77, hi, lo)
+}
+
+impl World {
+    fn is_live(&self, i: usize) -> bool {
+        self.life[i] == Life::Running
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.rng.below(PPM) < (p * f64::from(PPM)) as u32
+    }
+
+    /// Sends one copy to `dst` through the network.
+    fn transmit(&mut self, dst: usize, pkt: u32, src: Ipv4Addr, multicast: bool) {
+        if self.chance(self.cfg.loss) {
+            self.lost += 1;
+            return;
+        }
+        let copies = if self.chance(self.cfg.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut delay = u64::from(self.cfg.delay_ms);
+            delay += u64::from(self.rng.below(self.cfg.jitter_ms + 1));
+            if self.chance(self.cfg.reorder) {
+                delay += u64::from(self.rng.below(self.cfg.reorder_ms + 1));
+            }
+            let delay = delay.clamp(1, WHEEL_MS as u64 - 1);
+            let slot = ((self.now + delay) % WHEEL_MS as u64) as usize;
+            self.slab.refs[pkt as usize] += 1;
+            self.wheel[slot].push(Delivery {
+                dst: dst as u32,
+                pkt,
+                src,
+                multicast,
+            });
+        }
+    }
+
+    /// Recomputes what every side should see and who agrees with it.
+    fn recompute_expected(&mut self) {
+        self.expected = [(0, 0); 2];
+        for i in 0..self.life.len() {
+            if self.is_live(i) {
+                let e = &mut self.expected[self.side[i] as usize];
+                e.0 += 1;
+                e.1 = e.1.wrapping_add(addr_hash(self.addr[i]));
+            }
+        }
+        for i in 0..self.life.len() {
+            self.converged[i] = self.agrees(i);
+        }
+    }
+
+    fn agrees(&self, i: usize) -> bool {
+        self.is_live(i) && self.published[i] == self.expected[self.side[i] as usize]
+    }
+
+    fn all_converged(&self) -> bool {
+        (0..self.life.len()).all(|i| !self.is_live(i) || self.converged[i])
+    }
+}
+
+/// A core's view of the world while it acts.
+struct Port<'a> {
+    me: usize,
+    world: &'a mut World,
+}
+
+impl Actions for Port<'_> {
+    fn send(&mut self, d: &Datagram<'_>) -> bool {
+        let w = &mut *self.world;
+        let me = self.me;
+        if d.bytes.is_empty() {
+            return false;
+        }
+        w.sent[me] += 1;
+        w.sent_bytes[me] += d.bytes.len() as u64;
+        if w.now >= w.steady_from_ms {
+            w.steady_sent[me] += 1;
+            w.steady_bytes[me] += d.bytes.len() as u64;
+        }
+        let mut h = mix(w.digest, w.now);
+        h = mix(h, me as u64);
+        for chunk in d.bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            h = mix(h, u64::from_le_bytes(b));
+        }
+        w.digest = h;
+        let src = w.addr[me];
+        let pkt = w.slab.insert(d.bytes);
+        w.slab.refs[pkt as usize] = 1; // held while fanning out
+        let side = w.side[me];
+        match d.to {
+            Dest::Group => {
+                for dst in 0..w.life.len() {
+                    let listening = matches!(w.life[dst], Life::Running | Life::Paused { .. });
+                    if dst != me && listening && w.side[dst] == side {
+                        w.transmit(dst, pkt, src, true);
+                    }
+                }
+            }
+            Dest::Node(ip) => {
+                w.unicast_sent += 1;
+                if let Some(&dst) = w.by_addr.get(&ip) {
+                    let dst = dst as usize;
+                    let listening = matches!(w.life[dst], Life::Running | Life::Paused { .. });
+                    if listening && w.side[dst] == side {
+                        w.transmit(dst, pkt, src, false);
+                    }
+                }
+            }
+        }
+        w.slab.release(pkt);
+        true
+    }
+
+    fn publish(&mut self, p: &Publish<'_>) -> Published {
+        let w = &mut *self.world;
+        let me = self.me;
+        if p.changes {
+            w.publishes += 1;
+            count_false_removals(w, me, p.map);
+        }
+        let fp = p
+            .map
+            .iter()
+            .fold(0u64, |h, n| h.wrapping_add(addr_hash(n.addr)));
+        w.published[me] = (p.map.len(), fp);
+        w.converged[me] = w.agrees(me);
+        w.digest = mix(mix(mix(w.digest, w.now), me as u64), fp);
+        Published::default()
+    }
+
+    fn event(&mut self, _now_ms: u64, _e: Event) {}
+}
+
+/// A node removed from `me`'s map that is live, on the same side, and has
+/// been so for longer than its hold time: it should not have gone.
+fn count_false_removals(w: &mut World, me: usize, map: &ClusterMap) {
+    for gone in map.left() {
+        let Some(&j) = w.by_addr.get(&gone.addr) else {
+            continue;
+        };
+        let j = j as usize;
+        let settled = w.live_since[j] + u64::from(gone.hold_ms.max(1)) <= w.now;
+        if w.is_live(j) && w.side[j] == w.side[me] && settled {
+            w.false_removals += 1;
+        }
+    }
+}
+
+/// The simulator. [`run`] is the whole of its use.
+struct Sim {
+    scenario: Scenario,
+    cores: Vec<Option<Core>>,
+    next_poll: Vec<u64>,
+    budget: Vec<u32>,
+    restarts: Vec<u32>,
+    start_at: Vec<u64>,
+    world: World,
+    script_rng: Rng,
+    phases: Vec<Phase>,
+    /// Index of the phase waiting for convergence.
+    open_phase: Option<usize>,
+    ghost_observations: u64,
+    next_node: usize,
+    /// When the last initial node starts.
+    boot_ms: u64,
+}
+
+/// Runs a scenario to its end.
+pub fn run(scenario: &Scenario) -> Result<Report, &'static str> {
+    scenario.validate()?;
+    let mut sim = Sim::new(scenario.clone());
+    for now in 0..=scenario.duration_ms {
+        sim.tick(now);
+    }
+    Ok(sim.report())
+}
+
+impl Sim {
+    fn new(scenario: Scenario) -> Sim {
+        let total = scenario.total_nodes();
+        let mut script_rng = Rng::from_seed(mix(scenario.seed, 0x005C_2197));
+        let start_at: Vec<u64> = (0..total)
+            .map(|i| {
+                if i < scenario.nodes && scenario.start_window_ms > 0 {
+                    let w = scenario.start_window_ms.min(u64::from(u32::MAX)) as u32;
+                    u64::from(script_rng.below(w + 1))
+                } else if i < scenario.nodes {
+                    0
+                } else {
+                    u64::MAX
+                }
+            })
+            .collect();
+        let last_event = scenario.script.iter().map(|s| s.at_ms).max().unwrap_or(0);
+        let settle = last_event + u64::from(scenario.hold_ms) + u64::from(scenario.interval_ms);
+        let steady_from_ms = settle.max(scenario.duration_ms / 2);
+        let world = World {
+            cfg: scenario.net,
+            rng: Rng::from_seed(mix(scenario.seed, 0x4E37)),
+            now: 0,
+            life: vec![Life::NotStarted; total],
+            side: vec![0; total],
+            addr: (0..total).map(|i| node_addr(i + 1)).collect(),
+            by_addr: HashMap::new(),
+            live_since: vec![0; total],
+            wheel: vec![Vec::new(); WHEEL_MS],
+            slab: Slab::default(),
+            queues: vec![VecDeque::new(); total],
+            published: vec![(0, 0); total],
+            converged: vec![false; total],
+            expected: [(0, 0); 2],
+            sent: vec![0; total],
+            sent_bytes: vec![0; total],
+            steady_sent: vec![0; total],
+            steady_bytes: vec![0; total],
+            steady_from_ms,
+            running_ms: vec![0; total],
+            unicast_sent: 0,
+            lost: 0,
+            queue_drops: 0,
+            false_removals: 0,
+            publishes: 0,
+            digest: scenario.seed,
+        };
+        let phases = vec![Phase {
+            what: "cold boot".to_string(),
+            at_ms: 0,
+            converged_after_ms: None,
+        }];
+        let boot_ms = start_at[..scenario.nodes]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0);
+        Sim {
+            boot_ms,
+            cores: (0..total).map(|_| None).collect(),
+            next_poll: vec![u64::MAX; total],
+            budget: vec![0; total],
+            restarts: vec![0; total],
+            start_at,
+            world,
+            script_rng,
+            phases,
+            open_phase: Some(0),
+            ghost_observations: 0,
+            next_node: scenario.nodes,
+            scenario,
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            interval_ms: self.scenario.interval_ms,
+            hold_ms: self.scenario.hold_ms,
+            label: Label::DEFAULT,
+            routed: false,
+        }
+    }
+
+    fn links(&self, i: usize) -> [Link; 1] {
+        [Link {
+            index: IFINDEX,
+            addr: Some(self.world.addr[i]),
+            up: true,
+        }]
+    }
+
+    fn start(&mut self, i: usize, now: u64) {
+        let seed = mix(
+            mix(self.scenario.seed, i as u64),
+            u64::from(self.restarts[i]),
+        );
+        self.restarts[i] += 1;
+        let addr = self.world.addr[i];
+        let core = Core::new(
+            self.settings(),
+            addr,
+            &self.links(i),
+            Rng::from_seed(seed),
+            now,
+        );
+        self.next_poll[i] = core.poll_at().unwrap_or(u64::MAX);
+        self.cores[i] = Some(core);
+        self.world.life[i] = Life::Running;
+        self.world.live_since[i] = now;
+        self.world.by_addr.insert(addr, i as u32);
+        self.world.published[i] = (0, 0);
+    }
+
+    fn kill(&mut self, i: usize, now: u64) {
+        self.cores[i] = None;
+        self.next_poll[i] = u64::MAX;
+        self.world.life[i] = Life::Dead { since_ms: now };
+        let q = std::mem::take(&mut self.world.queues[i]);
+        for d in q {
+            self.world.slab.release(d.pkt);
+        }
+    }
+
+    /// `count` distinct random live nodes.
+    fn pick(&mut self, count: usize) -> Vec<usize> {
+        let mut live: Vec<usize> = (0..self.cores.len())
+            .filter(|&i| self.world.is_live(i))
+            .collect();
+        let mut out = Vec::new();
+        while out.len() < count && !live.is_empty() {
+            let k = self.script_rng.below(live.len() as u32) as usize;
+            out.push(live.swap_remove(k));
+        }
+        out.sort_unstable();
+        out
+    }
+
+    fn open(&mut self, what: String, now: u64) {
+        self.phases.push(Phase {
+            what,
+            at_ms: now,
+            converged_after_ms: None,
+        });
+        self.open_phase = Some(self.phases.len() - 1);
+    }
+
+    fn apply(&mut self, step: Step, now: u64) {
+        let n = self.phases.len();
+        match step.action {
+            Action::Join { count } => {
+                for _ in 0..count {
+                    let i = self.next_node;
+                    self.next_node += 1;
+                    self.start(i, now);
+                }
+                self.open(format!("join {count} (#{n})"), now);
+            }
+            Action::Stop { count } => {
+                for i in self.pick(count) {
+                    self.world.life[i] = Life::Leaving;
+                    let mut port = Port {
+                        me: i,
+                        world: &mut self.world,
+                    };
+                    if let Some(core) = self.cores[i].as_mut() {
+                        core.handle(now, Input::Stop, &mut port);
+                        self.next_poll[i] = core.poll_at().unwrap_or(u64::MAX);
+                    }
+                }
+                self.open(format!("stop {count} (#{n})"), now);
+            }
+            Action::Kill { count } => {
+                for i in self.pick(count) {
+                    self.kill(i, now);
+                }
+                self.open(format!("kill {count} (#{n})"), now);
+            }
+            Action::Pause { count, ms } => {
+                for i in self.pick(count) {
+                    self.world.life[i] = Life::Paused { until_ms: now + ms };
+                }
+                self.open(format!("pause {count} for {ms} ms (#{n})"), now);
+            }
+            Action::ChangeAddress { count } => {
+                let total = self.cores.len();
+                for i in self.pick(count) {
+                    let old = self.world.addr[i];
+                    self.world.by_addr.remove(&old);
+                    let new = node_addr(total + i + 1);
+                    self.world.addr[i] = new;
+                    self.world.by_addr.insert(new, i as u32);
+                    self.world.live_since[i] = now;
+                    let links = self.links(i);
+                    let mut port = Port {
+                        me: i,
+                        world: &mut self.world,
+                    };
+                    if let Some(core) = self.cores[i].as_mut() {
+                        core.handle(now, Input::Links(&links), &mut port);
+                        self.next_poll[i] = core.poll_at().unwrap_or(u64::MAX);
+                    }
+                }
+                self.open(format!("new address for {count} (#{n})"), now);
+            }
+            Action::Partition { fraction } => {
+                let total = self.cores.len();
+                let cut = (total as f64 * fraction.clamp(0.0, 1.0)) as usize;
+                for i in 0..total {
+                    self.world.side[i] = u8::from(i >= cut);
+                    self.world.live_since[i] = now;
+                }
+                self.open(format!("partition {:.0} % (#{n})", fraction * 100.0), now);
+            }
+            Action::Heal => {
+                for i in 0..self.cores.len() {
+                    self.world.side[i] = 0;
+                    self.world.live_since[i] = now;
+                }
+                self.open(format!("heal (#{n})"), now);
+            }
+        }
+        self.world.recompute_expected();
+    }
+
+    fn tick(&mut self, now: u64) {
+        self.world.now = now;
+        let mut membership_changed = false;
+        // Cold boot starts.
+        for i in 0..self.scenario.nodes {
+            if self.start_at[i] == now {
+                self.start(i, now);
+                membership_changed = true;
+            }
+        }
+        // Resumes.
+        let mut resumed = 0;
+        for i in 0..self.cores.len() {
+            if let Life::Paused { until_ms } = self.world.life[i] {
+                if until_ms <= now {
+                    self.world.life[i] = Life::Running;
+                    self.world.live_since[i] = now;
+                    resumed += 1;
+                }
+            }
+        }
+        if resumed > 0 {
+            membership_changed = true;
+            let n = self.phases.len();
+            self.open(format!("resume {resumed} (#{n})"), now);
+        }
+        let steps: Vec<Step> = self
+            .scenario
+            .script
+            .iter()
+            .filter(|s| s.at_ms == now)
+            .copied()
+            .collect();
+        for step in steps {
+            self.apply(step, now);
+        }
+        if membership_changed {
+            self.world.recompute_expected();
+        }
+        // Arrivals into the receive queues.
+        let slot = (now % WHEEL_MS as u64) as usize;
+        let arrivals = std::mem::take(&mut self.world.wheel[slot]);
+        for d in &arrivals {
+            let dst = d.dst as usize;
+            let open = matches!(
+                self.world.life[dst],
+                Life::Running | Life::Paused { .. } | Life::Leaving
+            );
+            if open && self.world.queues[dst].len() < self.world.cfg.queue {
+                self.world.queues[dst].push_back(*d);
+            } else {
+                if open {
+                    self.world.queue_drops += 1;
+                }
+                self.world.slab.release(d.pkt);
+            }
+        }
+        // Give the (emptied) bucket's capacity back for reuse.
+        let mut arrivals = arrivals;
+        arrivals.clear();
+        self.world.wheel[slot] = arrivals;
+        // Every running node: read what it can, then run what is due.
+        let rate = self.scenario.net.rx_rate;
+        for i in 0..self.cores.len() {
+            let active = matches!(self.world.life[i], Life::Running | Life::Leaving);
+            if !active {
+                continue;
+            }
+            self.world.running_ms[i] += 1;
+            let Some(core) = self.cores[i].as_mut() else {
+                continue;
+            };
+            let mut port = Port {
+                me: i,
+                world: &mut self.world,
+            };
+            let mut touched = false;
+            if !port.world.queues[i].is_empty() {
+                let mut can = if rate == 0 {
+                    usize::MAX
+                } else {
+                    self.budget[i] += rate;
+                    let whole = self.budget[i] / 1000;
+                    self.budget[i] %= 1000;
+                    whole as usize
+                };
+                while can > 0 {
+                    let Some(d) = port.world.queues[i].pop_front() else {
+                        break;
+                    };
+                    can -= 1;
+                    let mut buf = [0u8; MAX_MESSAGE_LEN];
+                    let bytes = port.world.slab.get(d.pkt);
+                    let len = bytes.len();
+                    buf[..len].copy_from_slice(bytes);
+                    port.world.slab.release(d.pkt);
+                    let r = Received {
+                        data: &buf[..len],
+                        src: SocketAddrV4::new(d.src, PORT),
+                        ifindex: IFINDEX,
+                        multicast: d.multicast,
+                    };
+                    core.handle(now, Input::Datagram(r), &mut port);
+                }
+                touched = true;
+            }
+            if self.next_poll[i] <= now || touched {
+                core.poll(now, &mut port);
+                self.next_poll[i] = core.poll_at().unwrap_or(u64::MAX);
+            }
+            if core.finished() {
+                self.kill(i, now);
+                self.world.recompute_expected();
+            }
+        }
+        if now % 1000 == 0 {
+            self.count_ghosts(now);
+        }
+        if let Some(p) = self.open_phase {
+            let started = self.phases[p].at_ms;
+            // The cold boot is over only once every initial node has started.
+            let booted = now >= self.boot_ms;
+            if now > started && booted && self.world.all_converged() {
+                self.phases[p].converged_after_ms = Some(now - started);
+                self.open_phase = None;
+            }
+        }
+    }
+
+    /// Dead nodes still in a live node's map past their hold time.
+    fn count_ghosts(&mut self, now: u64) {
+        let hold = u64::from(self.scenario.hold_ms) + EXPIRY_GRANULARITY_MS;
+        let dead: Vec<Ipv4Addr> = (0..self.cores.len())
+            .filter(
+                |&i| matches!(self.world.life[i], Life::Dead { since_ms } if since_ms + hold < now),
+            )
+            .map(|i| self.world.addr[i])
+            .collect();
+        if dead.is_empty() {
+            return;
+        }
+        for core in self.cores.iter().flatten() {
+            for &a in &dead {
+                let id = wire::node_id_of(a);
+                if core.map().get(id).is_some_and(|n| n.addr == a) {
+                    self.ghost_observations += 1;
+                }
+            }
+        }
+    }
+
+    fn report(self) -> Report {
+        let w = &self.world;
+        let secs = self.scenario.duration_ms as f64 / 1000.0;
+        let steady_secs =
+            (self.scenario.duration_ms.saturating_sub(w.steady_from_ms)) as f64 / 1000.0;
+        let traffic =
+            |sent: &[u64], bytes: &[u64], per_node_secs: &dyn Fn(usize) -> f64, total_secs: f64| {
+                let mut t = Traffic::default();
+                let mut n = 0usize;
+                for i in 0..sent.len() {
+                    let s = per_node_secs(i);
+                    if s < 1.0 {
+                        continue;
+                    }
+                    n += 1;
+                    let d = sent[i] as f64 / s;
+                    let b = bytes[i] as f64 / s;
+                    t.datagrams_mean += d;
+                    t.bytes_mean += b;
+                    t.datagrams_max = t.datagrams_max.max(d);
+                    t.bytes_max = t.bytes_max.max(b);
+                }
+                if n > 0 {
+                    t.datagrams_mean /= n as f64;
+                    t.bytes_mean /= n as f64;
+                }
+                if total_secs > 0.0 {
+                    t.cluster_datagrams = sent.iter().sum::<u64>() as f64 / total_secs;
+                    t.cluster_bytes = bytes.iter().sum::<u64>() as f64 / total_secs;
+                }
+                t
+            };
+        let running = |i: usize| w.running_ms[i] as f64 / 1000.0;
+        let steady_running = |i: usize| {
+            if w.life[i] == Life::Running {
+                steady_secs
+            } else {
+                0.0
+            }
+        };
+        Report {
+            digest: mix(mix(w.digest, w.queue_drops), w.lost),
+            phases: self.phases.clone(),
+            traffic: traffic(&w.sent, &w.sent_bytes, &running, secs),
+            steady: traffic(
+                &w.steady_sent,
+                &w.steady_bytes,
+                &steady_running,
+                steady_secs,
+            ),
+            steady_from_ms: w.steady_from_ms,
+            datagrams_sent: w.sent.iter().sum(),
+            unicast_sent: w.unicast_sent,
+            bytes_sent: w.sent_bytes.iter().sum(),
+            lost: w.lost,
+            queue_drops: w.queue_drops,
+            false_removals: w.false_removals,
+            ghost_observations: self.ghost_observations,
+            node_seconds: w.running_ms.iter().sum::<u64>() as f64 / 1000.0,
+            publishes: w.publishes,
+            scenario: self.scenario,
+        }
+    }
+}
