@@ -24,6 +24,42 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::time::Duration;
 
+/// Return types of libc calls that report failure as `-1` and set `errno`.
+pub(crate) trait IsMinusOne: Copy {
+    fn is_minus_one(self) -> bool;
+}
+
+macro_rules! impl_is_minus_one {
+    ($($t:ty)*) => ($(impl IsMinusOne for $t {
+        fn is_minus_one(self) -> bool {
+            self == -1
+        }
+    })*)
+}
+
+impl_is_minus_one! { i32 i64 isize }
+
+/// Turns a libc return of `-1` into the `errno` it left, as std's `cvt` does.
+/// The only place the C error convention is converted; never allocates.
+pub(crate) fn cvt<T: IsMinusOne>(ret: T) -> io::Result<T> {
+    if ret.is_minus_one() {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// [`cvt`] for calls a signal can interrupt: repeats `call` while it fails with
+/// `EINTR`. The crate's one EINTR retry loop.
+pub(crate) fn cvt_r<T: IsMinusOne>(mut call: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        match cvt(call()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 /// An all-zero `epoll_event`, for initialising the array handed to [`Epoll::wait`]
 /// without a heap allocation: `[EMPTY_EVENT; 64]`.
 pub const EMPTY_EVENT: libc::epoll_event = libc::epoll_event { events: 0, u64: 0 };
@@ -48,7 +84,8 @@ pub struct Epoll {
 impl Epoll {
     /// Creates the epoll instance; close-on-exec so hooks we spawn do not inherit it.
     pub fn new() -> io::Result<Epoll> {
-        let fd = crate::syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+        // SAFETY: epoll_create1 takes no pointers.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: epoll_create1 just returned this fd and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Epoll { fd })
@@ -71,7 +108,8 @@ impl Epoll {
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: token };
-        crate::syscall!(epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev))?;
+        // SAFETY: `ev` is a live epoll_event the kernel only reads during the call.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) })?;
         Ok(())
     }
 
@@ -85,12 +123,12 @@ impl Epoll {
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
         let max = events.len().min(libc::c_int::MAX as usize) as libc::c_int;
-        match crate::syscall!(epoll_wait(
-            self.fd.as_raw_fd(),
-            events.as_mut_ptr(),
-            max,
-            epoll_timeout_ms(timeout)
-        )) {
+        let timeout = epoll_timeout_ms(timeout);
+        // SAFETY: `events` is writable for `max` (at most its length) entries and
+        // outlives the call.
+        match cvt(unsafe {
+            libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), max, timeout)
+        }) {
             Ok(n) => Ok(n as usize),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
             Err(e) => Err(e),
@@ -147,10 +185,9 @@ pub struct TimerFd {
 impl TimerFd {
     /// Creates a disarmed, non-blocking, close-on-exec timer.
     pub fn new() -> io::Result<TimerFd> {
-        let fd = crate::syscall!(timerfd_create(
-            libc::CLOCK_MONOTONIC,
-            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC
-        ))?;
+        let flags = libc::TFD_NONBLOCK | libc::TFD_CLOEXEC;
+        // SAFETY: timerfd_create takes no pointers.
+        let fd = cvt(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, flags) })?;
         // SAFETY: timerfd_create just returned this fd and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(TimerFd { fd })
@@ -194,12 +231,9 @@ impl TimerFd {
             },
             it_value: value,
         };
-        crate::syscall!(timerfd_settime(
-            self.fd.as_raw_fd(),
-            flags,
-            &spec,
-            ptr::null_mut()
-        ))?;
+        // SAFETY: `spec` is a live itimerspec the kernel only reads; the old
+        // value is not requested (null is allowed).
+        cvt(unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), flags, &spec, ptr::null_mut()) })?;
         Ok(())
     }
 
@@ -207,17 +241,13 @@ impl TimerFd {
     /// stops being readable and the level-triggered loop does not spin.
     pub fn drain(&self) -> io::Result<u64> {
         let mut count: u64 = 0;
-        loop {
-            match crate::syscall!(read(
-                self.fd.as_raw_fd(),
-                (&mut count as *mut u64).cast(),
-                mem::size_of::<u64>()
-            )) {
-                Ok(_) => return Ok(count),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        let fd = self.fd.as_raw_fd();
+        let size = mem::size_of::<u64>();
+        // SAFETY: `count` is a live u64, writable for the `size` bytes passed.
+        match cvt_r(|| unsafe { libc::read(fd, ptr::addr_of_mut!(count).cast(), size) }) {
+            Ok(_) => Ok(count),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
         }
     }
 
@@ -248,12 +278,15 @@ pub struct SignalFd {
 }
 
 fn sigset_of(signals: &[i32]) -> io::Result<libc::sigset_t> {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it fully below.
+    // SAFETY: sigset_t is plain data for which all-zero is valid; sigemptyset
+    // initialises it fully below.
     let mut set: libc::sigset_t = unsafe { mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t.
+    // SAFETY: `set` is a live, writable sigset_t.
     unsafe { libc::sigemptyset(&mut set) };
     for &sig in signals {
-        crate::syscall!(sigaddset(&mut set, sig))?;
+        // SAFETY: `set` is a live, initialised sigset_t; a bad signal number is
+        // reported as EINVAL, not undefined behaviour.
+        cvt(unsafe { libc::sigaddset(&mut set, sig) })?;
     }
     Ok(set)
 }
@@ -274,7 +307,9 @@ impl SignalFd {
     pub fn new(signals: &[i32]) -> io::Result<SignalFd> {
         let set = sigset_of(signals)?;
         set_sigmask(libc::SIG_BLOCK, &set)?;
-        let fd = crate::syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))?;
+        let flags = libc::SFD_NONBLOCK | libc::SFD_CLOEXEC;
+        // SAFETY: `set` is a live, initialised sigset_t the kernel only reads.
+        let fd = cvt(unsafe { libc::signalfd(-1, &set, flags) })?;
         // SAFETY: signalfd(-1, ..) just returned a new fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(SignalFd { fd })
@@ -285,23 +320,16 @@ impl SignalFd {
         // SAFETY: signalfd_siginfo is plain data for which all-zero is valid.
         let mut info: libc::signalfd_siginfo = unsafe { mem::zeroed() };
         let size = mem::size_of::<libc::signalfd_siginfo>();
-        loop {
-            match crate::syscall!(read(
-                self.fd.as_raw_fd(),
-                (&mut info as *mut libc::signalfd_siginfo).cast(),
-                size
-            )) {
-                Ok(n) if n as usize == size => {
-                    return Ok(Some(SignalInfo {
-                        signo: info.ssi_signo as i32,
-                        pid: info.ssi_pid,
-                    }))
-                }
-                Ok(_) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: `info` is a live signalfd_siginfo, writable for the `size` bytes passed.
+        match cvt_r(|| unsafe { libc::read(fd, ptr::addr_of_mut!(info).cast(), size) }) {
+            Ok(n) if n as usize == size => Ok(Some(SignalInfo {
+                signo: info.ssi_signo as i32,
+                pid: info.ssi_pid,
+            })),
+            Ok(_) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -328,16 +356,12 @@ pub fn unblock_all_signals() -> io::Result<()> {
 /// clocks and the pid, which is enough to desynchronise nodes booted together.
 pub fn getrandom_u64() -> u64 {
     let mut buf = [0u8; 8];
-    loop {
-        match crate::syscall!(getrandom(
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::GRND_NONBLOCK
-        )) {
-            Ok(8) => return u64::from_ne_bytes(buf),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            _ => break,
-        }
+    let len = buf.len();
+    // SAFETY: `buf` is writable for the `len` bytes passed.
+    let got =
+        cvt_r(|| unsafe { libc::getrandom(buf.as_mut_ptr().cast(), len, libc::GRND_NONBLOCK) });
+    if let Ok(8) = got {
+        return u64::from_ne_bytes(buf);
     }
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -360,17 +384,22 @@ pub fn getrandom_u64() -> u64 {
 /// without flushing). Returns only in the daemon (grandchild).
 pub fn daemonize() -> io::Result<()> {
     fork_and_exit_parent()?;
-    crate::syscall!(setsid())?;
+    // SAFETY: setsid takes no arguments.
+    cvt(unsafe { libc::setsid() })?;
     fork_and_exit_parent()?;
-    crate::syscall!(chdir(c"/".as_ptr()))?;
+    // SAFETY: the path is a NUL-terminated literal.
+    cvt(unsafe { libc::chdir(c"/".as_ptr()) })?;
     // SAFETY: umask has no preconditions and cannot fail.
     unsafe { libc::umask(0o022) };
-    let null = crate::syscall!(open(c"/dev/null".as_ptr(), libc::O_RDWR))?;
+    // SAFETY: the path is a NUL-terminated literal; no mode is needed without O_CREAT.
+    let null = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) })?;
     for target in 0..=2 {
-        crate::syscall!(dup2(null, target))?;
+        // SAFETY: dup2 takes no pointers; replacing stdio is this function's purpose.
+        cvt(unsafe { libc::dup2(null, target) })?;
     }
     if null > 2 {
-        crate::syscall!(close(null))?;
+        // SAFETY: `null` was opened above, is not stdio and is closed once.
+        cvt(unsafe { libc::close(null) })?;
     }
     Ok(())
 }
@@ -395,7 +424,9 @@ pub fn close_inherited_fds() {
 /// Forks; the parent leaves at once with `_exit(0)` (no atexit handlers or
 /// destructors, which belong to the child now), the child returns.
 fn fork_and_exit_parent() -> io::Result<()> {
-    if crate::syscall!(fork())? != 0 {
+    // SAFETY: the caller guarantees no other thread exists (see `daemonize`), so
+    // the child is a complete copy of the process and may go on running Rust code.
+    if cvt(unsafe { libc::fork() })? != 0 {
         // SAFETY: _exit never returns and is always safe to call.
         unsafe { libc::_exit(0) };
     }
@@ -406,11 +437,10 @@ fn fork_and_exit_parent() -> io::Result<()> {
 /// Does not allocate; used by the logger for its one-write-per-line output.
 pub fn write_all_fd(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        match crate::syscall!(write(fd, buf.as_ptr().cast(), buf.len())) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n as usize..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        // SAFETY: `buf` is readable for the `buf.len()` bytes passed.
+        match cvt_r(|| unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => buf = &buf[n as usize..],
         }
     }
     Ok(())
@@ -422,7 +452,8 @@ mod tests {
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
-        crate::syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK)).unwrap();
+        // SAFETY: `fds` is writable for the two fds pipe2 stores.
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }).unwrap();
         // SAFETY: pipe2 just returned these two fds, owned by nobody else.
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
     }
@@ -534,7 +565,9 @@ mod tests {
         let (r, w) = pipe();
         write_all_fd(w.as_raw_fd(), b"hello").unwrap();
         let mut buf = [0u8; 16];
-        let n = crate::syscall!(read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())).unwrap();
+        // SAFETY: `buf` is writable for the `buf.len()` bytes passed.
+        let n =
+            cvt(unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }).unwrap();
         assert_eq!(&buf[..n as usize], b"hello");
         assert!(write_all_fd(-1, b"x").is_err());
     }
