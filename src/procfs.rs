@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::map::{ClusterMap, NodeId};
 use crate::mapfile;
-use crate::sys::{cvt, cvt_r};
+use crate::sys::{cvt, cvt_r, write_all_fd};
 
 /// Default place of the published map.
 pub const DEFAULT_MAP_FILE: &str = "/run/omdiscd/openmosix.map";
@@ -129,13 +129,7 @@ struct FdWriter<'a> {
 
 impl FdWriter<'_> {
     fn flush(&mut self) -> io::Result<()> {
-        let mut done = 0;
-        while done < self.len {
-            let rest = &self.buf[done..self.len];
-            // SAFETY: rest is readable for the rest.len() bytes passed.
-            let n = cvt_r(|| unsafe { libc::write(self.fd, rest.as_ptr().cast(), rest.len()) })?;
-            done += n as usize;
-        }
+        write_all_fd(self.fd, &self.buf[..self.len])?;
         self.len = 0;
         Ok(())
     }

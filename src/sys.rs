@@ -434,7 +434,8 @@ fn fork_and_exit_parent() -> io::Result<()> {
 }
 
 /// Writes all of `buf` to `fd`, retrying on EINTR and after partial writes.
-/// Does not allocate; used by the logger for its one-write-per-line output.
+/// Does not allocate; used by the logger for its one-write-per-line output
+/// and by the map-file writer to flush its buffer.
 pub fn write_all_fd(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         // SAFETY: `buf` is readable for the `buf.len()` bytes passed.
