@@ -19,9 +19,6 @@
 //! a fixed header needs or than a length field claims; [`NlError::Malformed`] when a length
 //! field is impossible (smaller than its own header) or a value has the wrong size.
 
-// `crate::syscall!` expands its arguments inside its own unsafe block; clippy reports that at
-// every expansion site. Each call here carries its own `// SAFETY:` justification instead.
-
 use std::fmt;
 use std::io;
 use std::mem::size_of;
@@ -30,6 +27,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use arrayvec::ArrayVec;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::sys::{cvt, cvt_r};
 
 /// Size of the receive buffer. The kernel caps dump datagrams at 32 KiB
 /// (`SKB_WITH_OVERHEAD(32768)` in `netlink_recvmsg`), so one datagram always fits.
@@ -934,43 +933,29 @@ fn set_int_opt(
     name: libc::c_int,
     val: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: `val` is a live c_int and the length passed is its size.
-    crate::syscall!(setsockopt(
-        fd,
-        level,
-        name,
-        (&val as *const libc::c_int).cast(),
-        size_of::<libc::c_int>() as libc::socklen_t
-    ))
-    .map(drop)
+    let ptr = (&val as *const libc::c_int).cast();
+    let len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: ptr points at a live c_int the kernel only reads; len is its size.
+    cvt(unsafe { libc::setsockopt(fd, level, name, ptr, len) }).map(drop)
 }
 
 /// Creates, binds and names a NETLINK_ROUTE socket.
 fn open_socket(extra_type: libc::c_int, groups: u32) -> io::Result<(OwnedFd, u32)> {
-    // SAFETY: plain socket(2) call with constant arguments.
-    let raw = crate::syscall!(socket(
-        libc::AF_NETLINK,
-        libc::SOCK_RAW | libc::SOCK_CLOEXEC | extra_type,
-        libc::NETLINK_ROUTE
-    ))?;
+    let kind = libc::SOCK_RAW | libc::SOCK_CLOEXEC | extra_type;
+    // SAFETY: socket takes no pointers.
+    let raw = cvt(unsafe { libc::socket(libc::AF_NETLINK, kind, libc::NETLINK_ROUTE) })?;
     // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut addr = zeroed_sockaddr_nl();
     addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
     addr.nl_groups = groups;
-    // SAFETY: `addr` is a valid sockaddr_nl and the length passed is its size.
-    crate::syscall!(bind(
-        fd.as_raw_fd(),
-        (&addr as *const libc::sockaddr_nl).cast(),
-        size_of::<libc::sockaddr_nl>() as libc::socklen_t
-    ))?;
     let mut len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    let addr_ptr = (&addr as *const libc::sockaddr_nl).cast();
+    // SAFETY: `addr` is a live sockaddr_nl the kernel only reads; `len` is its size.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), addr_ptr, len) })?;
+    let addr_ptr = (&mut addr as *mut libc::sockaddr_nl).cast();
     // SAFETY: `addr` is writable for `len` bytes and `len` is a live socklen_t.
-    crate::syscall!(getsockname(
-        fd.as_raw_fd(),
-        (&mut addr as *mut libc::sockaddr_nl).cast(),
-        &mut len
-    ))?;
+    cvt(unsafe { libc::getsockname(fd.as_raw_fd(), addr_ptr, &mut len) })?;
     Ok((fd, addr.nl_pid))
 }
 
@@ -1002,14 +987,11 @@ impl Netlink {
             tv_sec: 5,
             tv_usec: 0,
         };
-        // SAFETY: `tv` is a live timeval and the length passed is its size.
-        crate::syscall!(setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t
-        ))?;
+        let tv_ptr = (&tv as *const libc::timeval).cast();
+        let tv_len = size_of::<libc::timeval>() as libc::socklen_t;
+        let (level, name) = (libc::SOL_SOCKET, libc::SO_RCVTIMEO);
+        // SAFETY: `tv` is a live timeval the kernel only reads; `tv_len` is its size.
+        cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, tv_ptr, tv_len) })?;
         Ok(Netlink::with_fd(fd, port_id))
     }
 
@@ -1074,51 +1056,34 @@ impl Netlink {
         }
         let mut kernel = zeroed_sockaddr_nl();
         kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        loop {
-            // SAFETY: `req` is readable for `end` bytes; `kernel` is a valid sockaddr_nl.
-            let r = crate::syscall!(sendto(
-                self.fd.as_raw_fd(),
-                req.as_ptr().cast(),
-                end,
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                size_of::<libc::sockaddr_nl>() as libc::socklen_t
-            ));
-            match r {
-                Ok(n) if n as usize == end => return Ok(self.seq),
-                Ok(_) => return Err(NlError::Io(libc::EIO)),
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => return Err(NlError::from_io(&e)),
-            }
+        let fd = self.fd.as_raw_fd();
+        let to = (&kernel as *const libc::sockaddr_nl).cast();
+        let to_len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: `req` is readable for the `end` (at most its size) bytes passed;
+        // `to` points at a live sockaddr_nl of `to_len` bytes. Both are only read.
+        match cvt_r(|| unsafe { libc::sendto(fd, req.as_ptr().cast(), end, 0, to, to_len) }) {
+            Ok(n) if n as usize == end => Ok(self.seq),
+            Ok(_) => Err(NlError::Io(libc::EIO)),
+            Err(e) => Err(NlError::from_io(&e)),
         }
     }
 
     /// Receives one datagram into the buffer. `MSG_TRUNC` makes the kernel report the real
     /// length, so a datagram that did not fit is an error rather than silent data loss.
     fn recv(&mut self, flags: libc::c_int) -> Result<usize, NlError> {
-        loop {
-            // SAFETY: `buf` is writable for `buf.len()` bytes and outlives the call.
-            let r = crate::syscall!(recv(
-                self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.len(),
-                flags | libc::MSG_TRUNC
-            ));
-            match r {
-                Ok(n) => {
-                    let n = n as usize;
-                    if let Some(tap) = self.tap {
-                        tap(&self.buf[..n.min(self.buf.len())]);
-                    }
-                    if n > self.buf.len() {
-                        return Err(NlError::BufferTooSmall);
-                    }
-                    return Ok(n);
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => return Err(NlError::from_io(&e)),
-            }
+        let fd = self.fd.as_raw_fd();
+        let (ptr, len) = (self.buf.as_mut_ptr().cast(), self.buf.len());
+        // SAFETY: `ptr` is writable for the `len` bytes of `self.buf`, which
+        // outlives the call.
+        let n = cvt_r(|| unsafe { libc::recv(fd, ptr, len, flags | libc::MSG_TRUNC) })
+            .map_err(|e| NlError::from_io(&e))? as usize;
+        if let Some(tap) = self.tap {
+            tap(&self.buf[..n.min(self.buf.len())]);
         }
+        if n > self.buf.len() {
+            return Err(NlError::BufferTooSmall);
+        }
+        Ok(n)
     }
 
     /// Sends a request and feeds every data message of its reply to `on_msg`.
