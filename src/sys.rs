@@ -1,23 +1,5 @@
 //! Thin wrappers over the Linux system calls the daemon uses.
 
-/// Calls a libc function and turns its `-1` return into `io::Error::last_os_error()`,
-/// in the manner of mio's `syscall!`.
-#[macro_export]
-macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // The macro exists to hide the FFI call's `unsafe` (as mio's does).
-        #[allow(unused_unsafe, clippy::macro_metavars_in_unsafe)]
-        // SAFETY: the caller passes arguments valid for this libc function; the
-        // macro only converts the C error convention.
-        let res = unsafe { libc::$fn($($arg,)*) };
-        if res == -1 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(res)
-        }
-    }};
-}
-
 use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
