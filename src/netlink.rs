@@ -21,6 +21,7 @@
 
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::mem::size_of;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -40,8 +41,6 @@ const NLMSG_ALIGNTO: usize = 4;
 pub const NLMSG_HDRLEN: usize = size_of::<NlMsgHdr>();
 /// Length of [`RtAttrHdr`].
 const RTA_HDRLEN: usize = size_of::<RtAttrHdr>();
-/// Length of [`RtNexthop`].
-const RTNH_LEN: usize = size_of::<RtNexthop>();
 
 // Message types and flags: libc has them as `c_int`, the header fields are `u16`.
 const NLMSG_NOOP: u16 = libc::NLMSG_NOOP as u16;
@@ -264,6 +263,63 @@ fn read_hdr<T: FromBytes>(bytes: &[u8]) -> Result<T, NlError> {
 // Message and attribute walking
 // ---------------------------------------------------------------------------------------
 
+/// A netlink record: a fixed header whose length field counts the header itself, then a
+/// payload, then padding to 4 bytes. Messages (`nlmsghdr`), attributes (`rtattr`) and
+/// multipath nexthops (`rtnexthop`) are all framed this way, so one iterator,
+/// [`Records`], walks them all.
+pub trait Record<'a>: Sized {
+    /// The fixed header at the front of each record.
+    type Header: FromBytes;
+    /// The header's length field: header plus payload, excluding trailing padding.
+    fn len(header: &Self::Header) -> usize;
+    /// The record made of its header and the payload bytes after it.
+    fn new(header: Self::Header, payload: &'a [u8]) -> Self;
+}
+
+/// Iterator over a run of records of one kind, walked in place. Yields an error once and
+/// then stops when the framing is broken, since nothing after a bad length can be trusted.
+#[derive(Debug)]
+pub struct Records<'a, R> {
+    rest: &'a [u8],
+    kind: PhantomData<fn() -> R>,
+}
+
+impl<'a, R: Record<'a>> Records<'a, R> {
+    /// Walks the records in `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Records {
+            rest: buf,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<'a, R: Record<'a>> Iterator for Records<'a, R> {
+    type Item = Result<R, NlError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let rest = std::mem::take(&mut self.rest);
+        let header: R::Header = match read_hdr(rest) {
+            Ok(h) => h,
+            Err(e) => return Some(Err(e)),
+        };
+        let len = R::len(&header);
+        let header_len = size_of::<R::Header>();
+        if len < header_len {
+            return Some(Err(NlError::Malformed));
+        }
+        let Some(payload) = rest.get(header_len..len) else {
+            return Some(Err(NlError::Truncated));
+        };
+        // The last record of a run may omit its padding.
+        self.rest = rest.get(nlmsg_align(len)..).unwrap_or(&[]);
+        Some(Ok(R::new(header, payload)))
+    }
+}
+
 /// One netlink message inside a received buffer: its header and the bytes after it.
 #[derive(Clone, Copy, Debug)]
 pub struct MessageView<'a> {
@@ -272,41 +328,22 @@ pub struct MessageView<'a> {
     pub payload: &'a [u8],
 }
 
-/// Iterator over the messages of one datagram. Yields an error once and then stops when the
-/// framing is broken, since nothing after a bad length can be trusted.
-#[derive(Clone, Debug)]
-pub struct Messages<'a> {
-    rest: &'a [u8],
+impl<'a> Record<'a> for MessageView<'a> {
+    type Header = NlMsgHdr;
+    fn len(header: &NlMsgHdr) -> usize {
+        header.len as usize
+    }
+    fn new(header: NlMsgHdr, payload: &'a [u8]) -> Self {
+        MessageView { header, payload }
+    }
 }
+
+/// The messages of one datagram.
+pub type Messages<'a> = Records<'a, MessageView<'a>>;
 
 /// Walks the messages of one datagram in place.
 pub fn messages(buf: &[u8]) -> Messages<'_> {
-    Messages { rest: buf }
-}
-
-impl<'a> Iterator for Messages<'a> {
-    type Item = Result<MessageView<'a>, NlError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let rest = std::mem::take(&mut self.rest);
-        let header: NlMsgHdr = match read_hdr(rest) {
-            Ok(h) => h,
-            Err(e) => return Some(Err(e)),
-        };
-        let len = header.len as usize;
-        if len < NLMSG_HDRLEN {
-            return Some(Err(NlError::Malformed));
-        }
-        let Some(payload) = rest.get(NLMSG_HDRLEN..len) else {
-            return Some(Err(NlError::Truncated));
-        };
-        // The last message of a datagram may omit its padding.
-        self.rest = rest.get(nlmsg_align(len)..).unwrap_or(&[]);
-        Some(Ok(MessageView { header, payload }))
-    }
+    Records::new(buf)
 }
 
 /// Calls `f` for every message of one datagram, stopping at the first error (framing or
@@ -329,7 +366,20 @@ pub struct Attr<'a> {
     pub payload: &'a [u8],
 }
 
-impl<'a> Attr<'a> {
+impl<'a> Record<'a> for Attr<'a> {
+    type Header = RtAttrHdr;
+    fn len(header: &RtAttrHdr) -> usize {
+        usize::from(header.len)
+    }
+    fn new(header: RtAttrHdr, payload: &'a [u8]) -> Self {
+        Attr {
+            kind: header.kind & NLA_TYPE_MASK,
+            payload,
+        }
+    }
+}
+
+impl Attr<'_> {
     /// A native-endian `u32` value; any other size is malformed.
     pub fn u32(&self) -> Result<u32, NlError> {
         let b: [u8; 4] = self.payload.try_into().map_err(|_| NlError::Malformed)?;
@@ -341,48 +391,30 @@ impl<'a> Attr<'a> {
         let b: [u8; 4] = self.payload.try_into().map_err(|_| NlError::Malformed)?;
         Ok(Ipv4Addr::from(b))
     }
-
-    /// The attributes nested inside this one.
-    pub fn nested(&self) -> Attrs<'a> {
-        attrs(self.payload)
-    }
 }
 
-/// Iterator over a run of attributes; like [`Messages`] it stops after the first error.
-#[derive(Clone, Debug)]
-pub struct Attrs<'a> {
-    rest: &'a [u8],
-}
+/// A run of attributes (a nested attribute's payload is one too).
+pub type Attrs<'a> = Records<'a, Attr<'a>>;
 
 /// Walks the attributes in `buf` in place.
 pub fn attrs(buf: &[u8]) -> Attrs<'_> {
-    Attrs { rest: buf }
+    Records::new(buf)
 }
 
-impl<'a> Iterator for Attrs<'a> {
-    type Item = Result<Attr<'a>, NlError>;
+/// One `rtnexthop` of an `RTA_MULTIPATH` payload and the attributes after its header.
+#[derive(Clone, Copy, Debug)]
+struct Nexthop<'a> {
+    header: RtNexthop,
+    attrs: &'a [u8],
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let rest = std::mem::take(&mut self.rest);
-        let hdr: RtAttrHdr = match read_hdr(rest) {
-            Ok(h) => h,
-            Err(e) => return Some(Err(e)),
-        };
-        let len = usize::from(hdr.len);
-        if len < RTA_HDRLEN {
-            return Some(Err(NlError::Malformed));
-        }
-        let Some(payload) = rest.get(RTA_HDRLEN..len) else {
-            return Some(Err(NlError::Truncated));
-        };
-        self.rest = rest.get(nlmsg_align(len)..).unwrap_or(&[]);
-        Some(Ok(Attr {
-            kind: hdr.kind & NLA_TYPE_MASK,
-            payload,
-        }))
+impl<'a> Record<'a> for Nexthop<'a> {
+    type Header = RtNexthop;
+    fn len(header: &RtNexthop) -> usize {
+        usize::from(header.len)
+    }
+    fn new(header: RtNexthop, attrs: &'a [u8]) -> Self {
+        Nexthop { header, attrs }
     }
 }
 
@@ -464,23 +496,18 @@ pub fn parse_route(payload: &[u8]) -> Result<RouteInfo, NlError> {
 
 /// The first `rtnexthop` of an `RTA_MULTIPATH` payload: its interface and gateway.
 fn first_nexthop(buf: &[u8], family: u8) -> Result<Option<(u32, Option<Ipv4Addr>)>, NlError> {
-    if buf.is_empty() {
+    let Some(nh) = Records::<Nexthop<'_>>::new(buf).next() else {
         return Ok(None);
-    }
-    let nh: RtNexthop = read_hdr(buf)?;
-    let len = usize::from(nh.len);
-    if len < RTNH_LEN {
-        return Err(NlError::Malformed);
-    }
-    let inner = buf.get(RTNH_LEN..len).ok_or(NlError::Truncated)?;
+    };
+    let nh = nh?;
     let mut gw = None;
-    for a in attrs(inner) {
+    for a in attrs(nh.attrs) {
         let a = a?;
         if a.kind == libc::RTA_GATEWAY && family == AF_INET {
             gw = Some(a.ipv4()?);
         }
     }
-    Ok(Some((nh.ifindex as u32, gw)))
+    Ok(Some((nh.header.ifindex as u32, gw)))
 }
 
 /// An interface as the daemon sees it.
@@ -1259,7 +1286,7 @@ pub fn fuzz_check(data: &[u8]) {
             for a in attrs(m.payload.get(skip..).unwrap_or(&[])) {
                 let Ok(a) = a else { break };
                 let _ = (a.u32(), a.ipv4());
-                for n in a.nested() {
+                for n in attrs(a.payload) {
                     if n.is_err() {
                         break;
                     }
