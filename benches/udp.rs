@@ -71,15 +71,23 @@ fn drain_recvfrom(rx: &McastSocket, buf: &mut [u8; DGRAM_BUF]) -> usize {
         // SAFETY: all-zero sockaddr_in is valid.
         let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // SAFETY: buf, sa and len are live and sized as passed.
-        let r = omdiscd::syscall!(recvfrom(
-            rx.as_raw_fd(),
-            buf.as_mut_ptr().cast::<libc::c_void>(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-            std::ptr::addr_of_mut!(sa).cast::<libc::sockaddr>(),
-            &mut len
-        ));
+        let sa_ptr = std::ptr::addr_of_mut!(sa).cast::<libc::sockaddr>();
+        // SAFETY: buf, sa and len are live, writable and sized as passed.
+        let n = unsafe {
+            libc::recvfrom(
+                rx.as_raw_fd(),
+                buf.as_mut_ptr().cast::<libc::c_void>(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+                sa_ptr,
+                &mut len,
+            )
+        };
+        let r = if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n)
+        };
         match r {
             Ok(n) => {
                 black_box((&buf[..n as usize], sa.sin_port));

@@ -140,7 +140,9 @@ fn send(o: &Opts) {
     };
     let deadline = o.duration.map(Duration::from_secs_f64);
     let mut bufs = vec![[0u8; ANNOUNCE_LEN]; SEND_BATCH];
+    // SAFETY: iovec is a plain C struct; all zeroes (a null pointer) is valid.
     let mut iov: Vec<libc::iovec> = vec![unsafe { mem::zeroed() }; SEND_BATCH];
+    // SAFETY: mmsghdr is a plain C struct; all zeroes (null pointers) is valid.
     let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; SEND_BATCH];
     let (mut sent, mut errors, mut k) = (0u64, 0u64, 0u64);
     let start = Instant::now();
@@ -215,8 +217,9 @@ fn socket_drops(port: u16) -> Option<u64> {
 }
 
 fn cpu_secs() -> (f64, f64) {
-    // SAFETY: getrusage fills the struct.
+    // SAFETY: rusage is a plain C struct; all zeroes is valid.
     let mut ru: libc::rusage = unsafe { mem::zeroed() };
+    // SAFETY: `ru` is a live, writable rusage that getrusage fills.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (s(ru.ru_utime), s(ru.ru_stime))
@@ -229,6 +232,7 @@ fn sink(o: &Opts) {
             exit(1)
         });
     let fd = sock.as_raw_fd();
+    // SAFETY: `v` is a live c_int the kernel only reads; the length is its size.
     let set = |opt, v: libc::c_int| unsafe {
         libc::setsockopt(
             fd,
@@ -253,6 +257,7 @@ fn sink(o: &Opts) {
             iov_len: BUF_LEN,
         })
         .collect();
+    // SAFETY: mmsghdr is a plain C struct; all zeroes (null pointers) is valid.
     let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; o.batch];
     for (h, v) in hdrs.iter_mut().zip(iov.iter_mut()) {
         h.msg_hdr.msg_iov = v;

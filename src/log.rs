@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::sys;
+use crate::sys::{self, cvt};
 
 /// Largest line written, newline included; longer messages end in "...".
 pub const LINE_MAX: usize = 1024;
@@ -275,24 +275,20 @@ impl SyslogConn {
     }
 
     fn connect(&self) -> io::Result<OwnedFd> {
-        let fd = crate::syscall!(socket(
-            libc::AF_UNIX,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            0
-        ))?;
+        let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+        // SAFETY: socket takes no pointers.
+        let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, kind, 0) })?;
         // SAFETY: socket() just returned this fd and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let timeout = libc::timeval {
             tv_sec: 0,
             tv_usec: SYSLOG_SEND_TIMEOUT_US as _,
         };
-        crate::syscall!(setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            mem::size_of::<libc::timeval>() as libc::socklen_t
-        ))?;
+        let opt = (&timeout as *const libc::timeval).cast();
+        let opt_len = mem::size_of::<libc::timeval>() as libc::socklen_t;
+        let (level, name) = (libc::SOL_SOCKET, libc::SO_SNDTIMEO);
+        // SAFETY: opt points at a live timeval the kernel only reads; opt_len is its size.
+        cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, opt, opt_len) })?;
         // SAFETY: sockaddr_un is plain data for which all-zero is valid.
         let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
         addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -300,11 +296,10 @@ impl SyslogConn {
             *d = *s as libc::c_char;
         }
         let len = mem::size_of::<libc::sa_family_t>() + self.path_len + 1;
-        crate::syscall!(connect(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            len as libc::socklen_t
-        ))?;
+        let addr_ptr = (&addr as *const libc::sockaddr_un).cast();
+        // SAFETY: addr is a live sockaddr_un the kernel only reads; len is at most
+        // its size (the path is shorter than sun_path and NUL-terminated).
+        cvt(unsafe { libc::connect(fd.as_raw_fd(), addr_ptr, len as libc::socklen_t) })?;
         Ok(fd)
     }
 
@@ -312,12 +307,9 @@ impl SyslogConn {
         let Some(fd) = &self.fd else {
             return Err(io::ErrorKind::NotConnected.into());
         };
-        crate::syscall!(send(
-            fd.as_raw_fd(),
-            datagram.as_ptr().cast(),
-            datagram.len(),
-            libc::MSG_NOSIGNAL
-        ))?;
+        let (buf, len) = (datagram.as_ptr().cast(), datagram.len());
+        // SAFETY: buf is readable for the len bytes passed.
+        cvt(unsafe { libc::send(fd.as_raw_fd(), buf, len, libc::MSG_NOSIGNAL) })?;
         Ok(())
     }
 
@@ -367,7 +359,9 @@ impl KmsgConn {
     /// line if the kernel log cannot be opened.
     fn send(&mut self, level: Level, pid: u32, msg: &str) {
         if self.fd.is_none() {
-            let fd = crate::syscall!(open(self.path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC));
+            // SAFETY: path is a NUL-terminated CStr; no mode is needed without O_CREAT.
+            let fd =
+                cvt(unsafe { libc::open(self.path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) });
             // SAFETY: open() just returned this fd and nothing else owns it.
             self.fd = fd.ok().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
         }
@@ -680,7 +674,8 @@ mod tests {
     /// A non-blocking pipe: (read end, write end).
     fn pipe() -> (OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
-        crate::syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK)).unwrap();
+        // SAFETY: `fds` is writable for the two fds pipe2 stores.
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }).unwrap();
         // SAFETY: pipe2 just returned these two fds, owned by nobody else.
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
     }
@@ -688,11 +683,13 @@ mod tests {
     fn drain(fd: &OwnedFd) -> String {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
-        while let Ok(n) = crate::syscall!(read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 4096)) {
-            if n == 0 {
-                break;
+        loop {
+            let (ptr, len) = (buf.as_mut_ptr().cast(), buf.len());
+            // SAFETY: ptr is writable for the len bytes passed.
+            match cvt(unsafe { libc::read(fd.as_raw_fd(), ptr, len) }) {
+                Ok(n) if n > 0 => out.extend_from_slice(&buf[..n as usize]),
+                _ => break,
             }
-            out.extend_from_slice(&buf[..n as usize]);
         }
         String::from_utf8(out).unwrap()
     }

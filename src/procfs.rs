@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::map::{ClusterMap, NodeId};
 use crate::mapfile;
-use crate::syscall;
+use crate::sys::{cvt, cvt_r, write_all_fd};
 
 /// Default place of the published map.
 pub const DEFAULT_MAP_FILE: &str = "/run/omdiscd/openmosix.map";
@@ -63,7 +63,8 @@ impl MapFileWriter {
         let fd = match self.open_tmp() {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 // The directory vanished (a cleaned /run): make it again, once.
-                syscall!(mkdir(self.dir.as_ptr(), 0o755))?;
+                // SAFETY: dir is a NUL-terminated CString.
+                cvt(unsafe { libc::mkdir(self.dir.as_ptr(), 0o755) })?;
                 self.open_tmp()?
             }
             other => other?,
@@ -76,12 +77,12 @@ impl MapFileWriter {
             unsafe { libc::unlink(self.tmp.as_ptr()) };
             return Err(e);
         }
-        syscall!(rename(self.tmp.as_ptr(), self.path.as_ptr()))?;
+        // SAFETY: tmp and path are NUL-terminated CStrings.
+        cvt(unsafe { libc::rename(self.tmp.as_ptr(), self.path.as_ptr()) })?;
         // Make the rename itself durable; failure here is not worth an error.
-        if let Ok(dfd) = syscall!(open(
-            self.dir.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC
-        )) {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        // SAFETY: dir is a NUL-terminated CString; no mode is needed without O_CREAT.
+        if let Ok(dfd) = cvt(unsafe { libc::open(self.dir.as_ptr(), flags) }) {
             // SAFETY: dfd is an open directory descriptor, closed right after.
             unsafe {
                 libc::fsync(dfd);
@@ -92,11 +93,9 @@ impl MapFileWriter {
     }
 
     fn open_tmp(&self) -> io::Result<i32> {
-        syscall!(open(
-            self.tmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644 as libc::c_uint
-        ))
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+        // SAFETY: tmp is a NUL-terminated CString; O_CREAT's mode is passed.
+        cvt(unsafe { libc::open(self.tmp.as_ptr(), flags, 0o644 as libc::c_uint) })
     }
 
     fn fill(&mut self, fd: i32, map: &ClusterMap, version: &str) -> io::Result<()> {
@@ -114,7 +113,8 @@ impl MapFileWriter {
         if rendered.is_err() {
             return Err(io::Error::other("formatting the map failed"));
         }
-        syscall!(fsync(fd))?;
+        // SAFETY: fsync takes no pointers.
+        cvt(unsafe { libc::fsync(fd) })?;
         Ok(())
     }
 }
@@ -129,15 +129,7 @@ struct FdWriter<'a> {
 
 impl FdWriter<'_> {
     fn flush(&mut self) -> io::Result<()> {
-        let mut done = 0;
-        while done < self.len {
-            let rest = &self.buf[done..self.len];
-            match syscall!(write(self.fd, rest.as_ptr().cast(), rest.len())) {
-                Ok(n) => done += n as usize,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        write_all_fd(self.fd, &self.buf[..self.len])?;
         self.len = 0;
         Ok(())
     }
@@ -337,12 +329,13 @@ impl Kernel {
             io::Write::write_fmt(&mut w, format_args!("{id}\n")).map_err(|_| libc::EINVAL)?;
             before - w.len()
         };
-        let fd = syscall!(open(
-            self.mospe.as_ptr(),
-            libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC
-        ))
-        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-        let r = syscall!(write(fd, text.as_ptr().cast(), len));
+        let flags = libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC;
+        // SAFETY: mospe is a NUL-terminated CString; no mode is needed without O_CREAT.
+        let fd = cvt(unsafe { libc::open(self.mospe.as_ptr(), flags) })
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        // One write: a /proc file takes the whole value in one call or not at all.
+        // SAFETY: text is readable for the len (at most its size) bytes passed.
+        let r = cvt_r(|| unsafe { libc::write(fd, text.as_ptr().cast(), len) });
         // SAFETY: fd was opened above and is closed once.
         unsafe { libc::close(fd) };
         match r {

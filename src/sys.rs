@@ -1,28 +1,46 @@
 //! Thin wrappers over the Linux system calls the daemon uses.
 
-/// Calls a libc function and turns its `-1` return into `io::Error::last_os_error()`,
-/// in the manner of mio's `syscall!`.
-#[macro_export]
-macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // The macro exists to hide the FFI call's `unsafe` (as mio's does).
-        #[allow(unused_unsafe, clippy::macro_metavars_in_unsafe)]
-        // SAFETY: the caller passes arguments valid for this libc function; the
-        // macro only converts the C error convention.
-        let res = unsafe { libc::$fn($($arg,)*) };
-        if res == -1 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(res)
-        }
-    }};
-}
-
 use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::time::Duration;
+
+/// Return types of libc calls that report failure as `-1` and set `errno`.
+pub(crate) trait IsMinusOne: Copy {
+    fn is_minus_one(self) -> bool;
+}
+
+macro_rules! impl_is_minus_one {
+    ($($t:ty)*) => ($(impl IsMinusOne for $t {
+        fn is_minus_one(self) -> bool {
+            self == -1
+        }
+    })*)
+}
+
+impl_is_minus_one! { i32 i64 isize }
+
+/// Turns a libc return of `-1` into the `errno` it left, as std's `cvt` does.
+/// The only place the C error convention is converted; never allocates.
+pub(crate) fn cvt<T: IsMinusOne>(ret: T) -> io::Result<T> {
+    if ret.is_minus_one() {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// [`cvt`] for calls a signal can interrupt: repeats `call` while it fails with
+/// `EINTR`. The crate's one EINTR retry loop.
+pub(crate) fn cvt_r<T: IsMinusOne>(mut call: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        match cvt(call()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
 
 /// An all-zero `epoll_event`, for initialising the array handed to [`Epoll::wait`]
 /// without a heap allocation: `[EMPTY_EVENT; 64]`.
@@ -34,11 +52,6 @@ pub fn event_token(ev: &libc::epoll_event) -> u64 {
     ev.u64
 }
 
-/// The readiness flags (`EPOLLIN`, `EPOLLERR`, ...) of an event returned by [`Epoll::wait`].
-pub fn event_flags(ev: &libc::epoll_event) -> u32 {
-    ev.events
-}
-
 /// The daemon's event loop multiplexer. Owning the fd closes it on drop.
 #[derive(Debug)]
 pub struct Epoll {
@@ -48,7 +61,8 @@ pub struct Epoll {
 impl Epoll {
     /// Creates the epoll instance; close-on-exec so hooks we spawn do not inherit it.
     pub fn new() -> io::Result<Epoll> {
-        let fd = crate::syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+        // SAFETY: epoll_create1 takes no pointers.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: epoll_create1 just returned this fd and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Epoll { fd })
@@ -56,22 +70,10 @@ impl Epoll {
 
     /// Registers `fd` for `events` (`EPOLLIN as u32`, ...); `token` comes back in `wait`.
     pub fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, token, events)
-    }
-
-    /// Changes the token or interest set of an already registered fd.
-    pub fn modify(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, token, events)
-    }
-
-    /// Unregisters `fd`; needed before closing an fd that was `dup`ed elsewhere.
-    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
-    }
-
-    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: token };
-        crate::syscall!(epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev))?;
+        let op = libc::EPOLL_CTL_ADD;
+        // SAFETY: `ev` is a live epoll_event the kernel only reads during the call.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) })?;
         Ok(())
     }
 
@@ -85,21 +87,16 @@ impl Epoll {
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
         let max = events.len().min(libc::c_int::MAX as usize) as libc::c_int;
-        match crate::syscall!(epoll_wait(
-            self.fd.as_raw_fd(),
-            events.as_mut_ptr(),
-            max,
-            epoll_timeout_ms(timeout)
-        )) {
+        let timeout = epoll_timeout_ms(timeout);
+        // SAFETY: `events` is writable for `max` (at most its length) entries and
+        // outlives the call.
+        match cvt(unsafe {
+            libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), max, timeout)
+        }) {
             Ok(n) => Ok(n as usize),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
             Err(e) => Err(e),
         }
-    }
-
-    /// The raw epoll fd.
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
     }
 }
 
@@ -112,7 +109,7 @@ impl AsFd for Epoll {
 /// Converts a timeout to epoll's milliseconds, rounding up (as mio does) so that a
 /// deadline less than 1 ms away sleeps 1 ms instead of spinning with timeout 0.
 /// Capped at `i32::MAX` ms (~24.8 days); `None` is -1, wait forever.
-pub fn epoll_timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+pub(crate) fn epoll_timeout_ms(timeout: Option<Duration>) -> libc::c_int {
     match timeout {
         None => -1,
         Some(to) => {
@@ -147,10 +144,9 @@ pub struct TimerFd {
 impl TimerFd {
     /// Creates a disarmed, non-blocking, close-on-exec timer.
     pub fn new() -> io::Result<TimerFd> {
-        let fd = crate::syscall!(timerfd_create(
-            libc::CLOCK_MONOTONIC,
-            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC
-        ))?;
+        let flags = libc::TFD_NONBLOCK | libc::TFD_CLOEXEC;
+        // SAFETY: timerfd_create takes no pointers.
+        let fd = cvt(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, flags) })?;
         // SAFETY: timerfd_create just returned this fd and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(TimerFd { fd })
@@ -166,40 +162,20 @@ impl TimerFd {
             // An all-zero it_value disarms; 1 ns after boot is just as much "past".
             nsecs = 1;
         }
-        self.settime(
-            libc::TFD_TIMER_ABSTIME,
-            libc::timespec {
-                tv_sec: secs as _,
-                tv_nsec: nsecs,
-            },
-        )
-    }
-
-    /// Stops the timer; a pending expiration not yet drained stays readable.
-    pub fn disarm(&self) -> io::Result<()> {
-        self.settime(
-            0,
-            libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-        )
-    }
-
-    fn settime(&self, flags: libc::c_int, value: libc::timespec) -> io::Result<()> {
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
                 tv_sec: 0,
                 tv_nsec: 0,
             },
-            it_value: value,
+            it_value: libc::timespec {
+                tv_sec: secs as _,
+                tv_nsec: nsecs,
+            },
         };
-        crate::syscall!(timerfd_settime(
-            self.fd.as_raw_fd(),
-            flags,
-            &spec,
-            ptr::null_mut()
-        ))?;
+        let flags = libc::TFD_TIMER_ABSTIME;
+        // SAFETY: `spec` is a live itimerspec the kernel only reads; the old
+        // value is not requested (null is allowed).
+        cvt(unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), flags, &spec, ptr::null_mut()) })?;
         Ok(())
     }
 
@@ -207,17 +183,13 @@ impl TimerFd {
     /// stops being readable and the level-triggered loop does not spin.
     pub fn drain(&self) -> io::Result<u64> {
         let mut count: u64 = 0;
-        loop {
-            match crate::syscall!(read(
-                self.fd.as_raw_fd(),
-                (&mut count as *mut u64).cast(),
-                mem::size_of::<u64>()
-            )) {
-                Ok(_) => return Ok(count),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        let fd = self.fd.as_raw_fd();
+        let size = mem::size_of::<u64>();
+        // SAFETY: `count` is a live u64, writable for the `size` bytes passed.
+        match cvt_r(|| unsafe { libc::read(fd, ptr::addr_of_mut!(count).cast(), size) }) {
+            Ok(_) => Ok(count),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
         }
     }
 
@@ -248,12 +220,15 @@ pub struct SignalFd {
 }
 
 fn sigset_of(signals: &[i32]) -> io::Result<libc::sigset_t> {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it fully below.
+    // SAFETY: sigset_t is plain data for which all-zero is valid; sigemptyset
+    // initialises it fully below.
     let mut set: libc::sigset_t = unsafe { mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t.
+    // SAFETY: `set` is a live, writable sigset_t.
     unsafe { libc::sigemptyset(&mut set) };
     for &sig in signals {
-        crate::syscall!(sigaddset(&mut set, sig))?;
+        // SAFETY: `set` is a live, initialised sigset_t; a bad signal number is
+        // reported as EINVAL, not undefined behaviour.
+        cvt(unsafe { libc::sigaddset(&mut set, sig) })?;
     }
     Ok(set)
 }
@@ -274,7 +249,9 @@ impl SignalFd {
     pub fn new(signals: &[i32]) -> io::Result<SignalFd> {
         let set = sigset_of(signals)?;
         set_sigmask(libc::SIG_BLOCK, &set)?;
-        let fd = crate::syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))?;
+        let flags = libc::SFD_NONBLOCK | libc::SFD_CLOEXEC;
+        // SAFETY: `set` is a live, initialised sigset_t the kernel only reads.
+        let fd = cvt(unsafe { libc::signalfd(-1, &set, flags) })?;
         // SAFETY: signalfd(-1, ..) just returned a new fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(SignalFd { fd })
@@ -285,23 +262,16 @@ impl SignalFd {
         // SAFETY: signalfd_siginfo is plain data for which all-zero is valid.
         let mut info: libc::signalfd_siginfo = unsafe { mem::zeroed() };
         let size = mem::size_of::<libc::signalfd_siginfo>();
-        loop {
-            match crate::syscall!(read(
-                self.fd.as_raw_fd(),
-                (&mut info as *mut libc::signalfd_siginfo).cast(),
-                size
-            )) {
-                Ok(n) if n as usize == size => {
-                    return Ok(Some(SignalInfo {
-                        signo: info.ssi_signo as i32,
-                        pid: info.ssi_pid,
-                    }))
-                }
-                Ok(_) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: `info` is a live signalfd_siginfo, writable for the `size` bytes passed.
+        match cvt_r(|| unsafe { libc::read(fd, ptr::addr_of_mut!(info).cast(), size) }) {
+            Ok(n) if n as usize == size => Ok(Some(SignalInfo {
+                signo: info.ssi_signo as i32,
+                pid: info.ssi_pid,
+            })),
+            Ok(_) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -317,27 +287,17 @@ impl AsFd for SignalFd {
     }
 }
 
-/// Clears the signal mask. A forked child inherits the mask [`SignalFd::new`] set,
-/// and a program it execs would otherwise never see SIGTERM and friends.
-pub fn unblock_all_signals() -> io::Result<()> {
-    set_sigmask(libc::SIG_SETMASK, &sigset_of(&[])?)
-}
-
 /// 64 random bits from the kernel, for seeding jitter and instance ids. Uses
 /// GRND_NONBLOCK so an early-boot start never hangs; falls back to a mix of the
 /// clocks and the pid, which is enough to desynchronise nodes booted together.
 pub fn getrandom_u64() -> u64 {
     let mut buf = [0u8; 8];
-    loop {
-        match crate::syscall!(getrandom(
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::GRND_NONBLOCK
-        )) {
-            Ok(8) => return u64::from_ne_bytes(buf),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            _ => break,
-        }
+    let len = buf.len();
+    // SAFETY: `buf` is writable for the `len` bytes passed.
+    let got =
+        cvt_r(|| unsafe { libc::getrandom(buf.as_mut_ptr().cast(), len, libc::GRND_NONBLOCK) });
+    if let Ok(8) = got {
+        return u64::from_ne_bytes(buf);
     }
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -360,17 +320,22 @@ pub fn getrandom_u64() -> u64 {
 /// without flushing). Returns only in the daemon (grandchild).
 pub fn daemonize() -> io::Result<()> {
     fork_and_exit_parent()?;
-    crate::syscall!(setsid())?;
+    // SAFETY: setsid takes no arguments.
+    cvt(unsafe { libc::setsid() })?;
     fork_and_exit_parent()?;
-    crate::syscall!(chdir(c"/".as_ptr()))?;
+    // SAFETY: the path is a NUL-terminated literal.
+    cvt(unsafe { libc::chdir(c"/".as_ptr()) })?;
     // SAFETY: umask has no preconditions and cannot fail.
     unsafe { libc::umask(0o022) };
-    let null = crate::syscall!(open(c"/dev/null".as_ptr(), libc::O_RDWR))?;
+    // SAFETY: the path is a NUL-terminated literal; no mode is needed without O_CREAT.
+    let null = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) })?;
     for target in 0..=2 {
-        crate::syscall!(dup2(null, target))?;
+        // SAFETY: dup2 takes no pointers; replacing stdio is this function's purpose.
+        cvt(unsafe { libc::dup2(null, target) })?;
     }
     if null > 2 {
-        crate::syscall!(close(null))?;
+        // SAFETY: `null` was opened above, is not stdio and is closed once.
+        cvt(unsafe { libc::close(null) })?;
     }
     Ok(())
 }
@@ -395,7 +360,9 @@ pub fn close_inherited_fds() {
 /// Forks; the parent leaves at once with `_exit(0)` (no atexit handlers or
 /// destructors, which belong to the child now), the child returns.
 fn fork_and_exit_parent() -> io::Result<()> {
-    if crate::syscall!(fork())? != 0 {
+    // SAFETY: the caller guarantees no other thread exists (see `daemonize`), so
+    // the child is a complete copy of the process and may go on running Rust code.
+    if cvt(unsafe { libc::fork() })? != 0 {
         // SAFETY: _exit never returns and is always safe to call.
         unsafe { libc::_exit(0) };
     }
@@ -403,14 +370,14 @@ fn fork_and_exit_parent() -> io::Result<()> {
 }
 
 /// Writes all of `buf` to `fd`, retrying on EINTR and after partial writes.
-/// Does not allocate; used by the logger for its one-write-per-line output.
+/// Does not allocate; used by the logger for its one-write-per-line output
+/// and by the map-file writer to flush its buffer.
 pub fn write_all_fd(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        match crate::syscall!(write(fd, buf.as_ptr().cast(), buf.len())) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n as usize..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        // SAFETY: `buf` is readable for the `buf.len()` bytes passed.
+        match cvt_r(|| unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => buf = &buf[n as usize..],
         }
     }
     Ok(())
@@ -422,7 +389,8 @@ mod tests {
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
-        crate::syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK)).unwrap();
+        // SAFETY: `fds` is writable for the two fds pipe2 stores.
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }).unwrap();
         // SAFETY: pipe2 just returned these two fds, owned by nobody else.
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
     }
@@ -451,13 +419,10 @@ mod tests {
         let n = ep.wait(&mut evs, Some(Duration::from_secs(5))).unwrap();
         assert_eq!(n, 1);
         assert_eq!(event_token(&evs[0]), 7);
-        assert_ne!(event_flags(&evs[0]) & libc::EPOLLIN as u32, 0);
-        ep.modify(r.as_raw_fd(), 8, libc::EPOLLIN as u32).unwrap();
-        let n = ep.wait(&mut evs, Some(Duration::from_secs(5))).unwrap();
-        assert_eq!((n, event_token(&evs[0])), (1, 8));
-        ep.delete(r.as_raw_fd()).unwrap();
-        assert_eq!(ep.wait(&mut evs, Some(Duration::ZERO)).unwrap(), 0);
-        assert!(ep.delete(r.as_raw_fd()).is_err());
+        let flags = evs[0].events;
+        assert_ne!(flags & libc::EPOLLIN as u32, 0);
+        // The same fd cannot be registered twice.
+        assert!(ep.add(r.as_raw_fd(), 8, libc::EPOLLIN as u32).is_err());
     }
 
     #[test]
@@ -511,30 +476,13 @@ mod tests {
     }
 
     #[test]
-    fn disarmed_timer_stays_quiet() {
-        let ep = Epoll::new().unwrap();
-        let t = TimerFd::new().unwrap();
-        ep.add(t.as_raw_fd(), 3, libc::EPOLLIN as u32).unwrap();
-        t.arm_at_ms(monotonic_ms() + 30).unwrap();
-        t.disarm().unwrap();
-        let mut evs = [EMPTY_EVENT; 4];
-        // Well past the original deadline: nothing may arrive.
-        let end = monotonic_ms() + 100;
-        while monotonic_ms() < end {
-            assert_eq!(
-                ep.wait(&mut evs, Some(Duration::from_millis(20))).unwrap(),
-                0
-            );
-        }
-        assert_eq!(t.drain().unwrap(), 0);
-    }
-
-    #[test]
     fn write_all_fd_writes_everything() {
         let (r, w) = pipe();
         write_all_fd(w.as_raw_fd(), b"hello").unwrap();
         let mut buf = [0u8; 16];
-        let n = crate::syscall!(read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())).unwrap();
+        // SAFETY: `buf` is writable for the `buf.len()` bytes passed.
+        let n =
+            cvt(unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }).unwrap();
         assert_eq!(&buf[..n as usize], b"hello");
         assert!(write_all_fd(-1, b"x").is_err());
     }

@@ -7,8 +7,9 @@
 //! each datagram come back as an `IP_PKTINFO` cmsg, and the output interface
 //! of each sent datagram is chosen with an `IP_PKTINFO` cmsg on `sendmsg`.
 //!
-//! nix has no `ip_mreqn`/`IP_MULTICAST_IF` and its `recvmmsg` wrapper
-//! allocates, so this module talks to libc directly. Nothing here allocates
+//! std has no `ip_mreqn`/`IP_MULTICAST_IF`, `IP_PKTINFO` or `recvmmsg`
+//! (and nix's `recvmmsg` wrapper allocates), so this module talks to libc
+//! directly. Nothing here allocates
 //! after start-up: receive buffers live in a [`RecvBatch`] made once, and the
 //! per-call headers live on the stack.
 
@@ -17,6 +18,8 @@ use std::mem::{self, size_of};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
+
+use crate::sys::{cvt, cvt_r};
 
 /// Datagrams a [`RecvBatch`] takes per `recvmmsg` call unless told otherwise.
 pub const BATCH: usize = 8;
@@ -84,11 +87,9 @@ impl McastSocket {
     /// cold-booting cluster announces at once. The kernel doubles the request
     /// for its bookkeeping; [`granted_rcvbuf`](Self::granted_rcvbuf) tells what it granted.
     pub fn open(port: u16, rcvbuf_bytes: usize) -> io::Result<McastSocket> {
-        let raw = crate::syscall!(socket(
-            libc::AF_INET,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0
-        ))?;
+        let kind = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        // SAFETY: socket takes no pointers.
+        let raw = cvt(unsafe { libc::socket(libc::AF_INET, kind, 0) })?;
         // SAFETY: socket() just returned this descriptor and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut sock = McastSocket {
@@ -120,49 +121,34 @@ impl McastSocket {
         sock.granted_rcvbuf = sock.getsockopt_int(libc::SOL_SOCKET, libc::SO_RCVBUF)? as usize;
 
         let sa = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
-        // SAFETY: sa is a valid sockaddr_in and the length passed is its size.
-        crate::syscall!(bind(
-            sock.fd.as_raw_fd(),
-            ptr::addr_of!(sa).cast::<libc::sockaddr>(),
-            size_of::<libc::sockaddr_in>() as libc::socklen_t
-        ))?;
+        let sa_len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: sa is a live sockaddr_in and the length passed is its size.
+        cvt(unsafe { libc::bind(sock.fd.as_raw_fd(), ptr::addr_of!(sa).cast(), sa_len) })?;
 
         // SAFETY: sockaddr_in is a plain C struct; all zeroes is valid.
         let mut bound: libc::sockaddr_in = unsafe { mem::zeroed() };
         let mut len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // SAFETY: bound and len are valid for writes and len holds bound's size.
-        crate::syscall!(getsockname(
-            sock.fd.as_raw_fd(),
-            ptr::addr_of_mut!(bound).cast::<libc::sockaddr>(),
-            &mut len
-        ))?;
+        let bound_ptr = ptr::addr_of_mut!(bound).cast::<libc::sockaddr>();
+        // SAFETY: bound and len are live and writable, and len holds bound's size.
+        cvt(unsafe { libc::getsockname(sock.fd.as_raw_fd(), bound_ptr, &mut len) })?;
         sock.port = u16::from_be(bound.sin_port);
         Ok(sock)
     }
 
     fn setsockopt<T>(&self, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
-        // SAFETY: val points at a live T and the length passed is size_of::<T>().
-        crate::syscall!(setsockopt(
-            self.fd.as_raw_fd(),
-            level,
-            name,
-            (val as *const T).cast::<libc::c_void>(),
-            size_of::<T>() as libc::socklen_t
-        ))?;
+        let ptr = (val as *const T).cast::<libc::c_void>();
+        let len = size_of::<T>() as libc::socklen_t;
+        // SAFETY: ptr points at a live T the kernel only reads, and len is its size.
+        cvt(unsafe { libc::setsockopt(self.fd.as_raw_fd(), level, name, ptr, len) })?;
         Ok(())
     }
 
     fn getsockopt_int(&self, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
         let mut val: libc::c_int = 0;
         let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: val and len are valid for writes and len holds val's size.
-        crate::syscall!(getsockopt(
-            self.fd.as_raw_fd(),
-            level,
-            name,
-            ptr::addr_of_mut!(val).cast::<libc::c_void>(),
-            &mut len
-        ))?;
+        let ptr = ptr::addr_of_mut!(val).cast::<libc::c_void>();
+        // SAFETY: val and len are live and writable, and len holds val's size.
+        cvt(unsafe { libc::getsockopt(self.fd.as_raw_fd(), level, name, ptr, &mut len) })?;
         Ok(val)
     }
 
@@ -280,16 +266,14 @@ impl McastSocket {
                 ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in_pktinfo>(), info);
             }
         }
-        loop {
-            // SAFETY: msg and everything it points at (name, iov -> buf, cbuf)
-            // live until the call returns.
-            match crate::syscall!(sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)) {
-                Ok(n) if n as usize == buf.len() => return Ok(()),
-                Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: msg and everything it points at (name, iov -> buf, cbuf)
+        // live until the call returns; the kernel only reads them.
+        let n = cvt_r(|| unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })?;
+        if n as usize != buf.len() {
+            return Err(io::ErrorKind::WriteZero.into());
         }
+        Ok(())
     }
 
     /// Reads up to `N` queued datagrams in one `recvmmsg` call without
@@ -317,22 +301,18 @@ impl McastSocket {
             h.msg_control = batch.cmsgs[i].0.as_mut_ptr().cast::<libc::c_void>();
             h.msg_controllen = CMSG_BUF as _;
         }
-        let n = loop {
-            // SAFETY: hdrs holds N headers whose name, iovec and control
-            // pointers reference live buffers of the sizes given; a null
-            // timeout is allowed.
-            match crate::syscall!(recvmmsg(
-                self.fd.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                N as libc::c_uint,
-                libc::MSG_DONTWAIT as _,
-                ptr::null_mut()
-            )) {
-                Ok(n) => break n as usize,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                Err(e) => return Err(e),
-            }
+        let fd = self.fd.as_raw_fd();
+        let hdrs_ptr = hdrs.as_mut_ptr();
+        let flags = libc::MSG_DONTWAIT as _;
+        // SAFETY: hdrs_ptr points at N headers whose name, iovec and control
+        // pointers reference live, writable buffers of the sizes given; a
+        // null timeout is allowed.
+        let n = match cvt_r(|| unsafe {
+            libc::recvmmsg(fd, hdrs_ptr, N as libc::c_uint, flags, ptr::null_mut())
+        }) {
+            Ok(n) => n as usize,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
         };
         for (i, hdr) in hdrs.iter().enumerate().take(n) {
             let h = &hdr.msg_hdr;
