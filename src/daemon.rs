@@ -25,7 +25,7 @@ use crate::node::{
 };
 use crate::procfs::{Backend, Kernel, KernelError, MapFileWriter};
 use crate::rng::Rng;
-use crate::sys::{getrandom_u64, monotonic_ms, Epoll, SignalFd, TimerFd};
+use crate::sys::{getrandom_u64, monotonic_ms, Epoll, IoErr, SignalFd, TimerFd};
 use crate::udp::{McastSocket, RecvBatch};
 use crate::wire::{Label, ParseError};
 use crate::{debug, info, mapfile, notice, warn};
@@ -72,7 +72,7 @@ impl fmt::Display for StartError {
             StartError::Interface { name, reason } => {
                 write!(f, "interface {name}: {reason}")
             }
-            StartError::Io(what, e) => write!(f, "{what}: {e}"),
+            StartError::Io(what, e) => write!(f, "{what}: {}", IoErr(e)),
             StartError::Netlink(e) => write!(f, "reading interfaces over netlink: {e}"),
         }
     }
@@ -151,7 +151,7 @@ impl Actions for Shell {
                     Limit::SendError,
                     LOG_LIMIT_MS,
                     Level::Warn,
-                    format_args!("sending to {dst} failed: {e}"),
+                    format_args!("sending to {dst} failed: {}", IoErr(&e)),
                 );
                 false
             }
@@ -166,7 +166,7 @@ impl Actions for Shell {
                     Limit::PublishError,
                     LOG_LIMIT_MS,
                     Level::Error,
-                    format_args!("writing {}: {e}", self.map_file.display()),
+                    format_args!("writing {}: {}", self.map_file.display(), IoErr(&e)),
                 );
                 r.file_failed = true;
             }
@@ -439,7 +439,7 @@ impl Daemon {
                         Limit::RecvError,
                         LOG_LIMIT_MS,
                         Level::Warn,
-                        format_args!("receiving failed: {e}"),
+                        format_args!("receiving failed: {}", IoErr(&e)),
                     );
                     break;
                 }
@@ -536,7 +536,7 @@ impl Daemon {
                     Limit::NetlinkError,
                     LOG_LIMIT_MS,
                     Level::Warn,
-                    format_args!("joining {group} on {}: {e}", iface.name),
+                    format_args!("joining {group} on {}: {}", iface.name, IoErr(&e)),
                 );
             }
         }

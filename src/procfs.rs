@@ -207,10 +207,10 @@ impl fmt::Display for KernelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             KernelError::Mospe(e) => {
-                write!(f, "writing mospe: {}", io::Error::from_raw_os_error(e))
+                write!(f, "writing mospe: {}", crate::sys::Errno(e))
             }
             KernelError::Spawn(e) => {
-                write!(f, "starting setpe: {}", io::Error::from_raw_os_error(e))
+                write!(f, "starting setpe: {}", crate::sys::Errno(e))
             }
             KernelError::Setpe(s) => write!(f, "setpe -w failed with status {s}"),
         }

@@ -493,3 +493,59 @@ mod tests {
         assert_ne!(getrandom_u64(), getrandom_u64());
     }
 }
+
+/// An OS error number, printed the way std prints an `io::Error`
+/// ("No such file or directory (os error 2)") but without allocating: std
+/// builds a `String` for the message, and the event loop must not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut buf = [0u8; 128];
+        // SAFETY: `buf` is writable for its whole length; the XSI strerror_r
+        // (which the libc crate binds) writes a NUL-terminated message into
+        // it or returns an error and leaves it alone.
+        let r = unsafe { libc::strerror_r(self.0, buf.as_mut_ptr().cast(), buf.len()) };
+        let msg = (r == 0)
+            .then(|| std::ffi::CStr::from_bytes_until_nul(&buf).ok())
+            .flatten()
+            .and_then(|c| c.to_str().ok());
+        match msg {
+            Some(msg) => write!(f, "{msg} (os error {})", self.0),
+            None => write!(f, "Unknown error {} (os error {})", self.0, self.0),
+        }
+    }
+}
+
+/// Displays an `io::Error` without allocating when it carries an OS error
+/// (all the daemon's do); others print as std prints them.
+pub struct IoErr<'a>(pub &'a io::Error);
+
+impl std::fmt::Display for IoErr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.raw_os_error() {
+            Some(n) => Errno(n).fmt(f),
+            None => self.0.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod errno_tests {
+    use super::*;
+
+    #[test]
+    fn errno_prints_as_std_does() {
+        for n in [1, 2, 13, 21, 28, 9999] {
+            let std_text = io::Error::from_raw_os_error(n).to_string();
+            assert_eq!(Errno(n).to_string(), std_text);
+            assert_eq!(
+                IoErr(&io::Error::from_raw_os_error(n)).to_string(),
+                std_text
+            );
+        }
+        let custom = io::Error::new(io::ErrorKind::Other, "custom");
+        assert_eq!(IoErr(&custom).to_string(), "custom");
+    }
+}

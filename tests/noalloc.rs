@@ -64,12 +64,11 @@ fn the_event_loop_does_not_allocate() {
     )
     .unwrap();
     std::fs::set_permissions(&setpe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let devnull = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
+    // The log goes to a file of the test's, read at the end.
+    let log_path = dir.join("log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
     omdiscd::log::init(omdiscd::log::Sink::Fd(std::os::fd::AsRawFd::as_raw_fd(
-        &devnull,
+        &log_file,
     )));
 
     let port = 20000 + (std::process::id() % 20000) as u16;
@@ -150,6 +149,27 @@ fn the_event_loop_does_not_allocate() {
         watched(|| daemon.step(Some(Duration::from_millis(20)))).unwrap();
     }
     let allocations = counting_alloc::count();
+    let len_after_silence = daemon.core().map().len();
+
+    // Error paths: the map file cannot be written (a directory stands where
+    // its temporary file goes) and setpe cannot be started (gone). Each is
+    // logged with its OS error, which std would format into a `String`.
+    std::fs::create_dir(dir.join(".openmosix.map.tmp")).unwrap();
+    std::fs::remove_file(&setpe).unwrap();
+    let newcomer = packet(
+        MessageType::Announce,
+        Ipv4Addr::new(127, 3, 200, 1),
+        1,
+        label,
+    );
+    counting_alloc::reset();
+    sender.send_to(&newcomer, to).unwrap();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(300) {
+        watched(|| daemon.step(Some(Duration::from_millis(20)))).unwrap();
+    }
+    let error_allocations = counting_alloc::count();
+    let log_text = std::fs::read_to_string(&log_path).unwrap();
 
     let c = daemon.core().counters();
     assert!(
@@ -164,12 +184,21 @@ fn the_event_loop_does_not_allocate() {
         peak >= 200,
         "the daemon learned {peak} nodes, expected all 200"
     );
-    assert_eq!(daemon.core().map().len(), 1, "every peer expired");
+    assert_eq!(len_after_silence, 1, "every peer expired");
     assert!(c.foreign_cluster >= 5, "{c:?}");
     assert!(c.dropped.iter().sum::<u64>() >= 15, "{c:?}");
     assert!(c.publishes >= 3, "{c:?}");
     assert!(c.sent >= 10, "{c:?}");
     assert_eq!(allocations, 0, "heap allocations in the steady state");
+    assert!(
+        log_text.contains("Is a directory (os error 21)"),
+        "the failed map-file write was logged: {log_text}"
+    );
+    assert!(
+        log_text.contains("starting setpe: No such file or directory (os error 2)"),
+        "the failed setpe start was logged: {log_text}"
+    );
+    assert_eq!(error_allocations, 0, "heap allocations on the error paths");
     let published = std::fs::read_to_string(dir.join("openmosix.map")).unwrap();
     assert!(published.contains("# nodes: 1\n"), "{published}");
     std::fs::remove_dir_all(&dir).unwrap();
