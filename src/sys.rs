@@ -545,7 +545,7 @@ mod errno_tests {
                 std_text
             );
         }
-        let custom = io::Error::new(io::ErrorKind::Other, "custom");
+        let custom = io::Error::other("custom");
         assert_eq!(IoErr(&custom).to_string(), "custom");
     }
 }
