@@ -160,10 +160,6 @@ impl Node {
             .iter()
             .map(|&a| Ipv4Addr::from(a))
     }
-    /// Monotonic time (ms) after which the node is removed without news.
-    pub fn expires_at_ms(&self) -> u64 {
-        self.last_seen_ms.saturating_add(self.hold_ms as u64)
-    }
 }
 
 /// Counters of what the map refused.

@@ -336,11 +336,6 @@ impl Core {
         self.primary
     }
 
-    /// This start's incarnation.
-    pub fn incarnation(&self) -> u32 {
-        self.incarnation
-    }
-
     /// The settings it runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings

@@ -14,9 +14,6 @@ use crate::map::{ClusterMap, NodeId};
 use crate::mapfile;
 use crate::sys::{cvt, cvt_r, write_all_fd};
 
-/// Default place of the published map.
-pub const DEFAULT_MAP_FILE: &str = "/run/omdiscd/openmosix.map";
-
 /// Size of the write buffer: a 65,535-node map is written in ~25 chunks.
 const WRITE_BUF: usize = 64 * 1024;
 
