@@ -297,7 +297,9 @@ pub fn showmap(map: &ParsedMap) -> String {
 }
 
 /// The fuzz invariant for the map file parser: never panics, and what it
-/// accepts prints.
+/// accepts prints. Test scaffolding: compiled only for tests and with the
+/// `fuzzing` feature.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_check(data: &[u8]) {
     if let Ok(parsed) = parse(data) {
         let text = showmap(&parsed);

@@ -1276,6 +1276,7 @@ impl AsFd for Netlink {
 
 /// Feeds arbitrary bytes through every parser, as a dump reply and as an event batch. Must
 /// never panic; the fuzz target and the seed-corpus replay test call it.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_check(data: &[u8]) {
     // Every message through every per-type parser, and every attribute walk.
     for m in messages(data) {

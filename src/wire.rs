@@ -863,7 +863,9 @@ fn too_small<E>(_: E) -> EmitError {
 /// The fuzz invariant, shared by `fuzz/fuzz_targets/wire.rs` and the seed-corpus
 /// replay test: parsing never panics, and whatever parses re-emits to a message
 /// that parses to the same `Repr` (bytes may differ: reserved and extension
-/// bytes are not kept). Panics when the invariant is broken.
+/// bytes are not kept). Panics when the invariant is broken. Test scaffolding:
+/// compiled only for tests and with the `fuzzing` feature.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_check(data: &[u8]) {
     let parsed = Repr::parse(data);
     // The unchecked accessors must not panic either once framing is valid.
