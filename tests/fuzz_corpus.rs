@@ -14,13 +14,19 @@
 //! scaffolding compiled into the library only with the `fuzzing` feature, which
 //! scripts/test enables; without it, that part reports itself as skipped.
 
+use std::ffi::OsStr;
 use std::fmt::Debug;
 use std::net::Ipv4Addr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use omdiscd::cli::{Command, Config};
 use omdiscd::mapfile::{MapFileError, MapFileErrorKind};
 use omdiscd::netlink::{self, Event, NlError, ReplyState, ReplyStatus};
 use omdiscd::wire::{ParseError, Repr};
+
+#[path = "../fuzz/argv.rs"]
+mod argv;
 
 /// The fuzz invariant of a target, when this build has it.
 type FuzzCheck = Option<fn(&[u8])>;
@@ -310,5 +316,183 @@ fn netlink_captures_decode_to_what_the_kernel_said() {
     assert!(
         evs.iter().any(|e| matches!(e, Event::LinkRemoved { .. })),
         "{evs:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// cli: `cli::parse` of the NUL-separated argument list (fuzz/argv.rs), which
+// also checks the fuzz target's invariants, feature or not.
+
+#[test]
+fn cli_seeds_parse_or_fail_as_named() {
+    let run = |cfg: Config| Ok(Command::Run(cfg));
+    let fail = |m: &str| Err(m.to_string());
+    let nodaemon = Config {
+        daemonize: false,
+        ..Config::default()
+    };
+    let label = |s: &str| {
+        let mut l = [0u8; 16];
+        l[..s.len()].copy_from_slice(s.as_bytes());
+        l
+    };
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let table: &[(&str, Result<Command, String>)] = &[
+        ("valid-no-arguments", run(Config::default())),
+        (
+            "valid-nodaemon-two-interfaces",
+            run(Config {
+                interfaces: strings(&["eth0", "eth1"]),
+                ..nodaemon.clone()
+            }),
+        ),
+        (
+            "valid-clustered-flags",
+            run(Config {
+                interfaces: strings(&["eth0"]),
+                debug: true,
+                ..nodaemon.clone()
+            }),
+        ),
+        (
+            "valid-every-option",
+            run(Config {
+                daemonize: false,
+                interfaces: strings(&["eth0"]),
+                multicast_ttl: Some(5),
+                group: Ipv4Addr::new(239, 1, 2, 3),
+                port: 7000,
+                interval_ms: 250,
+                hold_ms: Some(3000),
+                map_file: "/tmp/m".into(),
+                proc_root: "/tmp/p".into(),
+                setpe: "/x/setpe".into(),
+                label: label("lab-A"),
+                debug: true,
+            }),
+        ),
+        (
+            "valid-dump",
+            Ok(Command::Dump {
+                map_file: "/tmp/m".into(),
+            }),
+        ),
+        ("valid-help-wins-over-errors", Ok(Command::Help)),
+        ("valid-version", Ok(Command::Version)),
+        ("valid-end-of-options", run(nodaemon.clone())),
+        (
+            "valid-value-starting-with-dash",
+            run(Config {
+                label: label("-h"),
+                ..Config::default()
+            }),
+        ),
+        (
+            "valid-path-not-utf8",
+            run(Config {
+                map_file: PathBuf::from(OsStr::from_bytes(b"/tmp/\xff.map")),
+                ..Config::default()
+            }),
+        ),
+        ("bad-unknown-option", fail("unknown option '--foo'")),
+        ("bad-missing-value", fail("option '--port' needs a value")),
+        ("bad-positional", fail("unexpected argument 'eth0'")),
+        ("bad-empty-argument", fail("unexpected argument ''")),
+        ("bad-after-end-of-options", fail("unexpected argument '-h'")),
+        (
+            "bad-flag-with-value",
+            fail("option '--debug' does not take a value"),
+        ),
+        (
+            "bad-interval-too-short",
+            fail(
+                "invalid value '0.05' for --interval: \
+                 not a number of seconds from 0.1 to 3600 (at most 3 decimals)",
+            ),
+        ),
+        (
+            "bad-interval-too-long",
+            fail(
+                "invalid value '3600.001' for --interval: \
+                 not a number of seconds from 0.1 to 3600 (at most 3 decimals)",
+            ),
+        ),
+        (
+            "bad-hold-too-long",
+            fail(
+                "invalid value '86400.001' for --hold: \
+                 not a number of seconds up to 86400 (at most 3 decimals)",
+            ),
+        ),
+        (
+            "bad-hold-below-interval",
+            fail("invalid value '4' for --hold: shorter than the interval (5s)"),
+        ),
+        (
+            "bad-interface-twice",
+            fail(
+                "option '-i' given twice (at 'eth1'); \
+                 list the interfaces comma separated: -i eth0,eth1",
+            ),
+        ),
+        (
+            "bad-seven-interfaces",
+            fail("invalid value 'a,b,c,d,e,f,g' for -i: more than 6 interfaces"),
+        ),
+        (
+            "bad-interface-name-too-long",
+            fail("invalid value 'abcdefghijklmnop' for -i: interface name longer than 15 bytes"),
+        ),
+        (
+            "bad-ttl-0",
+            fail("invalid value '0' for -m: not a number from 1 to 255"),
+        ),
+        (
+            "bad-group-not-multicast",
+            fail(
+                "invalid value '10.0.0.1' for --group: \
+                 not an IPv4 multicast address (224.0.0.0 to 239.255.255.255)",
+            ),
+        ),
+        (
+            "bad-port-0",
+            fail("invalid value '0' for --port: not a number from 1 to 65535"),
+        ),
+        (
+            "bad-label-with-space",
+            fail(
+                "invalid value 'a b' for --cluster: \
+                 not 1 to 16 printable ASCII characters without spaces",
+            ),
+        ),
+        (
+            "bad-label-too-long",
+            fail(
+                "invalid value '0123456789abcdefg' for --cluster: \
+                 not 1 to 16 printable ASCII characters without spaces",
+            ),
+        ),
+        (
+            "bad-dump-with-run-option",
+            fail("option '-n' cannot be used with --dump"),
+        ),
+        (
+            "bad-value-not-utf8",
+            fail("invalid value 'eth\u{fffd}' for -i: not valid UTF-8"),
+        ),
+        (
+            "bad-empty-path",
+            fail("invalid value '' for --setpe: empty path"),
+        ),
+    ];
+    replay(
+        "cli",
+        table,
+        |data| match std::panic::catch_unwind(|| argv::check(data)) {
+            Ok(parsed) => parsed.map_err(|e| e.message),
+            Err(_) => Err("PANIC in the cli fuzz invariant (fuzz/argv.rs)".to_string()),
+        },
+        Result::is_ok,
+        None,
     );
 }
