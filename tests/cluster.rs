@@ -1083,10 +1083,25 @@ fn daemon_mode_detaches_logs_to_the_kernel_log_and_leaves_on_sigterm() {
     let map = map_path(&lab, "daemon");
     let root = empty_proc_root(&lab);
     let (map_s, root_s) = (map.to_str().unwrap(), root.to_str().unwrap());
+    // The daemon runs with a private /dev without /dev/log (no syslog daemon,
+    // as in an initramfs): it must log to the kernel log, /dev/kmsg, which
+    // there is this file.
+    let kmsg = lab.dir().join("kmsg");
+    fs::write(&kmsg, "").unwrap();
+    let kmsg_s = kmsg.to_str().unwrap();
     // Without -n: the command returns once the daemon has detached.
     let out = lab.exec(
         n1,
         &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-euc",
+            PRIVATE_DEV,
+            "sh",
+            kmsg_s,
             BIN,
             "-i",
             "eth0",
@@ -1136,46 +1151,43 @@ fn daemon_mode_detaches_logs_to_the_kernel_log_and_leaves_on_sigterm() {
     eprintln!("MEASURED daemon mode: SIGTERM to removal at the peer {gone:?}");
     wait_for(EXIT_TIMEOUT, "daemon exits", &[&peer], || pids().is_empty());
     // With no syslog daemon (/dev/log), the lines went to the kernel log,
-    // where openMosix printed its configuration changes.
-    if !Path::new("/dev/log").exists() {
-        let tag = format!("omdiscd[{pid}]: ");
-        let log = kernel_log();
-        assert!(
-            log.contains(&format!(
-                "{tag}openMosix configuration changed: This is openMosix #{}",
-                nid(a1)
-            )) && log.contains(&format!("{tag}signal 15: leaving the cluster")),
-            "daemon lines missing from the kernel log:\n{}",
-            log.lines()
-                .filter(|l| l.contains("omdiscd"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+    // where openMosix printed its configuration changes: one record a line,
+    // `<PRI>omdiscd[PID]: text`, facility daemon.
+    let log = fs::read_to_string(&kmsg).unwrap();
+    let tag = format!("omdiscd[{pid}]: ");
+    let changed = format!(
+        "{tag}openMosix configuration changed: This is openMosix #{}",
+        nid(a1)
+    );
+    let leaving = format!("{tag}signal 15: leaving the cluster");
+    assert!(
+        log.contains(&changed) && log.contains(&leaving),
+        "daemon lines missing from the kernel log:\n{log}"
+    );
+    for line in log.lines() {
+        let pri: u32 = line
+            .strip_prefix('<')
+            .and_then(|l| l.split_once('>'))
+            .and_then(|(p, rest)| rest.starts_with(&tag).then_some(p))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("not a kernel log record of the daemon: {line:?}"));
+        assert_eq!(pri >> 3, 3, "facility daemon: {line:?}");
     }
 }
 
-/// The kernel log records so far (/dev/kmsg, read without blocking).
-fn kernel_log() -> String {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open("/dev/kmsg")
-        .unwrap();
-    let mut out = String::new();
-    let mut rec = [0u8; 8192];
-    loop {
-        match f.read(&mut rec) {
-            Ok(0) => break,
-            Ok(n) => out.push_str(&String::from_utf8_lossy(&rec[..n])),
-            // EPIPE: a record was overwritten while reading; go on.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(_) => break,
-        }
-    }
-    out
-}
+/// Script for `sh -euc SCRIPT sh KMSG PROGRAM ARGS...` inside `unshare --mount
+/// --propagation private`: mounts an empty tmpfs on /dev (so there is no
+/// /dev/log), with a null device and the file KMSG bind-mounted as /dev/kmsg,
+/// then runs the program. Nothing of the host's /dev is seen or touched.
+const PRIVATE_DEV: &str = r#"
+kmsg=$1
+shift
+mount -t tmpfs -o mode=755 omd-private-dev /dev
+mknod -m 666 /dev/null c 1 3 || : > /dev/null
+: > /dev/kmsg
+mount --bind "$kmsg" /dev/kmsg
+exec "$@"
+"#;
 
 #[test]
 fn thirty_nodes_cold_boot_converge_with_the_own_node_first() {

@@ -581,6 +581,16 @@ impl Drop for Proc {
     }
 }
 
+/// Reports a check that did not run, as `SKIPPED: what: why` on stderr,
+/// bypassing the test harness's output capture so it shows in every run (and
+/// scripts/test counts it).
+pub fn skipped(what: &str, why: &str) {
+    use std::io::Write;
+    // One write, so the line does not interleave with the harness's own.
+    let line = format!("SKIPPED: {what}: {why}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+
 /// Polls `f` every ~20 ms until it returns true; panics mentioning `what`
 /// if `timeout` passes first.
 pub fn poll_until(timeout: Duration, what: &str, f: impl FnMut() -> bool) {
