@@ -21,18 +21,16 @@ use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+/// The accepted `--interval` and `--hold` ranges and the label size are the
+/// wire format's: defined in [`crate::wire`], re-exported for the command line's users.
+pub use crate::wire::{LABEL_LEN, MAX_HOLD_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS};
+
 /// Multicast group when `--group` is not given (organisation-local scope, RFC 2365).
 pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 42);
 /// UDP port when `--port` is not given.
 pub const DEFAULT_PORT: u16 = 7742;
 /// Announce interval when `--interval` is not given.
 pub const DEFAULT_INTERVAL_MS: u32 = 2_000;
-/// Shortest accepted `--interval`; faster would flood large clusters.
-pub const MIN_INTERVAL_MS: u32 = 100;
-/// Longest accepted `--interval`; the wire format allows no more.
-pub const MAX_INTERVAL_MS: u32 = 3_600_000;
-/// Longest accepted `--hold` (one day); the wire format allows no more.
-pub const MAX_HOLD_MS: u32 = 86_400_000;
 /// The hold time is this many intervals unless `--hold` says otherwise.
 /// Five, as RTCP's timeout (RFC 3550 6.3.5): with announcements jittered by
 /// +-20 % a node survives three lost announcements in a row, so at 5 % loss
@@ -49,8 +47,6 @@ pub const DEFAULT_SETPE: &str = "/sbin/setpe";
 pub const MAX_INTERFACES: usize = 6;
 /// IFNAMSIZ - 1: the kernel's limit on an interface name, without the NUL.
 pub const MAX_IFNAME_LEN: usize = 15;
-/// Size of the label field in the announcement.
-pub const LABEL_LEN: usize = 16;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +193,13 @@ where
         return Err(e);
     }
     state.finish()
+}
+
+/// `ms` as `--interval` and `--hold` take it: `100` -> `"0.1"`, `3_600_000` -> `"3600"`.
+fn secs(ms: u32) -> String {
+    let mut s = format_duration_ms(ms);
+    s.pop();
+    s
 }
 
 /// `2000` -> `"2s"`, `500` -> `"0.5s"`, `1250` -> `"1.25s"`: the form `--interval` takes.
@@ -366,7 +369,7 @@ impl State {
                     )));
                 }
                 self.interface_given = true;
-                cfg.interfaces = interfaces(v).map_err(|why| invalid(name, v, why))?;
+                cfg.interfaces = interfaces(v).map_err(|why| invalid(name, v, &why))?;
             }
             Opt::Ttl => {
                 let v = utf8(name, &value)?;
@@ -403,11 +406,12 @@ impl State {
                 cfg.interval_ms = millis(v)
                     .filter(|ms| (MIN_INTERVAL_MS as u64..=MAX_INTERVAL_MS as u64).contains(ms))
                     .ok_or_else(|| {
-                        invalid(
-                            name,
-                            v,
-                            "not a number of seconds from 0.1 to 3600 (at most 3 decimals)",
-                        )
+                        let why = format!(
+                            "not a number of seconds from {} to {} (at most 3 decimals)",
+                            secs(MIN_INTERVAL_MS),
+                            secs(MAX_INTERVAL_MS)
+                        );
+                        invalid(name, v, &why)
                     })? as u32;
             }
             Opt::Hold => {
@@ -417,11 +421,11 @@ impl State {
                     millis(v)
                         .filter(|&ms| ms <= MAX_HOLD_MS as u64)
                         .ok_or_else(|| {
-                            invalid(
-                                name,
-                                v,
-                                "not a number of seconds up to 86400 (at most 3 decimals)",
-                            )
+                            let why = format!(
+                                "not a number of seconds up to {} (at most 3 decimals)",
+                                secs(MAX_HOLD_MS)
+                            );
+                            invalid(name, v, &why)
                         })? as u32,
                 );
                 self.hold_arg = Some((name.to_string(), v.to_string()));
@@ -429,11 +433,9 @@ impl State {
             Opt::Cluster => {
                 let v = utf8(name, &value)?;
                 cfg.label = label(v).ok_or_else(|| {
-                    invalid(
-                        name,
-                        v,
-                        "not 1 to 16 printable ASCII characters without spaces",
-                    )
+                    let why =
+                        format!("not 1 to {LABEL_LEN} printable ASCII characters without spaces");
+                    invalid(name, v, &why)
                 })?;
             }
         }
@@ -542,27 +544,27 @@ fn millis(s: &str) -> Option<u64> {
 
 /// Splits and checks `IF[,IF...]`. The name rules are the kernel's (dev_valid_name), so a
 /// name no interface can have fails here, with the option named, not later.
-fn interfaces(list: &str) -> Result<Vec<String>, &'static str> {
+fn interfaces(list: &str) -> Result<Vec<String>, String> {
     let names: Vec<&str> = list.split(',').collect();
     if names.len() > MAX_INTERFACES {
-        return Err("more than 6 interfaces");
+        return Err(format!("more than {MAX_INTERFACES} interfaces"));
     }
     for (i, name) in names.iter().enumerate() {
         if name.is_empty() {
-            return Err("empty interface name");
+            return Err("empty interface name".into());
         }
         if name.len() > MAX_IFNAME_LEN {
-            return Err("interface name longer than 15 bytes");
+            return Err(format!("interface name longer than {MAX_IFNAME_LEN} bytes"));
         }
         if *name == "." || *name == ".." || name.bytes().any(|b| b == b'/' || b == b':') {
-            return Err("interface name with '/' or ':', or '.' or '..'");
+            return Err("interface name with '/' or ':', or '.' or '..'".into());
         }
         // The kernel's isspace(): also \v, which is_ascii_whitespace() does not cover.
         if name.bytes().any(|b| b.is_ascii_whitespace() || b == 0x0b) {
-            return Err("interface name with white space");
+            return Err("interface name with white space".into());
         }
         if names[..i].contains(name) {
-            return Err("interface listed twice");
+            return Err("interface listed twice".into());
         }
     }
     Ok(names.into_iter().map(String::from).collect())
@@ -1026,5 +1028,21 @@ mod tests {
             assert!(USAGE.contains(&default), "{default} missing");
         }
         assert!(USAGE_HINT.contains("omdiscd --help"));
+    }
+
+    /// The limits in the help text are the constants' (which for the interval,
+    /// hold and label are the wire format's).
+    #[test]
+    fn usage_text_limits_match_the_constants() {
+        let text = USAGE.split_whitespace().collect::<Vec<_>>().join(" ");
+        for limit in [
+            format!("(1 to {MAX_INTERFACES})"),
+            format!("{} to {}", secs(MIN_INTERVAL_MS), secs(MAX_INTERVAL_MS)),
+            format!("interval to {}", secs(MAX_HOLD_MS)),
+            format!("1 to {LABEL_LEN} printable"),
+            format!("(default {DEFAULT_HOLD_INTERVALS} x the interval)"),
+        ] {
+            assert!(text.contains(&limit), "{limit:?} not in the help text");
+        }
     }
 }

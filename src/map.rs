@@ -9,22 +9,17 @@ use std::net::Ipv4Addr;
 
 use zerocopy::FromZeros;
 
+/// The node-id rule and the alias limit are protocol facts: they live in
+/// [`crate::wire`] and are re-exported here for the map's users.
+pub use crate::wire::{node_id_of, MAX_ALIASES};
+
 /// An openMosix node id: the last two octets of the node's IPv4 address.
 pub type NodeId = u16;
 
 /// Number of slots: one per possible id (id 0 is invalid and never used).
 pub const CAPACITY: usize = 1 << 16;
 
-/// Most alias addresses a node can carry (protocol v1, ALIAS lines).
-pub const MAX_ALIASES: usize = 6;
-
 const WORDS: usize = CAPACITY / 64;
-
-/// The openMosix node-id rule: `(o3 << 8) | o4`. Id 0 is invalid.
-pub fn node_id_of(addr: Ipv4Addr) -> NodeId {
-    let o = addr.octets();
-    u16::from_be_bytes([o[2], o[3]])
-}
 
 /// One node as the map keeps it. Zero is "empty", so the table can be allocated
 /// zeroed.

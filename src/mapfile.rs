@@ -297,7 +297,9 @@ pub fn showmap(map: &ParsedMap) -> String {
 }
 
 /// The fuzz invariant for the map file parser: never panics, and what it
-/// accepts prints.
+/// accepts prints. Test scaffolding: compiled only for tests and with the
+/// `fuzzing` feature.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_check(data: &[u8]) {
     if let Ok(parsed) = parse(data) {
         let text = showmap(&parsed);
@@ -309,6 +311,7 @@ pub fn fuzz_check(data: &[u8]) {
 mod tests {
     use super::*;
     use crate::map::Announcement;
+    use crate::rng::Rng;
 
     fn howto_map() -> ClusterMap {
         let peers = [78, 86, 67, 74].map(|last| Ipv4Addr::new(192, 168, 10, last));
@@ -491,6 +494,122 @@ Base Node-Id Address          Count
         assert_eq!(
             lines.last().unwrap(),
             "openMosix: 1001 joined, 0 left (937 of these not listed), 0 nodes unchanged"
+        );
+    }
+
+    /// A random node address in one of a few /16s, so that ids collide now and
+    /// then; `None` for one whose node id would be 0.
+    fn random_addr(rng: &mut Rng) -> Option<Ipv4Addr> {
+        const NETS: [[u8; 2]; 4] = [[10, 0], [10, 1], [192, 168], [172, 16]];
+        let [a, b] = NETS[rng.below(4) as usize];
+        let addr = Ipv4Addr::new(a, b, rng.below(4) as u8, rng.below(256) as u8);
+        (crate::wire::node_id_of(addr) != 0).then_some(addr)
+    }
+
+    fn random_aliases(rng: &mut Rng) -> Vec<Ipv4Addr> {
+        // Half the nodes have none; the others up to the limit.
+        let n = if rng.below(2) == 0 {
+            0
+        } else {
+            1 + rng.below(crate::wire::MAX_ALIASES as u32)
+        };
+        (0..n).filter_map(|_| random_addr(rng)).collect()
+    }
+
+    /// A map with random own node and aliases, and runs of consecutive nodes
+    /// (which render as ranges) of random lengths at random places.
+    fn random_map(rng: &mut Rng) -> ClusterMap {
+        let own = loop {
+            if let Some(a) = random_addr(rng) {
+                break a;
+            }
+        };
+        let mut map = ClusterMap::new(own, &random_aliases(rng), 1);
+        for _ in 0..rng.below(20) {
+            let Some(first) = random_addr(rng) else {
+                continue;
+            };
+            for k in 0..1 + rng.below(12) {
+                let addr = Ipv4Addr::from(u32::from(first).wrapping_add(k));
+                let aliases = random_aliases(rng);
+                let a = Announcement {
+                    addr,
+                    aliases: &aliases,
+                    incarnation: 3,
+                    sequence: 1,
+                    hold_ms: 6000,
+                };
+                // Ids of 0 and collisions are refused by the map: fine.
+                map.apply_announce(&a, 0);
+            }
+        }
+        map
+    }
+
+    /// Builds the map a parsed map file describes (what the daemon would have
+    /// held to write it).
+    fn map_of(parsed: &ParsedMap) -> ClusterMap {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().expect("rendered maps hold addresses");
+        let aliases_of = |id: NodeId| -> Vec<Ipv4Addr> {
+            parsed
+                .aliases
+                .iter()
+                .filter(|(i, _)| *i == id)
+                .map(|(_, a)| ip(a))
+                .collect()
+        };
+        let (own_id, own) = parsed.own.as_ref().expect("this-node comment");
+        let own = ip(own);
+        let mut map = ClusterMap::new(own, &aliases_of(*own_id), 1);
+        for r in &parsed.ranges {
+            for k in 0..r.count {
+                let addr = Ipv4Addr::from(u32::from(ip(&r.addr)) + k);
+                let id = r.first + k as NodeId;
+                assert_eq!(crate::wire::node_id_of(addr), id, "range {r:?}");
+                if addr == own {
+                    continue;
+                }
+                let aliases = aliases_of(id);
+                let a = Announcement {
+                    addr,
+                    aliases: &aliases,
+                    incarnation: 3,
+                    sequence: 1,
+                    hold_ms: 6000,
+                };
+                assert_eq!(
+                    map.apply_announce(&a, 0),
+                    crate::map::AnnounceOutcome::Joined,
+                    "{addr} in {r:?}"
+                );
+            }
+        }
+        map
+    }
+
+    #[test]
+    fn property_random_maps_render_parse_render_unchanged() {
+        let mut rng = Rng::from_seed(0x6d61_7066_696c_6521);
+        let (mut ranges, mut aliases, mut longest) = (0, 0, 0);
+        for i in 0..150 {
+            let map = random_map(&mut rng);
+            let text = rendered(&map);
+            let parsed = parse(text.as_bytes()).unwrap_or_else(|e| panic!("map {i}: {e}\n{text}"));
+            let own = map.own_node();
+            assert_eq!(parsed.own, Some((own.id, own.addr.to_string())), "{text}");
+            let listed: u32 = parsed.ranges.iter().map(|r| r.count).sum();
+            assert_eq!(listed as usize, map.len(), "{text}");
+            let again = rendered(&map_of(&parsed));
+            assert_eq!(again, text, "map {i}: render -> parse -> render changed it");
+            assert_eq!(parse(again.as_bytes()).as_ref(), Ok(&parsed));
+            ranges += parsed.ranges.len();
+            aliases += parsed.aliases.len();
+            longest = longest.max(parsed.ranges.iter().map(|r| r.count).max().unwrap_or(0));
+        }
+        // The generator really makes what the format compresses.
+        assert!(
+            ranges > 500 && aliases > 500 && longest >= 10,
+            "{ranges} {aliases} {longest}"
         );
     }
 

@@ -22,14 +22,16 @@ use zerocopy::IntoBytes;
 
 use crate::sys::{cvt, cvt_r};
 
-mod msg;
+pub mod msg;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub use msg::fuzz_check;
 use msg::{
     encode_request, parse_events, parse_link, AddrCollector, DefaultRouteSelector, DumpSink,
     IfAddrMsg, IfInfoMsg, MessageView, ReplyState, ReplyStatus, RtMsg, AF_INET, IFNAMSIZ,
     NLM_F_DUMP, REQUEST_LEN,
 };
-pub use msg::{fuzz_check, DefaultRoute, Event, LinkInfo, NlError};
+pub use msg::{DefaultRoute, Event, LinkInfo, NlError};
 
 /// Size of the receive buffer. The kernel caps dump datagrams at 32 KiB
 /// (`SKB_WITH_OVERHEAD(32768)` in `netlink_recvmsg`), so one datagram always fits.

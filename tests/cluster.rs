@@ -3,7 +3,9 @@
 //! a lab namespace with `-n`, its own `--map-file` and an empty `--proc-root`
 //! (except the kernel stand-in test), so nothing on the host is touched.
 //!
-//! Measured numbers are printed with `eprintln!` (run with `--nocapture`).
+//! Measured numbers are printed with `eprintln!` (run with `--nocapture`); the
+//! 30-node cold boot also prints `cold-boot-30: converged in N ms (interval I ms)`
+//! on stdout, to compare the simulator with.
 
 mod common;
 
@@ -345,7 +347,7 @@ impl Drop for Observer {
 // Tests
 
 #[test]
-fn five_nodes_converge_and_dump() {
+fn five_nodes_converge_announce_promptly_log_and_dump() {
     let (lab, br, nodes) = flat_lab(5);
     // A sixth namespace that only listens, to time the first announcements.
     let obs = lab.node("observer");
@@ -444,7 +446,7 @@ fn five_nodes_converge_and_dump() {
 }
 
 #[test]
-fn sigterm_removes_at_once_sigkill_after_hold() {
+fn sigterm_removes_at_once_sigkill_after_hold_and_a_restart_rejoins() {
     let (lab, _br, nodes) = flat_lab(4);
     let args = ["-i", "eth0", "--interval", "0.3", "--hold", "3"];
     let mut ds: Vec<Daemon> = nodes
@@ -520,7 +522,7 @@ fn sigterm_removes_at_once_sigkill_after_hold() {
 }
 
 #[test]
-fn no_default_route_exact_messages() {
+fn default_route_absent_fails_with_the_original_messages_present_is_used_lost_is_logged() {
     let (lab, br, nodes) = flat_lab(3);
     let (na, aa) = nodes[0];
     let (nb, ab) = nodes[1];
@@ -594,7 +596,7 @@ fn no_default_route_exact_messages() {
 }
 
 #[test]
-fn bad_interface_options() {
+fn bad_interfaces_exit_1_and_bad_interface_lists_exit_2_with_the_reason() {
     let lab = Lab::new();
     let (b0, b1) = (lab.bridge(), lab.bridge());
     let n = lab.node("x");
@@ -720,7 +722,7 @@ fn address_change_moves_identity() {
 }
 
 #[test]
-fn two_interfaces_announce_on_both() {
+fn two_interfaces_announce_and_relay_on_both_but_with_ttl_only_on_the_first() {
     let lab = Lab::new();
     let (ba, bb) = (lab.bridge(), lab.bridge());
     let m = lab.node("m");
@@ -798,7 +800,7 @@ fn two_interfaces_announce_on_both() {
 }
 
 #[test]
-fn kernel_stand_in() {
+fn kernel_stand_in_gets_mospe_and_the_full_map_through_setpe() {
     let (lab, _br, nodes) = flat_lab(3);
     let dir = lab.dir().to_owned();
     let root = dir.join("fakeproc");
@@ -894,7 +896,7 @@ fn kernel_stand_in() {
 }
 
 #[test]
-fn sighup_and_link_flap() {
+fn sighup_changes_nothing_and_a_link_flap_drops_then_rejoins() {
     let (lab, _br, nodes) = flat_lab(3);
     let args = ["-i", "eth0", "--interval", "0.3", "--hold", "1.5"];
     let ds: Vec<Daemon> = nodes
@@ -1073,7 +1075,7 @@ fn a_node_alone_warns_about_multicast() {
 }
 
 #[test]
-fn daemon_mode_detaches_and_stops_on_sigterm() {
+fn daemon_mode_detaches_logs_to_the_kernel_log_and_leaves_on_sigterm() {
     let (lab, _br, nodes) = flat_lab(2);
     let (n1, a1) = nodes[0];
     let (n2, a2) = nodes[1];
@@ -1081,10 +1083,25 @@ fn daemon_mode_detaches_and_stops_on_sigterm() {
     let map = map_path(&lab, "daemon");
     let root = empty_proc_root(&lab);
     let (map_s, root_s) = (map.to_str().unwrap(), root.to_str().unwrap());
+    // The daemon runs with a private /dev without /dev/log (no syslog daemon,
+    // as in an initramfs): it must log to the kernel log, /dev/kmsg, which
+    // there is this file.
+    let kmsg = lab.dir().join("kmsg");
+    fs::write(&kmsg, "").unwrap();
+    let kmsg_s = kmsg.to_str().unwrap();
     // Without -n: the command returns once the daemon has detached.
     let out = lab.exec(
         n1,
         &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-euc",
+            PRIVATE_DEV,
+            "sh",
+            kmsg_s,
             BIN,
             "-i",
             "eth0",
@@ -1134,51 +1151,52 @@ fn daemon_mode_detaches_and_stops_on_sigterm() {
     eprintln!("MEASURED daemon mode: SIGTERM to removal at the peer {gone:?}");
     wait_for(EXIT_TIMEOUT, "daemon exits", &[&peer], || pids().is_empty());
     // With no syslog daemon (/dev/log), the lines went to the kernel log,
-    // where openMosix printed its configuration changes.
-    if !Path::new("/dev/log").exists() {
-        let tag = format!("omdiscd[{pid}]: ");
-        let log = kernel_log();
-        assert!(
-            log.contains(&format!(
-                "{tag}openMosix configuration changed: This is openMosix #{}",
-                nid(a1)
-            )) && log.contains(&format!("{tag}signal 15: leaving the cluster")),
-            "daemon lines missing from the kernel log:\n{}",
-            log.lines()
-                .filter(|l| l.contains("omdiscd"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+    // where openMosix printed its configuration changes: one record a line,
+    // `<PRI>omdiscd[PID]: text`, facility daemon.
+    let log = fs::read_to_string(&kmsg).unwrap();
+    let tag = format!("omdiscd[{pid}]: ");
+    let changed = format!(
+        "{tag}openMosix configuration changed: This is openMosix #{}",
+        nid(a1)
+    );
+    let leaving = format!("{tag}signal 15: leaving the cluster");
+    assert!(
+        log.contains(&changed) && log.contains(&leaving),
+        "daemon lines missing from the kernel log:\n{log}"
+    );
+    for line in log.lines() {
+        let pri: u32 = line
+            .strip_prefix('<')
+            .and_then(|l| l.split_once('>'))
+            .and_then(|(p, rest)| rest.starts_with(&tag).then_some(p))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("not a kernel log record of the daemon: {line:?}"));
+        assert_eq!(pri >> 3, 3, "facility daemon: {line:?}");
     }
 }
 
-/// The kernel log records so far (/dev/kmsg, read without blocking).
-fn kernel_log() -> String {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open("/dev/kmsg")
-        .unwrap();
-    let mut out = String::new();
-    let mut rec = [0u8; 8192];
-    loop {
-        match f.read(&mut rec) {
-            Ok(0) => break,
-            Ok(n) => out.push_str(&String::from_utf8_lossy(&rec[..n])),
-            // EPIPE: a record was overwritten while reading; go on.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(_) => break,
-        }
-    }
-    out
-}
+/// Script for `sh -euc SCRIPT sh KMSG PROGRAM ARGS...` inside `unshare --mount
+/// --propagation private`: mounts an empty tmpfs on /dev (so there is no
+/// /dev/log), with a null device and the file KMSG bind-mounted as /dev/kmsg,
+/// then runs the program. Nothing of the host's /dev is seen or touched.
+const PRIVATE_DEV: &str = r#"
+kmsg=$1
+shift
+mount -t tmpfs -o mode=755 omd-private-dev /dev
+mknod -m 666 /dev/null c 1 3 || : > /dev/null
+: > /dev/kmsg
+mount --bind "$kmsg" /dev/kmsg
+exec "$@"
+"#;
 
 #[test]
-fn thirty_nodes_cold_boot_converge_with_coalesced_publishing() {
+fn thirty_nodes_cold_boot_converge_with_the_own_node_first() {
     const N: u8 = 30;
+    const INTERVAL_MS: u32 = 1000;
+    let interval = omdiscd::cli::format_duration_ms(INTERVAL_MS);
+    let interval = interval.trim_end_matches('s');
     let (lab, _br, nodes) = flat_lab(N);
+    // From the start of the first daemon to every map complete.
     let t0 = Instant::now();
     let ds: Vec<Daemon> = nodes
         .iter()
@@ -1189,7 +1207,7 @@ fn thirty_nodes_cold_boot_converge_with_coalesced_publishing() {
                 n,
                 a,
                 &format!("c{i}"),
-                &["-i", "eth0", "--interval", "1"],
+                &["-i", "eth0", "--interval", interval],
             )
         })
         .collect();
@@ -1202,9 +1220,15 @@ fn thirty_nodes_cold_boot_converge_with_coalesced_publishing() {
         &refs(&ds),
         || all_have(&ds, &want),
     );
+    let converged = t0.elapsed();
     eprintln!(
         "MEASURED cold boot: {N} daemons spawned in {spawned:?}; all {N} maps complete {conv:?} \
          after the last spawn"
+    );
+    // One line to compare the simulator's cold boot with.
+    println!(
+        "cold-boot-{N}: converged in {} ms (interval {INTERVAL_MS} ms)",
+        converged.as_millis()
     );
     for d in &ds {
         assert_eq!(d.view().first, Some(entry(d.addr)), "own node first");
@@ -1212,7 +1236,7 @@ fn thirty_nodes_cold_boot_converge_with_coalesced_publishing() {
 }
 
 #[test]
-fn a_burst_of_joins_is_published_once() {
+fn a_burst_of_fifty_joins_is_published_at_most_twice() {
     let (lab, _br, nodes) = flat_lab(2);
     let (n1, a1) = nodes[0];
     let (n2, _) = nodes[1];
@@ -1264,7 +1288,7 @@ fn a_burst_of_joins_is_published_once() {
 }
 
 #[test]
-fn relays_chain_three_networks() {
+fn relays_chain_announces_and_leaves_across_three_networks() {
     // A - M1 - B - M2 - C: PA on A and PC on C learn each other over two relays.
     let lab = Lab::new();
     let (ba, bb, bc) = (lab.bridge(), lab.bridge(), lab.bridge());

@@ -124,7 +124,7 @@ fn malformed_map_file_names_the_line() {
 }
 
 #[test]
-fn usage_errors_exit_2_with_a_hint() {
+fn usage_errors_exit_2_with_a_hint_help_and_version_exit_0() {
     let out = Command::new(BIN).args(["--port", "abc"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();

@@ -10,7 +10,7 @@ mod counting_alloc;
 use counting_alloc::allocations_during;
 
 #[test]
-fn logging_to_fd_does_not_allocate() {
+fn logging_to_fd_and_syslog_does_not_allocate() {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);

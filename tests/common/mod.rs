@@ -22,9 +22,17 @@
 //! poll_until(Duration::from_secs(5), "daemon says hello", || d.stderr_text().contains("hello"));
 //! ```
 //!
-//! Needs root and iproute2. Names: namespaces are `omd<pid36>_<n36>sw` (the
-//! switch) and `omd<pid36>_<n36>n<i>` (nodes); the pid lets
-//! [`cleanup_stale`] find labs whose test process died without dropping them.
+//! Needs root and iproute2.
+//!
+//! Names: every namespace and temporary directory a lab makes is named
+//! `omd<run>-<proc>-<n36>` (the directory), `...sw` (the switch namespace) and
+//! `...n<i>` (nodes). `<run>` is `$OMD_TEST_RUN` when set (scripts/test sets it,
+//! and when it ends removes whatever `omd<run>-*` is left, e.g. by a test
+//! process that was killed), else random; `<proc>` is random per test process.
+//! Cleanup only ever touches names this process made: each lab removes its own
+//! on drop, and at exit the process removes those of labs that were never
+//! dropped. Names of other runs are left alone (they may be in use by a run in
+//! another PID namespace that shares `/run/netns`); see [`note_foreign_names`].
 #![allow(dead_code)]
 
 use std::fs::{self, File, OpenOptions};
@@ -36,22 +44,39 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// Every lab name starts with this; [`cleanup_stale`] only looks at these.
+/// Every lab name starts with this.
 pub const NAME_PREFIX: &str = "omd";
+/// Names the test run (lower-case letters and digits, 1 to 16); set by
+/// scripts/test, which removes this run's leftovers when it ends.
+pub const RUN_ENV: &str = "OMD_TEST_RUN";
 /// How long [`Lab::link`] waits for a link to come up.
 pub const LINK_UP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Polling period of [`poll_until`] and friends.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
-static STALE_ONCE: Once = Once::new();
+static FIRST_LAB: Once = Once::new();
+/// Namespaces and directories made by labs of this process and not yet
+/// removed: what [`cleanup_owned`] removes at exit.
+static OWNED: Mutex<Owned> = Mutex::new(Owned {
+    namespaces: Vec::new(),
+    dirs: Vec::new(),
+});
+
+struct Owned {
+    namespaces: Vec<String>,
+    dirs: Vec<PathBuf>,
+}
+
+fn owned() -> MutexGuard<'static, Owned> {
+    OWNED.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A node (network namespace) of a [`Lab`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,18 +124,23 @@ pub struct Lab {
 
 impl Lab {
     /// A new, empty lab: a unique prefix, a temporary directory and the
-    /// switch namespace. The first lab of a process also runs
-    /// [`cleanup_stale`].
+    /// switch namespace. The first lab of a process arranges for
+    /// [`cleanup_owned`] to run at exit, and runs [`note_foreign_names`].
     pub fn new() -> Lab {
-        STALE_ONCE.call_once(cleanup_stale);
         assert!(
             nix::unistd::geteuid().is_root(),
             "network-namespace lab tests must run as root"
         );
+        FIRST_LAB.call_once(|| {
+            // SAFETY: registers a plain extern "C" function that never unwinds.
+            let rc = unsafe { libc::atexit(cleanup_owned_at_exit) };
+            assert_eq!(rc, 0, "atexit failed");
+            note_foreign_names();
+        });
         let n = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("{NAME_PREFIX}{}_{}", base36(std::process::id()), base36(n));
+        let prefix = format!("{}{}", process_prefix(), base36(n));
         let dir = std::env::temp_dir().join(&prefix);
-        let _ = fs::remove_dir_all(&dir);
+        owned().dirs.push(dir.clone());
         fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create lab dir {}: {e}", dir.display()));
         let lab = Lab {
@@ -124,7 +154,7 @@ impl Lab {
         lab
     }
 
-    /// The unique name prefix of this lab (`omd<pid36>_<n36>`).
+    /// The unique name prefix of this lab (`omd<run>-<proc>-<n36>`).
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -382,6 +412,7 @@ impl Lab {
     fn add_netns(&self, name: &str) {
         // Recorded first: if `ip netns add` half-fails Drop still tries.
         self.lock().namespaces.push(name.to_owned());
+        owned().namespaces.push(name.to_owned());
         ip_ok(&["netns", "add", name]);
     }
 }
@@ -403,6 +434,9 @@ impl Drop for Lab {
             delete_netns(ns);
         }
         let _ = fs::remove_dir_all(&self.dir);
+        let mut o = owned();
+        o.namespaces.retain(|n| !st.namespaces.contains(n));
+        o.dirs.retain(|d| *d != self.dir);
     }
 }
 
@@ -545,6 +579,16 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.shared.kill_and_reap();
     }
+}
+
+/// Reports a check that did not run, as `SKIPPED: what: why` on stderr,
+/// bypassing the test harness's output capture so it shows in every run (and
+/// scripts/test counts it).
+pub fn skipped(what: &str, why: &str) {
+    use std::io::Write;
+    // One write, so the line does not interleave with the harness's own.
+    let line = format!("SKIPPED: {what}: {why}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
 }
 
 /// Polls `f` every ~20 ms until it returns true; panics mentioning `what`
@@ -711,24 +755,97 @@ pub fn recv_timeout(sock: &UdpSocket, timeout: Duration) -> Option<(Vec<u8>, Soc
 // ---------------------------------------------------------------------------
 // Stale-lab cleanup and small utilities.
 
-/// Deletes namespaces (and temp dirs) named `omd<pid36>_...` whose owning
-/// test process is no longer alive: leftovers of a crashed or SIGKILLed run.
-/// Labs of live processes (e.g. other test binaries running now) are left
-/// alone.
-pub fn cleanup_stale() {
-    for ns in list_netns() {
-        if owner_pid(&ns).is_some_and(|pid| !pid_alive(pid)) {
-            kill_netns_pids(&ns);
-            delete_netns(&ns);
+/// This run's token: `$OMD_TEST_RUN` when it is set (and valid), else
+/// random for this process.
+pub fn run_token() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| match std::env::var(RUN_ENV) {
+        Ok(v) => {
+            let valid = (1..=16).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            assert!(
+                valid,
+                "{RUN_ENV}={v:?}: want 1 to 16 lower-case letters and digits"
+            );
+            v
+        }
+        Err(_) => random_token(),
+    })
+}
+
+/// This process's token, random.
+pub fn process_token() -> &'static str {
+    static PROC: OnceLock<String> = OnceLock::new();
+    PROC.get_or_init(random_token)
+}
+
+/// The start of every name this process's labs make: `omd<run>-<proc>-`.
+pub fn process_prefix() -> String {
+    format!("{NAME_PREFIX}{}-{}-", run_token(), process_token())
+}
+
+/// Eight base-36 digits from the kernel's random source.
+fn random_token() -> String {
+    let mut b = [0u8; 8];
+    // SAFETY: `b` is writable for its length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    assert_eq!(n, 8, "getrandom: {}", io::Error::last_os_error());
+    let mut v = u64::from_ne_bytes(b);
+    (0..8)
+        .map(|_| {
+            let d = (v % 36) as u32;
+            v /= 36;
+            char::from_digit(d, 36).expect("digit")
+        })
+        .collect()
+}
+
+/// Removes the namespaces (killing what runs in them) and directories of
+/// labs of this process that were never dropped (leaked, or alive at exit).
+/// Runs at process exit; a test may call it only when no lab of its process
+/// is alive.
+pub fn cleanup_owned() {
+    let Owned { namespaces, dirs } = std::mem::replace(
+        &mut *owned(),
+        Owned {
+            namespaces: Vec::new(),
+            dirs: Vec::new(),
+        },
+    );
+    for ns in namespaces.iter().rev() {
+        if Path::new("/run/netns").join(ns).exists() {
+            kill_netns_pids(ns);
+            delete_netns(ns);
         }
     }
-    if let Ok(rd) = fs::read_dir(std::env::temp_dir()) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if owner_pid(&name).is_some_and(|pid| !pid_alive(pid)) {
-                let _ = fs::remove_dir_all(e.path());
-            }
-        }
+    for d in dirs {
+        let _ = fs::remove_dir_all(d);
+    }
+}
+
+extern "C" fn cleanup_owned_at_exit() {
+    // Never unwind into libc.
+    let _ = std::panic::catch_unwind(cleanup_owned);
+}
+
+/// Says (once, on stderr) when lab-like names of other runs exist. They are
+/// never removed here: a leftover of a killed run looks the same as a name a
+/// live run in another PID namespace is using. scripts/test removes its own
+/// run's leftovers; others are for whoever started that run.
+pub fn note_foreign_names() {
+    let mine = format!("{NAME_PREFIX}{}-", run_token());
+    let foreign: Vec<String> = list_netns()
+        .into_iter()
+        .filter(|n| n.starts_with(NAME_PREFIX) && !n.starts_with(&mine))
+        .collect();
+    if !foreign.is_empty() {
+        eprintln!(
+            "lab: note: {} network namespace(s) of other test runs exist (e.g. {}); \
+             left alone. If no other run is active: ip netns del NAME",
+            foreign.len(),
+            foreign[0]
+        );
     }
 }
 
@@ -751,16 +868,6 @@ pub fn ip_netns_list() -> Vec<String> {
         .collect()
 }
 
-/// The pid encoded in a lab name `omd<pid36>_...`, if it is one.
-pub fn owner_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(NAME_PREFIX)?;
-    let (pid36, _) = rest.split_once('_')?;
-    if pid36.is_empty() {
-        return None;
-    }
-    u32::from_str_radix(pid36, 36).ok()
-}
-
 /// `n` in lower-case base 36.
 pub fn base36(mut n: u32) -> String {
     let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -774,16 +881,6 @@ pub fn base36(mut n: u32) -> String {
     }
     out.reverse();
     String::from_utf8(out).expect("ascii")
-}
-
-fn pid_alive(pid: u32) -> bool {
-    let Ok(p) = i32::try_from(pid) else {
-        return false;
-    };
-    if p <= 0 {
-        return false;
-    }
-    !matches!(kill(Pid::from_raw(p), None), Err(Errno::ESRCH))
 }
 
 /// SIGKILLs every process whose network namespace is `ns` (except this

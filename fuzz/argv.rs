@@ -1,0 +1,81 @@
+//! The command-line fuzz invariant, shared by `fuzz_targets/cli.rs` and the seed
+//! replay in tests/fuzz_corpus.rs (both include this file with `#[path]`).
+//!
+//! Input format: the argument list after `argv[0]`, arguments separated by NUL
+//! bytes (which no real argument can contain); an empty input is no arguments.
+//! Arguments may be any other bytes, UTF-8 or not.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+use omdiscd::cli::{self, Command, UsageError};
+use omdiscd::wire;
+
+/// Splits fuzz input into an argument list (see the module docs).
+pub fn split(data: &[u8]) -> Vec<OsString> {
+    if data.is_empty() {
+        return Vec::new();
+    }
+    data.split(|&b| b == 0)
+        .map(|a| OsString::from_vec(a.to_vec()))
+        .collect()
+}
+
+/// Parses `data` as an argument list and checks what the parser promises:
+/// it never panics, gives the same answer twice, reports a usage error as one
+/// non-empty line, and a configuration it accepts is within the protocol's
+/// and the daemon's limits. Panics when a promise is broken.
+pub fn check(data: &[u8]) -> Result<Command, UsageError> {
+    let args = split(data);
+    let parsed = cli::parse(args.iter().cloned());
+    assert_eq!(parsed, cli::parse(args), "parsing is not deterministic");
+    match &parsed {
+        Err(e) => {
+            assert!(!e.message.is_empty(), "empty usage error");
+            assert!(
+                !e.message.contains('\n'),
+                "usage error of several lines: {e}"
+            );
+            assert_eq!(e.to_string(), e.message);
+        }
+        Ok(Command::Run(cfg)) => {
+            let interval = cfg.interval_ms;
+            assert!(
+                (wire::MIN_INTERVAL_MS..=wire::MAX_INTERVAL_MS).contains(&interval),
+                "interval {interval} ms accepted"
+            );
+            let hold = cfg.hold_ms();
+            assert!(
+                (interval..=wire::MAX_HOLD_MS).contains(&hold),
+                "hold {hold} ms accepted with interval {interval} ms"
+            );
+            assert!(cfg.interfaces.len() <= cli::MAX_INTERFACES);
+            for (i, name) in cfg.interfaces.iter().enumerate() {
+                assert!(
+                    !name.is_empty() && name.len() <= cli::MAX_IFNAME_LEN,
+                    "{name:?}"
+                );
+                assert!(!cfg.interfaces[..i].contains(name), "{name:?} twice");
+            }
+            assert!(cfg.group.is_multicast(), "group {}", cfg.group);
+            assert_ne!(cfg.port, 0);
+            assert_ne!(cfg.multicast_ttl, Some(0));
+            // Printable ASCII without spaces, NUL padded (all NUL: no label).
+            let label = wire::Label(cfg.label);
+            let text = label.trimmed();
+            assert!(
+                text.iter().all(u8::is_ascii_graphic)
+                    && cfg.label[text.len()..].iter().all(|&b| b == 0),
+                "label {label:?}"
+            );
+            for p in [&cfg.map_file, &cfg.proc_root, &cfg.setpe] {
+                assert!(!p.as_os_str().is_empty(), "empty path accepted");
+            }
+        }
+        Ok(Command::Dump { map_file }) => {
+            assert!(!map_file.as_os_str().is_empty(), "empty path accepted");
+        }
+        Ok(Command::Help | Command::Version) => {}
+    }
+    parsed
+}
