@@ -583,7 +583,7 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     global().emit(level, line.bytes());
 }
 
-/// Logs at most one line per `key` (see [`keys`]) per `interval_ms`; the next line
+/// Logs at most one line per `key` (see [`Limit`]) per `interval_ms`; the next line
 /// printed after suppressions ends with ` (N similar messages suppressed)`.
 pub fn limited(key: Limit, interval_ms: u64, level: Level, args: fmt::Arguments<'_>) {
     if level == Level::Debug && !debug_enabled() {

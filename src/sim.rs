@@ -242,6 +242,8 @@ pub struct Report {
     pub node_seconds: f64,
     /// Map publishes, all nodes.
     pub publishes: u64,
+    /// When the last node of the cold boot started.
+    pub last_start_ms: u64,
 }
 
 impl Report {
@@ -260,6 +262,11 @@ impl Report {
             s.hold_ms,
             s.net.loss * 100.0,
             self.digest
+        );
+        let _ = writeln!(
+            out,
+            "the last node of the cold boot started at {:.3} s",
+            self.last_start_ms as f64 / 1000.0
         );
         let _ = writeln!(out, "| event | at (s) | converged after (s) |");
         let _ = writeln!(out, "|---|---:|---:|");
@@ -306,7 +313,7 @@ impl Report {
     pub fn line(&self) -> String {
         let s = &self.scenario;
         let mut out = format!(
-            "sim nodes={} joined={} seconds={} seed={} interval_ms={} hold_ms={} loss={} digest={:016x}",
+            "sim nodes={} joined={} seconds={} seed={} interval_ms={} hold_ms={} loss={} last_start_ms={} digest={:016x}",
             s.nodes,
             s.total_nodes() - s.nodes,
             s.duration_ms / 1000,
@@ -314,6 +321,7 @@ impl Report {
             s.interval_ms,
             s.hold_ms,
             s.net.loss,
+            self.last_start_ms,
             self.digest
         );
         for (i, p) in self.phases.iter().enumerate() {
@@ -1086,6 +1094,7 @@ impl Sim {
             ghost_observations: self.ghost_observations,
             node_seconds: w.running_ms.iter().sum::<u64>() as f64 / 1000.0,
             publishes: w.publishes,
+            last_start_ms: self.boot_ms,
             scenario: self.scenario,
         }
     }
