@@ -25,6 +25,8 @@ use std::path::PathBuf;
 /// wire format's: defined in [`crate::wire`], re-exported for the command line's users.
 pub use crate::wire::{LABEL_LEN, MAX_HOLD_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS};
 
+use crate::daemon::Config;
+
 /// Multicast group when `--group` is not given (organisation-local scope, RFC 2365).
 pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 42);
 /// UDP port when `--port` is not given.
@@ -59,64 +61,6 @@ pub enum Command {
     Help,
     /// Print the version and exit successfully.
     Version,
-}
-
-/// Everything the daemon needs from the command line, already validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// False with `-n/--nodaemon`.
-    pub daemonize: bool,
-    /// From `-i/--interface`; empty means "the interface of the default route".
-    pub interfaces: Vec<String>,
-    /// From `-m/--multicast-ttl`; `None` means TTL 1 (one link).
-    pub multicast_ttl: Option<u8>,
-    /// From `--group`; always a multicast address.
-    pub group: Ipv4Addr,
-    /// From `--port`; never 0.
-    pub port: u16,
-    /// From `--interval`, in milliseconds, `MIN_INTERVAL_MS..=MAX_INTERVAL_MS`.
-    pub interval_ms: u32,
-    /// From `--hold`; `None` means [`DEFAULT_HOLD_INTERVALS`] x interval. Use [`Config::hold_ms`].
-    pub hold_ms: Option<u32>,
-    /// From `--map-file`.
-    pub map_file: PathBuf,
-    /// From `--proc-root`; lets tests point at a fake procfs.
-    pub proc_root: PathBuf,
-    /// From `--setpe`.
-    pub setpe: PathBuf,
-    /// From `--cluster`, NUL padded; all zero means no label.
-    pub label: [u8; LABEL_LEN],
-    /// `-d/--debug`: log debug lines too.
-    pub debug: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            daemonize: true,
-            interfaces: Vec::new(),
-            multicast_ttl: None,
-            group: DEFAULT_GROUP,
-            port: DEFAULT_PORT,
-            interval_ms: DEFAULT_INTERVAL_MS,
-            hold_ms: None,
-            map_file: PathBuf::from(DEFAULT_MAP_FILE),
-            proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
-            setpe: PathBuf::from(DEFAULT_SETPE),
-            label: [0; LABEL_LEN],
-            debug: false,
-        }
-    }
-}
-
-impl Config {
-    /// The effective hold time: `--hold`, or 5 x interval, never above [`MAX_HOLD_MS`]
-    /// so it always fits the wire format's range.
-    pub fn hold_ms(&self) -> u32 {
-        self.hold_ms
-            .unwrap_or_else(|| self.interval_ms.saturating_mul(DEFAULT_HOLD_INTERVALS))
-            .min(MAX_HOLD_MS)
-    }
 }
 
 /// A bad command line; `message` is one line naming the option and the value.

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use arrayvec::ArrayVec;
 
-use crate::cli::{Config, MAX_INTERFACES};
+use crate::cli::{
+    DEFAULT_GROUP, DEFAULT_HOLD_INTERVALS, DEFAULT_INTERVAL_MS, DEFAULT_MAP_FILE, DEFAULT_PORT,
+    DEFAULT_PROC_ROOT, DEFAULT_SETPE, MAX_INTERFACES,
+};
 use crate::log::{Level, Limit};
 use crate::netlink::{self, Netlink};
 use crate::node::{
@@ -28,6 +31,7 @@ use crate::rng::Rng;
 use crate::sys::{getrandom_u64, monotonic_ms, Epoll, IoErr, SignalFd, TimerFd};
 use crate::udp::{McastSocket, RecvBatch};
 use crate::wire::{Label, ParseError};
+use crate::wire::{LABEL_LEN, MAX_HOLD_MS};
 use crate::{debug, info, mapfile, notice, warn};
 
 /// The version shown by `--version` and logged at start.
@@ -48,6 +52,65 @@ const TOKEN_SOCKET: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
 const TOKEN_SIGNAL: u64 = 3;
 const TOKEN_NETLINK: u64 = 4;
+
+/// Everything the daemon needs from the command line (`crate::cli` parses and
+/// validates it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// False with `-n/--nodaemon`.
+    pub daemonize: bool,
+    /// From `-i/--interface`; empty means "the interface of the default route".
+    pub interfaces: Vec<String>,
+    /// From `-m/--multicast-ttl`; `None` means TTL 1 (one link).
+    pub multicast_ttl: Option<u8>,
+    /// From `--group`; always a multicast address.
+    pub group: Ipv4Addr,
+    /// From `--port`; never 0.
+    pub port: u16,
+    /// From `--interval`, in milliseconds, `MIN_INTERVAL_MS..=MAX_INTERVAL_MS`.
+    pub interval_ms: u32,
+    /// From `--hold`; `None` means [`DEFAULT_HOLD_INTERVALS`] x interval. Use [`Config::hold_ms`].
+    pub hold_ms: Option<u32>,
+    /// From `--map-file`.
+    pub map_file: PathBuf,
+    /// From `--proc-root`; lets tests point at a fake procfs.
+    pub proc_root: PathBuf,
+    /// From `--setpe`.
+    pub setpe: PathBuf,
+    /// From `--cluster`, NUL padded; all zero means no label.
+    pub label: [u8; LABEL_LEN],
+    /// `-d/--debug`: log debug lines too.
+    pub debug: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            daemonize: true,
+            interfaces: Vec::new(),
+            multicast_ttl: None,
+            group: DEFAULT_GROUP,
+            port: DEFAULT_PORT,
+            interval_ms: DEFAULT_INTERVAL_MS,
+            hold_ms: None,
+            map_file: PathBuf::from(DEFAULT_MAP_FILE),
+            proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
+            setpe: PathBuf::from(DEFAULT_SETPE),
+            label: [0; LABEL_LEN],
+            debug: false,
+        }
+    }
+}
+
+impl Config {
+    /// The effective hold time: `--hold`, or 5 x interval, never above [`MAX_HOLD_MS`]
+    /// so it always fits the wire format's range.
+    pub fn hold_ms(&self) -> u32 {
+        self.hold_ms
+            .unwrap_or_else(|| self.interval_ms.saturating_mul(DEFAULT_HOLD_INTERVALS))
+            .min(MAX_HOLD_MS)
+    }
+}
 
 /// Why the daemon could not start. `main` prints it and exits with status 1.
 #[derive(Debug)]

@@ -58,7 +58,7 @@ fn dump(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(mut cfg: cli::Config) -> ExitCode {
+fn run(mut cfg: daemon::Config) -> ExitCode {
     if cfg.daemonize {
         // A daemon must not keep its starter's pipes or files open (a
         // caller waiting for end-of-file would hang).

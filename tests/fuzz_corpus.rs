@@ -20,7 +20,8 @@ use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use omdiscd::cli::{Command, Config};
+use omdiscd::cli::Command;
+use omdiscd::daemon::Config;
 use omdiscd::mapfile::{MapFileError, MapFileErrorKind};
 use omdiscd::netlink::msg::{self as netlink, ReplyState, ReplyStatus};
 use omdiscd::netlink::{Event, NlError};

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
-use omdiscd::cli::Config;
+use omdiscd::daemon::Config;
 use omdiscd::daemon::Daemon;
 use omdiscd::wire::{self, Label, MessageType, Repr, SyncEntry};
 
