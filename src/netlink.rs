@@ -6,7 +6,7 @@
 //! - a pure message layer (the private `msg` module, which forbids `unsafe`): headers,
 //!   attribute walking, parsers, the reply state machine and the dump collectors. It
 //!   works on any byte slice, never panics and never allocates, so it can be fuzzed
-//!   ([`fuzz_check`]) and unit-tested without a socket;
+//!   (`fuzz_check`) and unit-tested without a socket;
 //! - [`Netlink`] (this module), which owns the socket and one fixed receive buffer, sends
 //!   requests and feeds the replies to the message layer. After [`Netlink::open`] /
 //!   [`Netlink::open_monitor`] nothing here allocates.
