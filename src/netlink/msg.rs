@@ -2,7 +2,7 @@
 //! over messages and attributes, the per-type parsers, events, the request/reply state
 //! machine, the dump collectors and request encoding. Everything here works on any byte
 //! slice, makes no system call, never panics and never allocates, so it can be fuzzed
-//! ([`fuzz_check`]) and unit-tested without a socket; `unsafe` is forbidden.
+//! (`fuzz_check`) and unit-tested without a socket; `unsafe` is forbidden.
 //!
 //! Headers are modelled on netlink-packet-route, but attributes are walked in place instead
 //! of being collected into a `Vec`. Netlink is host byte order, so header fields are native
