@@ -14,6 +14,7 @@
 //!
 //! Values must be UTF-8, except the paths (`--map-file`, `--proc-root`, `--setpe`),
 //! because a Linux path may be any bytes.
+#![forbid(unsafe_code)]
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;

@@ -4,6 +4,7 @@
 //! O(1) and nothing is allocated while the daemon runs. The slot table is
 //! allocated zeroed, so the kernel maps its pages lazily: a cluster of a few
 //! hundred nodes touches a few pages, not the whole table.
+#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 

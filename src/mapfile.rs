@@ -16,6 +16,7 @@
 //! addresses; `ID ADDRESS ALIAS` is a second address of a node. This node's
 //! line comes first (on its own, so `--dump` can list it first like `showmap`),
 //! then the other nodes by ascending id, consecutive ones compressed into ranges.
+#![forbid(unsafe_code)]
 
 use std::fmt::{self, Write};
 use std::net::Ipv4Addr;

@@ -10,6 +10,7 @@
 //!   [`Repr::emit`] refuses to write anything `parse` would reject.
 //!
 //! The label, own-message and sequence rules need daemon state and live there.
+#![forbid(unsafe_code)]
 
 use core::fmt;
 use core::net::Ipv4Addr;
