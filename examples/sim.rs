@@ -8,7 +8,8 @@
 //! `--reorder P`, `--reorder-ms MS` (10), `--queue N` datagrams (8192),
 //! `--rx-rate N` datagrams/s a node can process (0: unlimited).
 //! Nodes: `--nodes N`, `--interval MS` (2000), `--hold MS` (5 x interval),
-//! `--start-window MS` (0: all in one millisecond), `--seed S`, `--seconds S`.
+//! `--start-window MS` (0: all in one millisecond), `--seed S`, `--seconds S`,
+//! `--threads 1|2` (2; the run is the same bit for bit with either).
 //! Script (T in seconds, repeatable): `--join T:K`, `--stop T:K`,
 //! `--kill T:K`, `--pause T:K:MS`, `--change-address T:K`,
 //! `--partition T:FRACTION`, `--heal T`.
@@ -23,7 +24,7 @@ use omdiscd::sim::{self, Action, Scenario, Step};
 
 fn usage(msg: &str) -> ! {
     eprintln!("sim: {msg}");
-    eprintln!("usage: sim [--nodes N] [--seconds S] [--seed S] [--loss P] [--dup P] [--reorder P] [--reorder-ms MS] [--delay MS] [--jitter MS] [--queue N] [--rx-rate N] [--interval MS] [--hold MS] [--start-window MS] [--join T:K] [--stop T:K] [--kill T:K] [--pause T:K:MS] [--change-address T:K] [--partition T:F] [--heal T]");
+    eprintln!("usage: sim [--nodes N] [--seconds S] [--seed S] [--loss P] [--dup P] [--reorder P] [--reorder-ms MS] [--delay MS] [--jitter MS] [--queue N] [--rx-rate N] [--interval MS] [--hold MS] [--start-window MS] [--threads 1|2] [--join T:K] [--stop T:K] [--kill T:K] [--pause T:K:MS] [--change-address T:K] [--partition T:F] [--heal T]");
     exit(2)
 }
 
@@ -60,6 +61,7 @@ fn peak_rss_kib() -> u64 {
 fn main() {
     let mut s = Scenario {
         duration_ms: 120_000,
+        threads: 2,
         ..Scenario::default()
     };
     let mut hold: Option<u32> = None;
@@ -94,6 +96,7 @@ fn main() {
             "--interval" => s.interval_ms = num(flag, v),
             "--hold" => hold = Some(num(flag, v)),
             "--start-window" => s.start_window_ms = num(flag, v),
+            "--threads" => s.threads = num(flag, v),
             "--join" | "--stop" | "--kill" | "--change-address" => {
                 let p = parts(flag, v, 2);
                 let count = num(flag, p[1]);

@@ -34,7 +34,6 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::map::ClusterMap;
 use crate::node::{
     Actions, Core, Datagram, Dest, Event, Input, Link, Publish, Published, Received, Settings,
     EXPIRY_GRANULARITY_MS,
@@ -50,6 +49,9 @@ const PORT: u16 = 7742;
 const WHEEL_MS: usize = 8192;
 /// Probabilities are given in parts per million.
 const PPM: u32 = 1_000_000;
+/// Below this many queued datagrams a tick runs on one thread: starting a
+/// thread (~20 us) costs more than it saves.
+const PARALLEL_FROM: usize = 256;
 
 /// The simulated network.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -129,6 +131,12 @@ pub struct Scenario {
     pub hold_ms: u32,
     pub net: NetConfig,
     pub script: Vec<Step>,
+    /// Threads to run the nodes on: 1 or 2 (more is taken as 2). The run is
+    /// the same bit for bit whatever the number.
+    pub threads: usize,
+    /// With 2 threads, a tick uses both once this many datagrams are queued
+    /// (default 256; tests set 0 to run every tick on both).
+    pub parallel_from: usize,
 }
 
 impl Default for Scenario {
@@ -142,6 +150,8 @@ impl Default for Scenario {
             hold_ms: 2000 * crate::cli::DEFAULT_HOLD_INTERVALS,
             net: NetConfig::default(),
             script: Vec::new(),
+            threads: 1,
+            parallel_from: PARALLEL_FROM,
         }
     }
 }
@@ -546,86 +556,256 @@ struct Port<'a> {
     world: &'a mut World,
 }
 
-impl Actions for Port<'_> {
-    fn send(&mut self, d: &Datagram<'_>) -> bool {
-        let w = &mut *self.world;
-        let me = self.me;
-        if d.bytes.is_empty() {
-            return false;
+impl World {
+    /// A node sends: counted, hashed into the digest, and fanned out.
+    fn send(&mut self, me: usize, to: Dest, bytes: &[u8]) {
+        self.sent[me] += 1;
+        self.sent_bytes[me] += bytes.len() as u64;
+        if self.now >= self.steady_from_ms {
+            self.steady_sent[me] += 1;
+            self.steady_bytes[me] += bytes.len() as u64;
         }
-        w.sent[me] += 1;
-        w.sent_bytes[me] += d.bytes.len() as u64;
-        if w.now >= w.steady_from_ms {
-            w.steady_sent[me] += 1;
-            w.steady_bytes[me] += d.bytes.len() as u64;
-        }
-        let mut h = mix(w.digest, w.now);
+        let mut h = mix(self.digest, self.now);
         h = mix(h, me as u64);
-        for chunk in d.bytes.chunks(8) {
+        for chunk in bytes.chunks(8) {
             let mut b = [0u8; 8];
             b[..chunk.len()].copy_from_slice(chunk);
             h = mix(h, u64::from_le_bytes(b));
         }
-        w.digest = h;
-        let src = w.addr[me];
-        let pkt = w.slab.insert(d.bytes);
-        w.slab.refs[pkt as usize] = 1; // held while fanning out
-        let side = w.side[me];
-        match d.to {
+        self.digest = h;
+        let src = self.addr[me];
+        let pkt = self.slab.insert(bytes);
+        self.slab.refs[pkt as usize] = 1; // held while fanning out
+        let side = self.side[me];
+        match to {
             Dest::Group => {
-                for dst in 0..w.life.len() {
-                    let listening = matches!(w.life[dst], Life::Running | Life::Paused { .. });
-                    if dst != me && listening && w.side[dst] == side {
-                        w.transmit(dst, pkt, src, true);
+                for dst in 0..self.life.len() {
+                    let listening = matches!(self.life[dst], Life::Running | Life::Paused { .. });
+                    if dst != me && listening && self.side[dst] == side {
+                        self.transmit(dst, pkt, src, true);
                     }
                 }
             }
             Dest::Node(ip) => {
-                w.unicast_sent += 1;
-                if let Some(&dst) = w.by_addr.get(&ip) {
+                self.unicast_sent += 1;
+                if let Some(&dst) = self.by_addr.get(&ip) {
                     let dst = dst as usize;
-                    let listening = matches!(w.life[dst], Life::Running | Life::Paused { .. });
-                    if listening && w.side[dst] == side {
-                        w.transmit(dst, pkt, src, false);
+                    let listening = matches!(self.life[dst], Life::Running | Life::Paused { .. });
+                    if listening && self.side[dst] == side {
+                        self.transmit(dst, pkt, src, false);
                     }
                 }
             }
         }
-        w.slab.release(pkt);
-        true
+        self.slab.release(pkt);
     }
 
-    fn publish(&mut self, p: &Publish<'_>) -> Published {
-        let w = &mut *self.world;
-        let me = self.me;
+    /// A node published a map of `len` nodes with fingerprint `fp`.
+    fn published(&mut self, me: usize, m: PublishedMap) {
+        if m.changes {
+            self.publishes += 1;
+            self.false_removals += m.false_removals;
+        }
+        self.published[me] = (m.len, m.fp);
+        self.converged[me] = self.agrees(me);
+        self.digest = mix(mix(mix(self.digest, self.now), me as u64), m.fp);
+    }
+
+    fn view(&self) -> View<'_> {
+        View {
+            now: self.now,
+            slab: &self.slab,
+            life: &self.life,
+            side: &self.side,
+            by_addr: &self.by_addr,
+            live_since: &self.live_since,
+        }
+    }
+}
+
+/// What a publish showed, to be booked.
+#[derive(Clone, Copy, Debug)]
+struct PublishedMap {
+    len: usize,
+    fp: u64,
+    changes: bool,
+    false_removals: u64,
+}
+
+/// What the nodes may read of the world while they run (in parallel).
+#[derive(Clone, Copy)]
+struct View<'a> {
+    now: u64,
+    slab: &'a Slab,
+    life: &'a [Life],
+    side: &'a [u8],
+    by_addr: &'a HashMap<Ipv4Addr, u32>,
+    live_since: &'a [u64],
+}
+
+impl View<'_> {
+    /// Books a publish: the map's fingerprint, and the nodes it dropped that
+    /// are live, on the same side, and have been so for longer than their
+    /// hold time (false removals).
+    fn publish(&self, me: usize, p: &Publish<'_>) -> PublishedMap {
+        let mut false_removals = 0;
         if p.changes {
-            w.publishes += 1;
-            count_false_removals(w, me, p.map);
+            for gone in p.map.left() {
+                let Some(&j) = self.by_addr.get(&gone.addr) else {
+                    continue;
+                };
+                let j = j as usize;
+                let settled = self.live_since[j] + u64::from(gone.hold_ms.max(1)) <= self.now;
+                if self.life[j] == Life::Running && self.side[j] == self.side[me] && settled {
+                    false_removals += 1;
+                }
+            }
         }
         let fp = p
             .map
             .iter()
             .fold(0u64, |h, n| h.wrapping_add(addr_hash(n.addr)));
-        w.published[me] = (p.map.len(), fp);
-        w.converged[me] = w.agrees(me);
-        w.digest = mix(mix(mix(w.digest, w.now), me as u64), fp);
+        PublishedMap {
+            len: p.map.len(),
+            fp,
+            changes: p.changes,
+            false_removals,
+        }
+    }
+}
+
+impl Actions for Port<'_> {
+    fn send(&mut self, d: &Datagram<'_>) -> bool {
+        if d.bytes.is_empty() {
+            return false;
+        }
+        self.world.send(self.me, d.to, d.bytes);
+        true
+    }
+
+    fn publish(&mut self, p: &Publish<'_>) -> Published {
+        let m = self.world.view().publish(self.me, p);
+        self.world.published(self.me, m);
         Published::default()
     }
 
     fn event(&mut self, _now_ms: u64, _e: Event) {}
 }
 
-/// A node removed from `me`'s map that is live, on the same side, and has
-/// been so for longer than its hold time: it should not have gone.
-fn count_false_removals(w: &mut World, me: usize, map: &ClusterMap) {
-    for gone in map.left() {
-        let Some(&j) = w.by_addr.get(&gone.addr) else {
-            continue;
-        };
-        let j = j as usize;
-        let settled = w.live_since[j] + u64::from(gone.hold_ms.max(1)) <= w.now;
-        if w.is_live(j) && w.side[j] == w.side[me] && settled {
-            w.false_removals += 1;
+/// What a node did while the nodes ran side by side, applied afterwards in
+/// node order, so that a run is the same with one thread or two.
+#[derive(Clone, Copy, Debug)]
+enum Deed {
+    Send {
+        me: usize,
+        to: Dest,
+        start: usize,
+        len: usize,
+    },
+    Publish {
+        me: usize,
+        map: PublishedMap,
+    },
+    Release {
+        pkt: u32,
+    },
+    Finished {
+        me: usize,
+    },
+}
+
+#[derive(Default)]
+struct Outbox {
+    deeds: Vec<Deed>,
+    bytes: Vec<u8>,
+}
+
+/// A core's view of the world while the nodes run side by side: reads go
+/// to the [`View`], everything else is written down in the [`Outbox`].
+struct Deferred<'a, 'v> {
+    me: usize,
+    view: &'a View<'v>,
+    out: &'a mut Outbox,
+}
+
+impl Actions for Deferred<'_, '_> {
+    fn send(&mut self, d: &Datagram<'_>) -> bool {
+        if d.bytes.is_empty() {
+            return false;
+        }
+        let start = self.out.bytes.len();
+        self.out.bytes.extend_from_slice(d.bytes);
+        let (me, to, len) = (self.me, d.to, d.bytes.len());
+        self.out.deeds.push(Deed::Send { me, to, start, len });
+        true
+    }
+
+    fn publish(&mut self, p: &Publish<'_>) -> Published {
+        let map = self.view.publish(self.me, p);
+        self.out.deeds.push(Deed::Publish { me: self.me, map });
+        Published::default()
+    }
+
+    fn event(&mut self, _now_ms: u64, _e: Event) {}
+}
+
+/// The per-node state the running phase changes, for one slice of nodes.
+struct Lane<'a> {
+    /// Index of the first node of the slice.
+    base: usize,
+    cores: &'a mut [Option<Core>],
+    next_poll: &'a mut [u64],
+    budget: &'a mut [u32],
+    queues: &'a mut [VecDeque<Delivery>],
+    running_ms: &'a mut [u64],
+}
+
+impl Lane<'_> {
+    /// Every active node of the lane reads what it can, then runs what is due.
+    fn run(&mut self, view: &View<'_>, rate: u32, out: &mut Outbox) {
+        let now = view.now;
+        for k in 0..self.cores.len() {
+            let i = self.base + k;
+            if !matches!(view.life[i], Life::Running | Life::Leaving) {
+                continue;
+            }
+            self.running_ms[k] += 1;
+            let Some(core) = self.cores[k].as_mut() else {
+                continue;
+            };
+            let mut port = Deferred { me: i, view, out };
+            let touched = !self.queues[k].is_empty();
+            if touched {
+                let mut can = if rate == 0 {
+                    usize::MAX
+                } else {
+                    self.budget[k] += rate;
+                    let whole = self.budget[k] / 1000;
+                    self.budget[k] %= 1000;
+                    whole as usize
+                };
+                while can > 0 {
+                    let Some(d) = self.queues[k].pop_front() else {
+                        break;
+                    };
+                    can -= 1;
+                    port.out.deeds.push(Deed::Release { pkt: d.pkt });
+                    let r = Received {
+                        data: view.slab.get(d.pkt),
+                        src: SocketAddrV4::new(d.src, PORT),
+                        ifindex: IFINDEX,
+                        multicast: d.multicast,
+                    };
+                    core.handle(now, Input::Datagram(r), &mut port);
+                }
+            }
+            if self.next_poll[k] <= now || touched {
+                core.poll(now, &mut port);
+                self.next_poll[k] = core.poll_at().unwrap_or(u64::MAX);
+            }
+            if core.finished() {
+                port.out.deeds.push(Deed::Finished { me: i });
+            }
         }
     }
 }
@@ -647,6 +827,9 @@ struct Sim {
     next_node: usize,
     /// When the last initial node starts.
     boot_ms: u64,
+    /// Threads the nodes run on (1 or 2); the run is the same either way.
+    threads: usize,
+    outboxes: [Outbox; 2],
 }
 
 /// Runs a scenario to its end.
@@ -718,6 +901,8 @@ impl Sim {
             .unwrap_or(0);
         Sim {
             boot_ms,
+            threads: scenario.threads.clamp(1, 2),
+            outboxes: Default::default(),
             cores: (0..total).map(|_| None).collect(),
             next_poll: vec![u64::MAX; total],
             budget: vec![0; total],
@@ -944,60 +1129,76 @@ impl Sim {
         let mut arrivals = arrivals;
         arrivals.clear();
         self.world.wheel[slot] = arrivals;
-        // Every running node: read what it can, then run what is due.
+        // Every running node: read what it can, then run what is due; on
+        // both cores when there is enough to do. What the nodes do is booked
+        // afterwards, in node order.
         let rate = self.scenario.net.rx_rate;
-        for i in 0..self.cores.len() {
-            let active = matches!(self.world.life[i], Life::Running | Life::Leaving);
-            if !active {
-                continue;
-            }
-            self.world.running_ms[i] += 1;
-            let Some(core) = self.cores[i].as_mut() else {
-                continue;
-            };
-            let mut port = Port {
-                me: i,
-                world: &mut self.world,
-            };
-            let mut touched = false;
-            if !port.world.queues[i].is_empty() {
-                let mut can = if rate == 0 {
-                    usize::MAX
-                } else {
-                    self.budget[i] += rate;
-                    let whole = self.budget[i] / 1000;
-                    self.budget[i] %= 1000;
-                    whole as usize
-                };
-                while can > 0 {
-                    let Some(d) = port.world.queues[i].pop_front() else {
-                        break;
-                    };
-                    can -= 1;
-                    let mut buf = [0u8; MAX_MESSAGE_LEN];
-                    let bytes = port.world.slab.get(d.pkt);
-                    let len = bytes.len();
-                    buf[..len].copy_from_slice(bytes);
-                    port.world.slab.release(d.pkt);
-                    let r = Received {
-                        data: &buf[..len],
-                        src: SocketAddrV4::new(d.src, PORT),
-                        ifindex: IFINDEX,
-                        multicast: d.multicast,
-                    };
-                    core.handle(now, Input::Datagram(r), &mut port);
-                }
-                touched = true;
-            }
-            if self.next_poll[i] <= now || touched {
-                core.poll(now, &mut port);
-                self.next_poll[i] = core.poll_at().unwrap_or(u64::MAX);
-            }
-            if core.finished() {
-                self.kill(i, now);
-                self.world.recompute_expected();
-            }
+        let queued: usize = self.world.queues.iter().map(VecDeque::len).sum();
+        let threads = if queued >= PARALLEL_FROM {
+            self.threads
+        } else {
+            1
+        };
+        let n = self.cores.len();
+        let mid = if threads > 1 { n / 2 } else { n };
+        let (c0, c1) = self.cores.split_at_mut(mid);
+        let (p0, p1) = self.next_poll.split_at_mut(mid);
+        let (b0, b1) = self.budget.split_at_mut(mid);
+        let (q0, q1) = self.world.queues.split_at_mut(mid);
+        let (r0, r1) = self.world.running_ms.split_at_mut(mid);
+        let mut lane0 = Lane {
+            base: 0,
+            cores: c0,
+            next_poll: p0,
+            budget: b0,
+            queues: q0,
+            running_ms: r0,
+        };
+        let mut lane1 = Lane {
+            base: mid,
+            cores: c1,
+            next_poll: p1,
+            budget: b1,
+            queues: q1,
+            running_ms: r1,
+        };
+        let view = View {
+            now,
+            slab: &self.world.slab,
+            life: &self.world.life,
+            side: &self.world.side,
+            by_addr: &self.world.by_addr,
+            live_since: &self.world.live_since,
+        };
+        let [out0, out1] = &mut self.outboxes;
+        if threads > 1 {
+            std::thread::scope(|s| {
+                s.spawn(|| lane1.run(&view, rate, out1));
+                lane0.run(&view, rate, out0);
+            });
+        } else {
+            lane0.run(&view, rate, out0);
+            lane1.run(&view, rate, out1);
         }
+        let mut outboxes = std::mem::take(&mut self.outboxes);
+        for out in &mut outboxes {
+            for &deed in &out.deeds {
+                match deed {
+                    Deed::Send { me, to, start, len } => {
+                        self.world.send(me, to, &out.bytes[start..start + len]);
+                    }
+                    Deed::Publish { me, map } => self.world.published(me, map),
+                    Deed::Release { pkt } => self.world.slab.release(pkt),
+                    Deed::Finished { me } => {
+                        self.kill(me, now);
+                        self.world.recompute_expected();
+                    }
+                }
+            }
+            out.deeds.clear();
+            out.bytes.clear();
+        }
+        self.outboxes = outboxes;
         if now % 1000 == 0 {
             self.count_ghosts(now);
         }

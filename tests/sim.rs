@@ -152,6 +152,14 @@ fn the_same_seed_gives_the_same_run_and_another_seed_another() {
     let a = run(&s);
     let b = run(&s);
     assert_eq!(a, b, "bit for bit");
+    // On two threads (here every tick runs the nodes on both cores) the run
+    // is the same too.
+    let mut two = s.clone();
+    two.threads = 2;
+    two.parallel_from = 0;
+    let c2 = run(&two);
+    assert_eq!(a.digest, c2.digest, "two threads change nothing");
+    assert_eq!(a.phases, c2.phases);
     s.seed = 10;
     let c = run(&s);
     assert_ne!(a.digest, c.digest);
