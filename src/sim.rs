@@ -817,7 +817,14 @@ struct Sim {
     next_poll: Vec<u64>,
     budget: Vec<u32>,
     restarts: Vec<u32>,
-    start_at: Vec<u64>,
+    /// The cold boot: (start time, node), in order, and the next to start.
+    boot: Vec<(u64, usize)>,
+    next_boot: usize,
+    /// The script in time order (ties in the given order), and the next step.
+    script: Vec<Step>,
+    next_step: usize,
+    /// Nodes paused now.
+    paused: usize,
     world: World,
     script_rng: Rng,
     phases: Vec<Phase>,
@@ -846,18 +853,16 @@ impl Sim {
     fn new(scenario: Scenario) -> Sim {
         let total = scenario.total_nodes();
         let mut script_rng = Rng::from_seed(mix(scenario.seed, 0x005C_2197));
-        let start_at: Vec<u64> = (0..total)
+        let mut boot: Vec<(u64, usize)> = (0..scenario.nodes)
             .map(|i| {
-                if i < scenario.nodes && scenario.start_window_ms > 0 {
-                    let w = scenario.start_window_ms.min(u64::from(u32::MAX)) as u32;
-                    u64::from(script_rng.below(w + 1))
-                } else if i < scenario.nodes {
-                    0
-                } else {
-                    u64::MAX
-                }
+                let w = scenario.start_window_ms.min(u64::from(u32::MAX)) as u32;
+                let at = if w > 0 { script_rng.below(w + 1) } else { 0 };
+                (u64::from(at), i)
             })
             .collect();
+        boot.sort_unstable();
+        let mut script = scenario.script.clone();
+        script.sort_by_key(|s| s.at_ms);
         let last_event = scenario.script.iter().map(|s| s.at_ms).max().unwrap_or(0);
         let settle = last_event + u64::from(scenario.hold_ms) + u64::from(scenario.interval_ms);
         let steady_from_ms = settle.max(scenario.duration_ms / 2);
@@ -894,11 +899,7 @@ impl Sim {
             at_ms: 0,
             converged_after_ms: None,
         }];
-        let boot_ms = start_at[..scenario.nodes]
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0);
+        let boot_ms = boot.last().map_or(0, |&(at, _)| at);
         Sim {
             boot_ms,
             threads: scenario.threads.clamp(1, 2),
@@ -907,7 +908,11 @@ impl Sim {
             next_poll: vec![u64::MAX; total],
             budget: vec![0; total],
             restarts: vec![0; total],
-            start_at,
+            boot,
+            next_boot: 0,
+            script,
+            next_step: 0,
+            paused: 0,
             world,
             script_rng,
             phases,
@@ -1024,6 +1029,7 @@ impl Sim {
             Action::Pause { count, ms } => {
                 for i in self.pick(count) {
                     self.world.life[i] = Life::Paused { until_ms: now + ms };
+                    self.paused += 1;
                 }
                 self.open(format!("pause {count} for {ms} ms (#{n})"), now);
             }
@@ -1071,37 +1077,39 @@ impl Sim {
     fn tick(&mut self, now: u64) {
         self.world.now = now;
         let mut membership_changed = false;
-        // Cold boot starts.
-        for i in 0..self.scenario.nodes {
-            if self.start_at[i] == now {
-                self.start(i, now);
-                membership_changed = true;
+        // Cold boot starts, in (time, node) order.
+        while let Some(&(at, i)) = self.boot.get(self.next_boot) {
+            if at > now {
+                break;
             }
+            self.next_boot += 1;
+            self.start(i, now);
+            membership_changed = true;
         }
         // Resumes.
         let mut resumed = 0;
-        for i in 0..self.cores.len() {
-            if let Life::Paused { until_ms } = self.world.life[i] {
-                if until_ms <= now {
-                    self.world.life[i] = Life::Running;
-                    self.world.live_since[i] = now;
-                    resumed += 1;
+        if self.paused > 0 {
+            for i in 0..self.cores.len() {
+                if let Life::Paused { until_ms } = self.world.life[i] {
+                    if until_ms <= now {
+                        self.world.life[i] = Life::Running;
+                        self.world.live_since[i] = now;
+                        resumed += 1;
+                    }
                 }
             }
+            self.paused -= resumed;
         }
         if resumed > 0 {
             membership_changed = true;
             let n = self.phases.len();
             self.open(format!("resume {resumed} (#{n})"), now);
         }
-        let steps: Vec<Step> = self
-            .scenario
-            .script
-            .iter()
-            .filter(|s| s.at_ms == now)
-            .copied()
-            .collect();
-        for step in steps {
+        while let Some(&step) = self.script.get(self.next_step) {
+            if step.at_ms > now {
+                break;
+            }
+            self.next_step += 1;
             self.apply(step, now);
         }
         if membership_changed {
