@@ -30,7 +30,7 @@
 //!   time plus the expiry granularity.
 #![forbid(unsafe_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -209,6 +209,10 @@ pub struct Phase {
     /// the live nodes of its side; `None`: not within the run (or the next
     /// event came first).
     pub converged_after_ms: Option<u64>,
+    /// For a join: datagrams that reached the newcomers (all of them, lost
+    /// at a full queue included) from their start until the phase converged
+    /// (or ended).
+    pub received_by_newcomers: Option<u64>,
 }
 
 /// Traffic figures.
@@ -254,6 +258,15 @@ pub struct Report {
     pub publishes: u64,
     /// When the last node of the cold boot started.
     pub last_start_ms: u64,
+    /// Datagrams sent until the cold boot converged (or the next event).
+    pub boot_sent: u64,
+    /// Of them unicast.
+    pub boot_unicast: u64,
+    /// Distinct (sender, receiver) pairs of unicast datagrams in the cold
+    /// boot: on a real LAN each costs an ARP resolution.
+    pub boot_unicast_pairs: u64,
+    /// The same over the whole run.
+    pub unicast_pairs: u64,
 }
 
 impl Report {
@@ -275,18 +288,28 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "the last node of the cold boot started at {:.3} s",
-            self.last_start_ms as f64 / 1000.0
+            "the last node of the cold boot started at {:.3} s; the cold boot sent {} datagrams ({:.1} per node), {} unicast to {} distinct pairs",
+            self.last_start_ms as f64 / 1000.0,
+            self.boot_sent,
+            self.boot_sent as f64 / s.nodes.max(1) as f64,
+            self.boot_unicast,
+            self.boot_unicast_pairs
         );
-        let _ = writeln!(out, "| event | at (s) | converged after (s) |");
-        let _ = writeln!(out, "|---|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| event | at (s) | converged after (s) | datagrams to the newcomers |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|");
         for p in &self.phases {
             let after = match p.converged_after_ms {
                 Some(ms) => format!("{:.3}", ms as f64 / 1000.0),
                 None => "never".to_string(),
             };
             let at = p.at_ms as f64 / 1000.0;
-            let _ = writeln!(out, "| {} | {at:.3} | {after} |", p.what);
+            let rx = p
+                .received_by_newcomers
+                .map_or(String::new(), |n| n.to_string());
+            let _ = writeln!(out, "| {} | {at:.3} | {after} | {rx} |", p.what);
         }
         let _ = writeln!(
             out,
@@ -307,9 +330,10 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "sent {} datagrams ({} unicast), lost {}, queue drops {}, false removals {}, ghost observations {}, publishes {}",
+            "sent {} datagrams ({} unicast, {} distinct pairs), lost {}, queue drops {}, false removals {}, ghost observations {}, publishes {}",
             self.datagrams_sent,
             self.unicast_sent,
+            self.unicast_pairs,
             self.lost,
             self.queue_drops,
             self.false_removals,
@@ -342,20 +366,28 @@ impl Report {
                 p.what.replace(' ', "_"),
                 p.at_ms
             );
+            if let Some(rx) = p.received_by_newcomers {
+                let _ = write!(out, " phase{i}_newcomer_rx={rx}");
+            }
         }
         let t = &self.traffic;
         let st = &self.steady;
         let _ = write!(
             out,
-            " dgrams_node_s_mean={:.3} dgrams_node_s_max={:.3} bytes_node_s_mean={:.1} cluster_dgrams_s={:.1} steady_dgrams_node_s_mean={:.3} steady_dgrams_node_s_max={:.3} sent={} unicast={} lost={} queue_drops={} false_removals={} ghosts={} publishes={}",
+            " dgrams_node_s_mean={:.3} dgrams_node_s_max={:.3} bytes_node_s_mean={:.1} cluster_dgrams_s={:.1} steady_dgrams_node_s_mean={:.3} steady_dgrams_node_s_max={:.3} steady_cluster_dgrams_s={:.1} boot_sent={} boot_unicast={} boot_pairs={} sent={} unicast={} pairs={} lost={} queue_drops={} false_removals={} ghosts={} publishes={}",
             t.datagrams_mean,
             t.datagrams_max,
             t.bytes_mean,
             t.cluster_datagrams,
             st.datagrams_mean,
             st.datagrams_max,
+            st.cluster_datagrams,
+            self.boot_sent,
+            self.boot_unicast,
+            self.boot_unicast_pairs,
             self.datagrams_sent,
             self.unicast_sent,
+            self.unicast_pairs,
             self.lost,
             self.queue_drops,
             self.false_removals,
@@ -460,6 +492,13 @@ struct World {
     steady_bytes: Vec<u64>,
     steady_from_ms: u64,
     running_ms: Vec<u64>,
+    /// Datagrams that reached each node (queued or dropped at its queue).
+    rx: Vec<u64>,
+    /// Datagrams dropped at each node's full queue (what the kernel's
+    /// SO_RXQ_OVFL counter tells the daemon).
+    drops: Vec<u32>,
+    /// Distinct (sender, receiver) unicast pairs.
+    pairs: HashSet<(u32, u32)>,
     unicast_sent: u64,
     lost: u64,
     queue_drops: u64,
@@ -589,6 +628,7 @@ impl World {
             Dest::Node(ip) => {
                 self.unicast_sent += 1;
                 if let Some(&dst) = self.by_addr.get(&ip) {
+                    self.pairs.insert((me as u32, dst));
                     let dst = dst as usize;
                     let listening = matches!(self.life[dst], Life::Running | Life::Paused { .. });
                     if listening && self.side[dst] == side {
@@ -758,6 +798,8 @@ struct Lane<'a> {
     budget: &'a mut [u32],
     queues: &'a mut [VecDeque<Delivery>],
     running_ms: &'a mut [u64],
+    drops: &'a [u32],
+    drops_told: &'a mut [u32],
 }
 
 impl Lane<'_> {
@@ -774,6 +816,11 @@ impl Lane<'_> {
                 continue;
             };
             let mut port = Deferred { me: i, view, out };
+            if self.drops[k] != self.drops_told[k] {
+                // As the daemon reads SO_RXQ_OVFL with each datagram.
+                self.drops_told[k] = self.drops[k];
+                core.handle(now, Input::KernelDrops(self.drops[k]), &mut port);
+            }
             let touched = !self.queues[k].is_empty();
             if touched {
                 let mut can = if rate == 0 {
@@ -837,6 +884,13 @@ struct Sim {
     /// Threads the nodes run on (1 or 2); the run is the same either way.
     threads: usize,
     outboxes: [Outbox; 2],
+    /// Newcomers of the open phase, and what had reached them at its start.
+    newcomers: Vec<usize>,
+    newcomer_rx_at_start: u64,
+    /// Cold boot figures, taken when it converged (or the next event came).
+    boot_figures: Option<(u64, u64, u64)>,
+    /// Queue drops already told to each core.
+    drops_told: Vec<u32>,
 }
 
 /// Runs a scenario to its end.
@@ -887,6 +941,9 @@ impl Sim {
             steady_bytes: vec![0; total],
             steady_from_ms,
             running_ms: vec![0; total],
+            rx: vec![0; total],
+            drops: vec![0; total],
+            pairs: HashSet::new(),
             unicast_sent: 0,
             lost: 0,
             queue_drops: 0,
@@ -898,6 +955,7 @@ impl Sim {
             what: "cold boot".to_string(),
             at_ms: 0,
             converged_after_ms: None,
+            received_by_newcomers: None,
         }];
         let boot_ms = boot.last().map_or(0, |&(at, _)| at);
         Sim {
@@ -919,6 +977,10 @@ impl Sim {
             open_phase: Some(0),
             ghost_observations: 0,
             next_node: scenario.nodes,
+            newcomers: Vec::new(),
+            newcomer_rx_at_start: 0,
+            boot_figures: None,
+            drops_told: vec![0; total],
             scenario,
         }
     }
@@ -987,10 +1049,12 @@ impl Sim {
     }
 
     fn open(&mut self, what: String, now: u64) {
+        self.close_phase();
         self.phases.push(Phase {
             what,
             at_ms: now,
             converged_after_ms: None,
+            received_by_newcomers: None,
         });
         self.open_phase = Some(self.phases.len() - 1);
     }
@@ -999,12 +1063,16 @@ impl Sim {
         let n = self.phases.len();
         match step.action {
             Action::Join { count } => {
+                let first = self.next_node;
                 for _ in 0..count {
                     let i = self.next_node;
                     self.next_node += 1;
                     self.start(i, now);
                 }
                 self.open(format!("join {count} (#{n})"), now);
+                self.newcomers = (first..self.next_node).collect();
+                self.newcomer_rx_at_start = 0;
+                self.phases[n].received_by_newcomers = Some(0);
             }
             Action::Stop { count } => {
                 for i in self.pick(count) {
@@ -1124,11 +1192,15 @@ impl Sim {
                 self.world.life[dst],
                 Life::Running | Life::Paused { .. } | Life::Leaving
             );
+            if open {
+                self.world.rx[dst] += 1;
+            }
             if open && self.world.queues[dst].len() < self.world.cfg.queue {
                 self.world.queues[dst].push_back(*d);
             } else {
                 if open {
                     self.world.queue_drops += 1;
+                    self.world.drops[dst] += 1;
                 }
                 self.world.slab.release(d.pkt);
             }
@@ -1154,6 +1226,8 @@ impl Sim {
         let (b0, b1) = self.budget.split_at_mut(mid);
         let (q0, q1) = self.world.queues.split_at_mut(mid);
         let (r0, r1) = self.world.running_ms.split_at_mut(mid);
+        let (d0, d1) = self.world.drops.split_at(mid);
+        let (t0, t1) = self.drops_told.split_at_mut(mid);
         let mut lane0 = Lane {
             base: 0,
             cores: c0,
@@ -1161,6 +1235,8 @@ impl Sim {
             budget: b0,
             queues: q0,
             running_ms: r0,
+            drops: d0,
+            drops_told: t0,
         };
         let mut lane1 = Lane {
             base: mid,
@@ -1169,6 +1245,8 @@ impl Sim {
             budget: b1,
             queues: q1,
             running_ms: r1,
+            drops: d1,
+            drops_told: t1,
         };
         let view = View {
             now,
@@ -1216,34 +1294,56 @@ impl Sim {
             let booted = now >= self.boot_ms;
             if now > started && booted && self.world.all_converged() {
                 self.phases[p].converged_after_ms = Some(now - started);
-                self.open_phase = None;
+                self.close_phase();
             }
         }
     }
 
-    /// Dead nodes still in a live node's map past their hold time.
+    /// Ends the open phase: takes the figures that are counted until then.
+    fn close_phase(&mut self) {
+        let Some(p) = self.open_phase.take() else {
+            return;
+        };
+        if p == 0 && self.boot_figures.is_none() {
+            let w = &self.world;
+            let sent = w.sent.iter().sum();
+            self.boot_figures = Some((sent, w.unicast_sent, w.pairs.len() as u64));
+        }
+        if let Some(rx) = self.phases[p].received_by_newcomers.as_mut() {
+            let now: u64 = self.newcomers.iter().map(|&i| self.world.rx[i]).sum();
+            *rx = now - self.newcomer_rx_at_start;
+        }
+    }
+
+    /// Dead nodes still in a live node's map past the hold time that map
+    /// holds them for (the hold they last advertised, plus the expiry
+    /// granularity).
     fn count_ghosts(&mut self, now: u64) {
-        let hold = u64::from(self.scenario.hold_ms) + EXPIRY_GRANULARITY_MS;
-        let dead: Vec<Ipv4Addr> = (0..self.cores.len())
-            .filter(
-                |&i| matches!(self.world.life[i], Life::Dead { since_ms } if since_ms + hold < now),
-            )
-            .map(|i| self.world.addr[i])
+        let dead: Vec<(Ipv4Addr, u64)> = (0..self.cores.len())
+            .filter_map(|i| match self.world.life[i] {
+                Life::Dead { since_ms } => Some((self.world.addr[i], since_ms)),
+                _ => None,
+            })
             .collect();
         if dead.is_empty() {
             return;
         }
         for core in self.cores.iter().flatten() {
-            for &a in &dead {
+            for &(a, since_ms) in &dead {
                 let id = wire::node_id_of(a);
-                if core.map().get(id).is_some_and(|n| n.addr == a) {
+                let held = core.map().get(id).filter(|n| n.addr == a);
+                if held
+                    .is_some_and(|n| since_ms + u64::from(n.hold_ms) + EXPIRY_GRANULARITY_MS < now)
+                {
                     self.ghost_observations += 1;
                 }
             }
         }
     }
 
-    fn report(self) -> Report {
+    fn report(mut self) -> Report {
+        self.close_phase();
+        let (boot_sent, boot_unicast, boot_unicast_pairs) = self.boot_figures.unwrap_or_default();
         let w = &self.world;
         let secs = self.scenario.duration_ms as f64 / 1000.0;
         let steady_secs =
@@ -1304,6 +1404,10 @@ impl Sim {
             node_seconds: w.running_ms.iter().sum::<u64>() as f64 / 1000.0,
             publishes: w.publishes,
             last_start_ms: self.boot_ms,
+            boot_sent,
+            boot_unicast,
+            boot_unicast_pairs,
+            unicast_pairs: w.pairs.len() as u64,
             scenario: self.scenario,
         }
     }
