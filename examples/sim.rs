@@ -8,6 +8,9 @@
 //! `--reorder P`, `--reorder-ms MS` (10), `--queue N` datagrams (8192),
 //! `--rx-rate N` datagrams/s a node can process (0: unlimited).
 //! Nodes: `--nodes N`, `--interval MS` (2000), `--hold MS` (5 x interval),
+//! `--budget N` announcements/s for the whole cluster (1000; 0: none),
+//! `--remembered` (nodes know the cluster's size at start, as from a
+//! surviving map file),
 //! `--start-window MS` (0: all in one millisecond), `--seed S`, `--seconds S`,
 //! `--threads 1|2` (2; the run is the same bit for bit with either).
 //! Script (T in seconds, repeatable): `--join T:K`, `--stop T:K`,
@@ -24,7 +27,7 @@ use omdiscd::sim::{self, Action, Scenario, Step};
 
 fn usage(msg: &str) -> ! {
     eprintln!("sim: {msg}");
-    eprintln!("usage: sim [--nodes N] [--seconds S] [--seed S] [--loss P] [--dup P] [--reorder P] [--reorder-ms MS] [--delay MS] [--jitter MS] [--queue N] [--rx-rate N] [--interval MS] [--hold MS] [--start-window MS] [--threads 1|2] [--join T:K] [--stop T:K] [--kill T:K] [--pause T:K:MS] [--change-address T:K] [--partition T:F] [--heal T]");
+    eprintln!("usage: sim [--nodes N] [--seconds S] [--seed S] [--loss P] [--dup P] [--reorder P] [--reorder-ms MS] [--delay MS] [--jitter MS] [--queue N] [--rx-rate N] [--interval MS] [--hold MS] [--budget N] [--remembered] [--start-window MS] [--threads 1|2] [--join T:K] [--stop T:K] [--kill T:K] [--pause T:K:MS] [--change-address T:K] [--partition T:F] [--heal T]");
     exit(2)
 }
 
@@ -74,6 +77,10 @@ fn main() {
             quiet = true;
             continue;
         }
+        if flag == "--remembered" {
+            s.remembered = true;
+            continue;
+        }
         let v = it
             .next()
             .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
@@ -95,6 +102,7 @@ fn main() {
             "--rx-rate" => s.net.rx_rate = num(flag, v),
             "--interval" => s.interval_ms = num(flag, v),
             "--hold" => hold = Some(num(flag, v)),
+            "--budget" => s.budget = num(flag, v),
             "--start-window" => s.start_window_ms = num(flag, v),
             "--threads" => s.threads = num(flag, v),
             "--join" | "--stop" | "--kill" | "--change-address" => {

@@ -9,17 +9,17 @@
 //! nothing (proved by `tests/noalloc.rs`).
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read as _};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arrayvec::ArrayVec;
 
 use crate::cli::{
-    DEFAULT_GROUP, DEFAULT_HOLD_INTERVALS, DEFAULT_INTERVAL_MS, DEFAULT_MAP_FILE, DEFAULT_PORT,
-    DEFAULT_PROC_ROOT, DEFAULT_SETPE, MAX_INTERFACES,
+    DEFAULT_BUDGET, DEFAULT_GROUP, DEFAULT_HOLD_INTERVALS, DEFAULT_INTERVAL_MS, DEFAULT_MAP_FILE,
+    DEFAULT_PORT, DEFAULT_PROC_ROOT, DEFAULT_SETPE, MAX_INTERFACES,
 };
 use crate::log::{Level, Limit};
 use crate::netlink::{self, Netlink};
@@ -71,6 +71,8 @@ pub struct Config {
     pub interval_ms: u32,
     /// From `--hold`; `None` means [`DEFAULT_HOLD_INTERVALS`] x interval. Use [`Config::hold_ms`].
     pub hold_ms: Option<u32>,
+    /// From `--budget`: announcements per second for the whole cluster.
+    pub budget: u32,
     /// From `--map-file`.
     pub map_file: PathBuf,
     /// From `--proc-root`; lets tests point at a fake procfs.
@@ -93,6 +95,7 @@ impl Default for Config {
             port: DEFAULT_PORT,
             interval_ms: DEFAULT_INTERVAL_MS,
             hold_ms: None,
+            budget: DEFAULT_BUDGET,
             map_file: PathBuf::from(DEFAULT_MAP_FILE),
             proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
             setpe: PathBuf::from(DEFAULT_SETPE),
@@ -157,6 +160,28 @@ impl Iface {
             addr: self.addr,
             up: self.up,
         }
+    }
+}
+
+/// Nodes in the map a previous run left at `path` (a regular file, read up
+/// to 1 MiB), to size the start-up delay of a cold boot; 0 if there is none.
+fn previous_map_size(path: &Path) -> u32 {
+    const CAP: u64 = 1 << 20;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_file() {
+        return 0;
+    }
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(CAP).read_to_end(&mut bytes));
+    match (read, crate::mapfile::parse(&bytes)) {
+        (Ok(_), Ok(m)) => m
+            .ranges
+            .iter()
+            .map(|r| r.count)
+            .fold(0u32, u32::saturating_add),
+        _ => 0,
     }
 }
 
@@ -279,11 +304,27 @@ impl Actions for Shell {
                 self.ifaces.first().map_or("?", |i| i.name.as_str()),
                 self.group,
             ),
-            Event::KernelDrops { more } => limited(
-                Limit::RecvError,
-                Level::Warn,
-                format_args!("the kernel dropped {more} datagrams: receive buffer full"),
-            ),
+            Event::Overloaded {
+                dropped,
+                late_ms,
+                interval_ms,
+            } => {
+                let every = interval_ms as f64 / 1000.0;
+                if dropped > 0 {
+                    limited(
+                        Limit::Overload,
+                        Level::Warn,
+                        format_args!("overloaded: the kernel dropped {dropped} datagrams (receive buffer full); holding every node longer and announcing every {every} s until it recovers"),
+                    )
+                } else {
+                    let late = late_ms as f64 / 1000.0;
+                    limited(
+                        Limit::Overload,
+                        Level::Warn,
+                        format_args!("overloaded: ran {late} s late; holding every node longer and announcing every {every} s until it recovers"),
+                    )
+                }
+            }
             Event::AddressChanged { old, new } => notice!(
                 "address changed from {old} to {new}: leaving as #{} and joining as #{}",
                 crate::wire::node_id_of(old),
@@ -372,6 +413,8 @@ impl Daemon {
             hold_ms: cfg.hold_ms(),
             label: Label(cfg.label),
             routed: cfg.multicast_ttl.is_some(),
+            budget: cfg.budget,
+            expected_nodes: previous_map_size(&map_file),
         };
         let rng = Rng::from_seed(getrandom_u64());
         let core = Core::new(settings, primary, &links_of(&ifaces), rng, monotonic_ms());
@@ -566,13 +609,19 @@ impl Daemon {
         let c = self.core.counters();
         let map = self.core.map();
         info!(
-            "counters: {} nodes, received {}, sent {}, send errors {}, relayed {}, replies {}, foreign cluster {}, kernel drops {}, publishes {}, collisions {}, expired {}",
+            "counters: {} nodes, interval {} s, received {}, sent {}, send errors {}, relayed {}, asks {}, answers {} ({} multicast, {} SYNC datagrams), answers suppressed {}, overloads {}, foreign cluster {}, kernel drops {}, publishes {}, collisions {}, expired {}",
             map.len(),
+            self.core.interval_ms() as f64 / 1000.0,
             c.received,
             c.sent,
             c.send_errors,
             c.relayed,
-            c.replies,
+            c.asks,
+            c.answers,
+            c.multicast_answers,
+            c.syncs,
+            c.suppressed,
+            c.overloads,
             c.foreign_cluster,
             c.kernel_overflows,
             c.publishes,

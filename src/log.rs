@@ -81,11 +81,13 @@ pub enum Limit {
     NetlinkError,
     /// The default route went away.
     Route,
+    /// This node cannot keep up.
+    Overload,
 }
 
 impl Limit {
     /// Number of kinds (and of rate-limit slots).
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 }
 
 /// A fixed buffer implementing `fmt::Write` that truncates instead of failing,

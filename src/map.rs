@@ -60,10 +60,24 @@ impl IdSet {
         self.0[id as usize / 64] &= !(1 << (id % 64));
     }
     fn iter(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.iter_after(None)
+    }
+    /// Set ids above `after` (all with `None`), ascending.
+    fn iter_after(&self, after: Option<NodeId>) -> impl Iterator<Item = NodeId> + '_ {
+        let start = after.map_or(0, |a| usize::from(a) + 1);
+        let first_word = start / 64;
         self.0
             .iter()
             .enumerate()
-            .flat_map(|(w, &word)| ids_in_word(w, word))
+            .skip(first_word)
+            .flat_map(move |(w, &word)| {
+                let word = if w == first_word && start % 64 != 0 {
+                    word & (!0u64 << (start % 64))
+                } else {
+                    word
+                };
+                ids_in_word(w, word)
+            })
     }
     /// Ids in `self` but not in `other`, ascending.
     fn difference<'a>(&'a self, other: &'a IdSet) -> impl Iterator<Item = NodeId> + 'a {
@@ -122,6 +136,8 @@ pub enum AnnounceOutcome {
     Restarted,
     /// An old or duplicate sequence number (e.g. a relayed copy): ignored.
     Stale,
+    /// Hearsay about a known node that holds it longer than the map did.
+    Extended,
     /// The id belongs to another live node: not added.
     Collision(Collision),
     /// Invalid id 0 or our own id from our own address: ignored.
@@ -147,6 +163,8 @@ pub struct Node {
     pub sequence: u32,
     pub last_seen_ms: u64,
     pub hold_ms: u32,
+    /// When the map will drop it, unless heard from again.
+    pub expires_ms: u64,
 }
 
 impl Node {
@@ -178,6 +196,9 @@ pub struct ClusterMap {
     own: NodeId,
     dirty: bool,
     stats: MapStats,
+    /// Nobody's hold runs from before this instant: set while this node
+    /// could not read everything that arrived (see [`ClusterMap::postpone_expiry`]).
+    grace_from_ms: u64,
 }
 
 impl ClusterMap {
@@ -195,6 +216,7 @@ impl ClusterMap {
             own: 0,
             dirty: true,
             stats: MapStats::default(),
+            grace_from_ms: 0,
         };
         map.set_own(own_addr, own_aliases, incarnation);
         map
@@ -270,8 +292,9 @@ impl ClusterMap {
         let claimant = u32::from(a.addr);
         if self.live.contains(id) {
             let is_own = id == self.own;
+            let expires = self.expiry(id);
             let slot = &mut self.slots[id as usize];
-            let holder_alive = is_own || now_ms < expiry(slot);
+            let holder_alive = is_own || now_ms < expires;
             if slot.addr != claimant {
                 if holder_alive {
                     return self.collision(id, a.addr);
@@ -308,8 +331,13 @@ impl ClusterMap {
         AnnounceOutcome::Joined
     }
 
-    /// Applies an entry of a SYNC: a node a peer knows. First-hand news wins,
-    /// so a node already in the map is left as it is.
+    /// Applies an entry of a SYNC: a node a peer knows, which it would drop
+    /// `hold_ms` from now. A node the map lacks is added (without aliases:
+    /// they come with its own announcement). A known node of the same
+    /// incarnation is kept until then if that is later than its own expiry;
+    /// nothing else of it changes (first-hand news wins). The deadline is
+    /// never later than the peer's own, so hearsay cannot keep a dead node
+    /// alive longer than the last node that heard it.
     pub fn apply_hearsay(
         &mut self,
         addr: Ipv4Addr,
@@ -322,9 +350,16 @@ impl ClusterMap {
             return AnnounceOutcome::Ignored;
         }
         if self.live.contains(id) {
-            let slot = &self.slots[id as usize];
-            if slot.addr != u32::from(addr) && now_ms < expiry(slot) {
+            let expires = self.expiry(id);
+            let slot = &mut self.slots[id as usize];
+            if slot.addr != u32::from(addr) && now_ms < expires {
                 return self.collision(id, addr);
+            }
+            let until = now_ms.saturating_add(u64::from(hold_ms));
+            if slot.addr == u32::from(addr) && slot.incarnation == incarnation && until > expires {
+                let from = slot.last_seen_ms.max(self.grace_from_ms);
+                slot.hold_ms = u32::try_from(until - from).unwrap_or(u32::MAX);
+                return AnnounceOutcome::Extended;
             }
             return AnnounceOutcome::Ignored;
         }
@@ -361,7 +396,7 @@ impl ClusterMap {
         let mut removed = 0;
         for w in 0..WORDS {
             for id in ids_in_word(w, self.live.0[w]) {
-                if id != self.own && now_ms >= expiry(&self.slots[id as usize]) {
+                if id != self.own && now_ms >= self.expiry(id) {
                     self.remove(id);
                     removed += 1;
                 }
@@ -376,8 +411,23 @@ impl ClusterMap {
         self.live
             .iter()
             .filter(|&id| id != self.own)
-            .map(|id| expiry(&self.slots[id as usize]))
+            .map(|id| self.expiry(id))
             .min()
+    }
+
+    /// Holds every node at least until its hold time has passed from
+    /// `now_ms`: called while this node cannot keep up with what arrives
+    /// (its receive buffer overflowed, or it ran late), so that what it
+    /// failed to read does not look like silence. A node that really died
+    /// is dropped one hold time after the last such call.
+    pub fn postpone_expiry(&mut self, now_ms: u64) {
+        self.grace_from_ms = self.grace_from_ms.max(now_ms);
+    }
+
+    /// Nodes with ids above `after` (all with `None`), ascending; this node
+    /// included if its id comes.
+    pub fn iter_after(&self, after: Option<NodeId>) -> impl Iterator<Item = Node> + '_ {
+        self.live.iter_after(after).map(|id| self.view(id))
     }
 
     /// Every node in the order users see: this node first, then ascending id.
@@ -466,12 +516,18 @@ impl ClusterMap {
             sequence: s.sequence,
             last_seen_ms: s.last_seen_ms,
             hold_ms: s.hold_ms,
+            expires_ms: self.expiry(id),
         }
     }
-}
 
-fn expiry(slot: &Slot) -> u64 {
-    slot.last_seen_ms.saturating_add(slot.hold_ms as u64)
+    /// When the node in slot `id` expires: its hold time after it was last
+    /// heard, or after the grace began if that is later.
+    fn expiry(&self, id: NodeId) -> u64 {
+        let s = &self.slots[id as usize];
+        s.last_seen_ms
+            .max(self.grace_from_ms)
+            .saturating_add(u64::from(s.hold_ms))
+    }
 }
 
 fn same_aliases(slot: &Slot, aliases: &[Ipv4Addr]) -> bool {

@@ -29,13 +29,22 @@ use arrayvec::ArrayVec;
 use crate::cli::MAX_INTERFACES;
 use crate::map::{AnnounceOutcome, Announcement, ClusterMap, Collision, LeaveOutcome, NodeId};
 use crate::rng::Rng;
-use crate::wire::{self, flags, Label, MessageType, ParseError, Repr};
+use crate::wire::{self, flags, Label, MessageType, ParseError, Repr, SyncEntry};
 
 /// Changes within this window are published together (coalescing).
 pub const PUBLISH_DELAY_MS: u64 = 100;
 
-/// First announcement after a random delay of up to this (as mDNS probes).
+/// First announcement after a random delay of up to this (as mDNS probes),
+/// or longer when a large cluster is expected (see [`STARTUP_RATE_FACTOR`]).
 pub const STARTUP_JITTER_MS: u32 = 250;
+
+/// When a cluster of N nodes is expected, the first announcements are
+/// spread over N / (this x budget) seconds: a cold boot of the whole
+/// cluster sends its first round at about this many times the budget.
+pub const STARTUP_RATE_FACTOR: u64 = 4;
+
+/// The start-up delay is at most this long, whatever the expected size.
+pub const MAX_STARTUP_WINDOW_MS: u64 = 30_000;
 
 /// Announcements sent in the start-up burst (the first and two more).
 pub const STARTUP_BURST: u8 = 3;
@@ -47,19 +56,49 @@ pub const BURST_GAP_MS: u32 = 500;
 /// nodes booted together drift apart.
 pub const ANNOUNCE_JITTER_PERCENT: u32 = 20;
 
+/// The announce interval grows at most this many times from one
+/// announcement to the next, so that a sudden jump in the nodes known (a
+/// large SYNC, a healed partition) slows the pace over a few announcements
+/// rather than at once.
+pub const MAX_STRETCH: u32 = 2;
+
 /// Relays forward a message at most this many hops.
 pub const MAX_HOPS: u8 = 4;
 
-/// Replies to newcomers waiting for their random delay; more are dropped
-/// (the newcomer still learns everyone from the periodic announcements).
-pub const MAX_PENDING_REPLIES: usize = 64;
+/// A joining node asks for the map (ANNOUNCE with `JOIN`) in at most this
+/// many announcements: its start-up burst, then its periodic ones, until
+/// it is answered with a map at least as large as the answerer's.
+pub const MAX_ASKS: u8 = 6;
 
-/// A reply to a newcomer waits at least this long ...
-pub const REPLY_MIN_DELAY_MS: u64 = 10;
+/// Asks after the burst come with doubling gaps up to this, as long as they
+/// come sooner than the interval.
+pub const MAX_ASK_GAP_MS: u32 = 2_000;
 
-/// ... plus a random part below min(interval / 4, this), so the replies of a
-/// large cluster do not arrive at once.
-pub const REPLY_SPREAD_MS: u32 = 500;
+/// A member answers an ask with probability ANSWERERS / (the members it
+/// knows besides itself and the asker), so about this many answer it
+/// whatever the size of the cluster.
+pub const ANSWERERS: u32 = 3;
+
+/// Askers waiting for this node's answer. Two or more on one link are
+/// answered by one multicast, so a full list loses nobody.
+pub const MAX_PENDING_ANSWERS: usize = 64;
+
+/// An answer waits at least this long ...
+pub const ANSWER_MIN_DELAY_MS: u64 = 10;
+
+/// ... plus a random part below min(interval / 4, this), so that a member
+/// that hears another's multicast answer first can stay quiet.
+pub const ANSWER_SPREAD_MS: u32 = 500;
+
+/// A node that cannot keep up stretches its own interval by up to this
+/// factor (doubling with each overload, halving after each interval
+/// without one).
+pub const MAX_OVERLOAD_FACTOR: u32 = 4;
+
+/// A poll this late after its instant counts as an overload: the node (or
+/// its machine) was too busy or stopped, and what it failed to read must
+/// not look like silence.
+pub const OVERLOAD_LATE_MS: u64 = 1_000;
 
 /// Expiry runs at most this often: each run walks every known node
 /// (~3 ns a node), and with thousands of nodes the earliest deadline moves on
@@ -92,6 +131,14 @@ pub struct Settings {
     /// `-m` given (routed cluster): only the first interface sends and
     /// receives, and nothing is relayed.
     pub routed: bool,
+    /// Announcements per second the whole cluster should send: the
+    /// interval grows to (known nodes / budget) seconds when that is longer
+    /// than `interval_ms`. 0: no budget.
+    pub budget: u32,
+    /// Nodes expected in the cluster (e.g. the map this node published
+    /// before it restarted), to spread the first announcement of a cold
+    /// boot; 0: not known.
+    pub expected_nodes: u32,
 }
 
 /// One interface as the core sees it: no name, no socket.
@@ -196,8 +243,14 @@ pub enum Event {
     Joined { id: NodeId, addr: Ipv4Addr },
     /// No other node heard for [`LONELY_INTERVALS`] intervals.
     Lonely { intervals: u64 },
-    /// The kernel dropped this many more datagrams (receive buffer full).
-    KernelDrops { more: u32 },
+    /// This node cannot keep up: the kernel dropped `dropped` more
+    /// datagrams on a full receive buffer, or a poll came `late_ms` late.
+    /// Every node is held longer and the own interval is now `interval_ms`.
+    Overloaded {
+        dropped: u32,
+        late_ms: u64,
+        interval_ms: u32,
+    },
     /// The primary address changed: a new identity.
     AddressChanged { old: Ipv4Addr, new: Ipv4Addr },
     /// No interface has an IPv4 address: not announcing until one returns.
@@ -227,7 +280,18 @@ pub struct Counters {
     pub foreign_cluster: u64,
     pub own_looped: u64,
     pub relayed: u64,
-    pub replies: u64,
+    /// Announcements that asked for the map.
+    pub asks: u64,
+    /// Answers sent (an ANNOUNCE with `REPLY`, then the map in SYNCs) ...
+    pub answers: u64,
+    /// ... of them multicast to several askers.
+    pub multicast_answers: u64,
+    /// SYNC datagrams sent.
+    pub syncs: u64,
+    /// Pending answers dropped because another member answered first.
+    pub suppressed: u64,
+    /// Times this node found itself overloaded.
+    pub overloads: u64,
     pub kernel_overflows: u32,
     pub publishes: u64,
 }
@@ -242,17 +306,18 @@ enum Timer {
     FileRetry,
     KernelRetry,
     Goodbye,
+    Answer,
 }
 
 impl Timer {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
 }
 
+/// A node that asked for the map, waiting for this node's answer.
 #[derive(Clone, Copy, Debug)]
-struct PendingReply {
+struct PendingAnswer {
     to: Ipv4Addr,
     ifindex: u32,
-    due_ms: u64,
 }
 
 /// One node's protocol state. See the module documentation.
@@ -269,7 +334,22 @@ pub struct Core {
     burst_gap_ms: u32,
     heard_other: bool,
     last_expiry_ms: u64,
-    replies: heapless::Vec<PendingReply, MAX_PENDING_REPLIES>,
+    /// Asks left in this join; 0: not joining.
+    asks_left: u8,
+    /// An answer has come ...
+    answered: bool,
+    /// ... from a member that knew this many nodes.
+    wanted: u16,
+    answers: heapless::Vec<PendingAnswer, MAX_PENDING_ANSWERS>,
+    /// The last announcement: when, and the interval it advertised.
+    last_announce_ms: u64,
+    advertised_ms: u32,
+    /// The next periodic gap as drawn, and the interval it was drawn for
+    /// (reconsideration scales it to the interval of the moment).
+    gap_ms: u64,
+    gap_interval_ms: u32,
+    overload_factor: u32,
+    overload_until_ms: u64,
     goodbyes_left: u8,
     goodbye_len: usize,
     stopping: bool,
@@ -307,7 +387,16 @@ impl Core {
             burst_gap_ms: 0,
             heard_other: false,
             last_expiry_ms: 0,
-            replies: heapless::Vec::new(),
+            asks_left: 0,
+            answered: false,
+            wanted: 0,
+            answers: heapless::Vec::new(),
+            last_announce_ms: now_ms,
+            advertised_ms: settings.interval_ms,
+            gap_ms: u64::from(settings.interval_ms),
+            gap_interval_ms: settings.interval_ms,
+            overload_factor: 1,
+            overload_until_ms: 0,
             goodbyes_left: 0,
             goodbye_len: 0,
             stopping: false,
@@ -361,9 +450,28 @@ impl Core {
     /// The next instant (ms) at which [`Core::poll`] has something to do;
     /// `None` once finished.
     pub fn poll_at(&self) -> Option<u64> {
-        let timers = self.timers.iter().flatten().copied();
-        let replies = self.replies.iter().map(|r| r.due_ms);
-        timers.chain(replies).min()
+        self.timers.iter().flatten().copied().min()
+    }
+
+    /// The interval this node announces at now: the configured one, longer
+    /// when the cluster is large (the budget) or this node is overloaded.
+    pub fn interval_ms(&self) -> u32 {
+        let base = u64::from(self.settings.interval_ms);
+        let budget = u64::from(self.settings.budget);
+        let n = self.map.len() as u64;
+        let by_budget = (n * 1000).checked_div(budget).unwrap_or(0);
+        let t = base.max(by_budget) * u64::from(self.overload_factor);
+        let cap = u64::from(self.advertised_ms) * u64::from(MAX_STRETCH);
+        t.min(cap).min(u64::from(wire::MAX_INTERVAL_MS)) as u32
+    }
+
+    /// The hold advertised with `interval_ms`: the configured hold, scaled
+    /// as the interval is, and by [`hold_scale`] of the nodes known.
+    fn hold_for(&self, interval_ms: u32) -> u32 {
+        let s = &self.settings;
+        let hold = f64::from(s.hold_ms) * f64::from(interval_ms) / f64::from(s.interval_ms.max(1));
+        let hold = hold * hold_scale(self.map.len());
+        hold.clamp(f64::from(interval_ms), f64::from(wire::MAX_HOLD_MS)) as u32
     }
 
     /// Does whatever is due at `now_ms`.
@@ -374,15 +482,23 @@ impl Core {
         if self.stopping {
             return;
         }
+        if let Some(late_ms) = self
+            .poll_at()
+            .map(|at| now_ms.saturating_sub(at))
+            .filter(|&late| late >= OVERLOAD_LATE_MS)
+        {
+            self.overloaded(now_ms, 0, late_ms, io);
+        }
         if self.due(Timer::Announce, now_ms) {
             self.announce(now_ms, io);
         }
-        if self.replies.iter().any(|r| r.due_ms <= now_ms) {
-            self.send_due_replies(now_ms, io);
+        if self.due(Timer::Answer, now_ms) {
+            self.send_answers(now_ms, io);
         }
         if self.due(Timer::Expiry, now_ms) {
             if self.map.expire(now_ms) > 0 {
                 self.schedule_publish(now_ms);
+                self.reconsider(now_ms);
             }
             self.last_expiry_ms = now_ms;
             self.timers[Timer::Expiry as usize] = self
@@ -423,7 +539,7 @@ impl Core {
                 if total > self.counters.kernel_overflows {
                     let more = total - self.counters.kernel_overflows;
                     self.counters.kernel_overflows = total;
-                    io.event(now_ms, Event::KernelDrops { more });
+                    self.overloaded(now_ms, more, 0, io);
                 }
             }
             Input::Links(links) => self.on_links(now_ms, links, io),
@@ -436,7 +552,7 @@ impl Core {
                     self.publish(now_ms, true, true, io);
                 }
                 self.timers = [None; Timer::COUNT];
-                self.replies.clear();
+                self.answers.clear();
                 self.stopping = true;
                 self.begin_goodbye(now_ms, io);
             }
@@ -468,15 +584,66 @@ impl Core {
         self.set(Timer::Lonely, now_ms + after);
     }
 
+    /// A new start-up burst, and a new join: the burst's announcements ask
+    /// for the map.
     fn begin_burst(&mut self, now_ms: u64) {
         self.burst_left = STARTUP_BURST;
         self.burst_gap_ms = BURST_GAP_MS.min(self.settings.interval_ms / 2).max(1);
-        let delay = self.rng.below(STARTUP_JITTER_MS + 1);
+        self.asks_left = MAX_ASKS;
+        self.answered = false;
+        self.wanted = 0;
+        let window = self.startup_window_ms();
+        let delay = self.rng.below(window + 1);
         self.set(Timer::Announce, now_ms + u64::from(delay));
     }
 
+    /// The first announcement waits a random part of this: long enough
+    /// that a cold boot of the expected cluster starts at
+    /// [`STARTUP_RATE_FACTOR`] times the budget.
+    fn startup_window_ms(&self) -> u32 {
+        let expected = u64::from(self.settings.expected_nodes).max(self.map.len() as u64);
+        let budget = u64::from(self.settings.budget);
+        let spread = (expected * 1000)
+            .checked_div(STARTUP_RATE_FACTOR * budget)
+            .unwrap_or(0);
+        spread.clamp(u64::from(STARTUP_JITTER_MS), MAX_STARTUP_WINDOW_MS) as u32
+    }
+
+    /// Still asking for the map: asks left, and no answer yet, or this map
+    /// is smaller than a member said its own was (every ANNOUNCE says).
+    fn wants_map(&self) -> bool {
+        self.asks_left > 0 && !(self.answered && self.map.len() >= usize::from(self.wanted))
+    }
+
+    /// The periodic gap as drawn, scaled to `interval_ms` (RFC 3550's
+    /// reverse reconsideration: the same random draw, the shorter interval).
+    fn scaled_gap(&self, interval_ms: u32) -> u64 {
+        self.gap_ms * u64::from(interval_ms) / u64::from(self.gap_interval_ms.max(1))
+    }
+
     fn announce(&mut self, now_ms: u64, io: &mut impl Actions) {
-        self.send_own(MessageType::Announce, Dest::Group, None, 0, io);
+        if now_ms >= self.overload_until_ms && self.overload_factor > 1 {
+            self.overload_factor /= 2;
+        }
+        // A grown cluster stretches the interval from this announcement on
+        // (each advertises the interval before its successor, so a peer's
+        // hold always covers the gap); a shrunk one is handled at once by
+        // `reconsider`.
+        self.advertised_ms = self.interval_ms();
+        let ask = self.wants_map();
+        let flag_bits = if ask {
+            self.asks_left -= 1;
+            self.counters.asks += 1;
+            flags::JOIN
+        } else {
+            self.asks_left = 0;
+            0
+        };
+        self.send_own(MessageType::Announce, Dest::Group, None, flag_bits, io);
+        self.last_announce_ms = now_ms;
+        // The burst; then, while the map is still short, asks with gaps
+        // doubling up to MAX_ASK_GAP_MS as long as they come sooner than the
+        // interval; then the interval, randomised.
         let next = if self.burst_left > 1 {
             self.burst_left -= 1;
             let gap = self.burst_gap_ms;
@@ -484,10 +651,51 @@ impl Core {
             u64::from(gap)
         } else {
             self.burst_left = 0;
-            let interval = u64::from(self.settings.interval_ms);
-            self.rng.jitter_ms(interval, ANNOUNCE_JITTER_PERCENT)
+            self.gap_interval_ms = self.advertised_ms;
+            self.gap_ms = if self.wants_map() && self.burst_gap_ms < self.advertised_ms {
+                let gap = self.burst_gap_ms;
+                self.burst_gap_ms = gap.saturating_mul(2).min(MAX_ASK_GAP_MS);
+                u64::from(gap)
+            } else {
+                let interval = u64::from(self.advertised_ms);
+                self.rng.jitter_ms(interval, ANNOUNCE_JITTER_PERCENT)
+            };
+            self.gap_ms
         };
         self.set(Timer::Announce, now_ms + next);
+    }
+
+    /// Reverse reconsideration: the cluster shrank, so the next periodic
+    /// announcement comes as early as the shorter interval says.
+    fn reconsider(&mut self, now_ms: u64) {
+        let t = self.interval_ms();
+        if self.burst_left > 0 || self.stopping || t >= self.gap_interval_ms {
+            return;
+        }
+        let due = (self.last_announce_ms + self.scaled_gap(t)).max(now_ms);
+        let slot = &mut self.timers[Timer::Announce as usize];
+        if slot.is_some_and(|at| due < at) {
+            *slot = Some(due);
+        }
+    }
+
+    /// This node cannot keep up (see [`Event::Overloaded`]): nobody
+    /// expires for what it failed to read, and it announces less often
+    /// and answers nobody until an interval has passed without overload.
+    fn overloaded(&mut self, now_ms: u64, dropped: u32, late_ms: u64, io: &mut impl Actions) {
+        if now_ms >= self.overload_until_ms {
+            self.overload_factor = (self.overload_factor * 2).min(MAX_OVERLOAD_FACTOR);
+            self.counters.overloads += 1;
+        }
+        self.map.postpone_expiry(now_ms);
+        let interval_ms = self.interval_ms();
+        self.overload_until_ms = now_ms + u64::from(interval_ms);
+        let e = Event::Overloaded {
+            dropped,
+            late_ms,
+            interval_ms,
+        };
+        io.event(now_ms, e);
     }
 
     /// Writes one of our own messages into `buf`; returns its length.
@@ -499,11 +707,12 @@ impl Core {
             own.addr,
             self.incarnation,
             self.settings.label,
-            self.settings.interval_ms,
-            self.settings.hold_ms,
+            self.advertised_ms,
+            self.hold_for(self.advertised_ms),
         );
         repr.flags = flag_bits;
         repr.sequence = self.sequence;
+        repr.members = u16::try_from(self.map.len()).unwrap_or(u16::MAX);
         repr.aliases.extend(own.aliases());
         let buf = if buf_is_goodbye {
             &mut self.goodbye
@@ -526,27 +735,30 @@ impl Core {
         io: &mut impl Actions,
     ) {
         let len = self.emit_own(kind, flag_bits, false);
+        match ifindex {
+            Some(ifindex) => self.send_buf(len, to, ifindex, io),
+            None => self.multicast(len, None, false, io),
+        }
+    }
+
+    /// Sends `self.buf[..len]` to `to` out of `ifindex`.
+    fn send_buf(&mut self, len: usize, to: Dest, ifindex: u32, io: &mut impl Actions) {
         if len == 0 {
             return;
         }
-        match ifindex {
-            Some(ifindex) => {
-                let src = self
-                    .links
-                    .iter()
-                    .find(|l| l.index == ifindex)
-                    .and_then(|l| l.addr);
-                let d = Datagram {
-                    to,
-                    ifindex,
-                    src,
-                    bytes: &self.buf[..len],
-                };
-                let ok = io.send(&d);
-                self.count_send(ok);
-            }
-            None => self.multicast(len, None, false, io),
-        }
+        let src = self
+            .links
+            .iter()
+            .find(|l| l.index == ifindex)
+            .and_then(|l| l.addr);
+        let d = Datagram {
+            to,
+            ifindex,
+            src,
+            bytes: &self.buf[..len],
+        };
+        let ok = io.send(&d);
+        self.count_send(ok);
     }
 
     /// Sends `self.buf[..len]` (or the goodbye) to the group out of every
@@ -589,31 +801,115 @@ impl Core {
         link.up && link.addr.is_some() && (!self.settings.routed || i == 0)
     }
 
-    fn send_due_replies(&mut self, now_ms: u64, io: &mut impl Actions) {
-        let mut i = 0;
-        while i < self.replies.len() {
-            if self.replies[i].due_ms <= now_ms {
-                let r = self.replies.swap_remove(i);
-                self.counters.replies += 1;
-                let to = Dest::Node(r.to);
-                self.send_own(MessageType::Announce, to, Some(r.ifindex), flags::REPLY, io);
+    // ---- answering asks ----------------------------------------------------
+
+    /// `to` asked for the map (a direct ANNOUNCE with `JOIN`) on `ifindex`.
+    /// A settled member answers with probability [`ANSWERERS`] / (members it
+    /// knows besides itself and the asker), after a random delay.
+    fn consider_answer(&mut self, now_ms: u64, to: Ipv4Addr, ifindex: u32) {
+        let settled = self.burst_left == 0 && now_ms >= self.overload_until_ms;
+        if !settled || self.answers.iter().any(|a| a.to == to) {
+            return;
+        }
+        let others = (self.map.len() as u32).saturating_sub(2).max(1);
+        if self.rng.below(others) >= ANSWERERS {
+            return;
+        }
+        if self.answers.is_empty() {
+            let spread = (self.settings.interval_ms / 4).clamp(1, ANSWER_SPREAD_MS);
+            let due = now_ms + ANSWER_MIN_DELAY_MS + u64::from(self.rng.below(spread));
+            self.set(Timer::Answer, due);
+        }
+        // A full list is answered by multicast, which reaches this one too.
+        let _ = self.answers.push(PendingAnswer { to, ifindex });
+    }
+
+    /// Another member answered on `ifindex` by multicast: every asker there
+    /// has it, so this node's answers there are dropped.
+    fn suppress_answers(&mut self, ifindex: u32) {
+        let before = self.answers.len();
+        self.answers.retain(|a| a.ifindex != ifindex);
+        self.counters.suppressed += (before - self.answers.len()) as u64;
+        if self.answers.is_empty() {
+            self.timers[Timer::Answer as usize] = None;
+        }
+    }
+
+    /// The answers are due: per link, one asker gets a unicast answer,
+    /// several (or a full list) one multicast answer.
+    fn send_answers(&mut self, now_ms: u64, io: &mut impl Actions) {
+        while let Some(first) = self.answers.first().copied() {
+            let ifindex = first.ifindex;
+            let askers = self.answers.iter().filter(|a| a.ifindex == ifindex).count();
+            let to = if askers == 1 && !self.answers.is_full() {
+                Dest::Node(first.to)
             } else {
-                i += 1;
+                self.counters.multicast_answers += 1;
+                Dest::Group
+            };
+            self.answers.retain(|a| a.ifindex != ifindex);
+            self.answer(now_ms, to, ifindex, io);
+        }
+    }
+
+    /// One answer: this node's ANNOUNCE with `REPLY` (it carries the size of
+    /// this map), then every other node of the map in SYNCs of up to
+    /// [`wire::MAX_SYNC_ENTRIES`] entries, each with the hold it has left
+    /// here.
+    fn answer(&mut self, now_ms: u64, to: Dest, ifindex: u32, io: &mut impl Actions) {
+        self.counters.answers += 1;
+        self.send_own(MessageType::Announce, to, Some(ifindex), flags::REPLY, io);
+        let own = self.map.own_id();
+        let asker = match to {
+            Dest::Node(addr) => wire::node_id_of(addr),
+            Dest::Group => 0,
+        };
+        let mut after = None;
+        loop {
+            let mut entries = ArrayVec::<SyncEntry, { wire::MAX_SYNC_ENTRIES }>::new();
+            for n in self.map.iter_after(after) {
+                after = Some(n.id);
+                if n.id == own || n.id == asker || n.expires_ms <= now_ms {
+                    continue;
+                }
+                let hold_ms = u32::try_from(n.expires_ms - now_ms).unwrap_or(wire::MAX_HOLD_MS);
+                entries.push(SyncEntry {
+                    addr: n.addr,
+                    incarnation: n.incarnation,
+                    hold_ms: hold_ms.min(wire::MAX_HOLD_MS),
+                });
+                if entries.is_full() {
+                    break;
+                }
+            }
+            if entries.is_empty() {
+                return;
+            }
+            let last = !entries.is_full();
+            let len = self.emit_sync(&entries);
+            self.send_buf(len, to, ifindex, io);
+            self.counters.syncs += 1;
+            if last {
+                return;
             }
         }
     }
 
-    fn schedule_reply(&mut self, to: Ipv4Addr, ifindex: u32, now_ms: u64) {
-        if self.replies.iter().any(|r| r.to == to) {
-            return;
-        }
-        let spread = (self.settings.interval_ms / 4).clamp(1, REPLY_SPREAD_MS);
-        let due_ms = now_ms + REPLY_MIN_DELAY_MS + u64::from(self.rng.below(spread));
-        let _ = self.replies.push(PendingReply {
-            to,
-            ifindex,
-            due_ms,
-        });
+    /// Writes a SYNC answer with `entries` into `buf`; returns its length.
+    fn emit_sync(&mut self, entries: &[SyncEntry]) -> usize {
+        self.sequence = self.sequence.wrapping_add(1);
+        let mut repr = Repr::new(
+            MessageType::Sync,
+            self.primary,
+            self.incarnation,
+            self.settings.label,
+            self.advertised_ms,
+            self.hold_for(self.advertised_ms),
+        );
+        repr.flags = flags::REPLY;
+        repr.sequence = self.sequence;
+        repr.entries.extend(entries.iter().copied());
+        repr.emit(&mut self.buf).unwrap_or(0)
     }
 
     /// LEAVE under the current identity, now and [`GOODBYES`]` - 1` more
@@ -665,18 +961,36 @@ impl Core {
             return;
         }
         self.heard_other = true;
+        let answer = repr.flags & flags::REPLY != 0;
+        if answer {
+            // An answer to this node, or to everyone asking on that link.
+            if d.multicast {
+                self.suppress_answers(d.ifindex);
+            }
+            if self.asks_left > 0 {
+                self.answered = true;
+                self.wanted = self.wanted.max(repr.members);
+            }
+        }
         let accepted = match repr.kind {
             MessageType::Announce => self.on_announce(now_ms, &repr, d, io),
             MessageType::Leave => {
-                self.map.apply_leave(repr.addr, repr.incarnation) == LeaveOutcome::Removed
+                let removed =
+                    self.map.apply_leave(repr.addr, repr.incarnation) == LeaveOutcome::Removed;
+                if removed {
+                    self.reconsider(now_ms);
+                }
+                removed
             }
             MessageType::Sync => {
+                // Hearsay: held no longer than the sender holds anyone.
                 for e in &repr.entries {
+                    let hold_ms = e.hold_ms.min(repr.hold_ms);
                     let out = self
                         .map
-                        .apply_hearsay(e.addr, e.incarnation, e.hold_ms, now_ms);
+                        .apply_hearsay(e.addr, e.incarnation, hold_ms, now_ms);
                     if out == AnnounceOutcome::Joined {
-                        self.note_expiry(now_ms + u64::from(e.hold_ms));
+                        self.note_expiry(now_ms + u64::from(hold_ms));
                     }
                 }
                 false
@@ -685,7 +999,8 @@ impl Core {
         if self.map.is_dirty() {
             self.schedule_publish(now_ms);
         }
-        if accepted && d.multicast {
+        // Answers are for the link they were sent on; the rest is relayed.
+        if accepted && d.multicast && !answer {
             self.relay(d.data, repr.hops, d.ifindex, io);
         }
     }
@@ -704,13 +1019,26 @@ impl Core {
             sequence: repr.sequence,
             hold_ms: repr.hold_ms,
         };
-        match self.map.apply_announce(&a, now_ms) {
+        let outcome = self.map.apply_announce(&a, now_ms);
+        let live = matches!(
+            outcome,
+            AnnounceOutcome::Joined | AnnounceOutcome::Restarted | AnnounceOutcome::Refreshed
+        );
+        if live && repr.hops == 0 {
+            if self.asks_left > 0 {
+                self.wanted = self.wanted.max(repr.members);
+            }
+            if repr.flags & flags::JOIN != 0 {
+                self.consider_answer(now_ms, *d.src.ip(), d.ifindex);
+            } else if !self.answers.is_empty() {
+                // It has what it asked for.
+                let from = *d.src.ip();
+                self.answers.retain(|p| p.to != from);
+            }
+        }
+        match outcome {
             AnnounceOutcome::Joined | AnnounceOutcome::Restarted => {
                 self.note_expiry(now_ms + u64::from(repr.hold_ms));
-                let direct = repr.hops == 0 && repr.flags & flags::REPLY == 0;
-                if direct {
-                    self.schedule_reply(*d.src.ip(), d.ifindex, now_ms);
-                }
                 let (id, addr) = (repr.node_id, repr.addr);
                 io.event(now_ms, Event::Joined { id, addr });
                 true
@@ -722,7 +1050,7 @@ impl Core {
                 }
                 false
             }
-            AnnounceOutcome::Stale | AnnounceOutcome::Ignored => false,
+            AnnounceOutcome::Stale | AnnounceOutcome::Extended | AnnounceOutcome::Ignored => false,
         }
     }
 
@@ -834,6 +1162,19 @@ impl Core {
     }
 }
 
+/// How much longer than configured a node of a cluster of `nodes` asks its
+/// peers to hold it: max(1, 0.8 + log10(nodes) / 4), so 1 up to 6 nodes,
+/// 1.18 at 32, 1.40 at 256, 1.55 at 1,024, 1.70 at 4,096.
+///
+/// A peer drops a node that it did not hear for a whole hold; among N nodes
+/// there are N² pairs, so the chance that some pair loses that many
+/// announcements in a row grows with N², and keeping it level takes one
+/// more announcement per hold for about every fourfold of N (at 5 % loss;
+/// SWIM's suspicion timeout grows with log N for the same reason).
+pub fn hold_scale(nodes: usize) -> f64 {
+    (0.8 + (nodes.max(1) as f64).log10() / 4.0).max(1.0)
+}
+
 /// The other links' addresses: the node's openMosix aliases.
 fn alias_addrs(links: &[Link], primary: Ipv4Addr) -> ArrayVec<Ipv4Addr, MAX_INTERFACES> {
     let mut v = ArrayVec::new();
@@ -897,6 +1238,14 @@ mod tests {
                 .filter(|s| s.3.flags & flags::REPLY != 0)
                 .collect()
         }
+        /// The JOIN flag of each group announcement, in order.
+        fn asks(&self) -> Vec<bool> {
+            self.sent
+                .iter()
+                .filter(|s| s.1 == Dest::Group && s.3.kind == MessageType::Announce)
+                .map(|s| s.3.flags & flags::JOIN != 0)
+                .collect()
+        }
     }
 
     fn settings(interval_ms: u32) -> Settings {
@@ -905,6 +1254,8 @@ mod tests {
             hold_ms: 3 * interval_ms,
             label: Label::DEFAULT,
             routed: false,
+            budget: 1000,
+            expected_nodes: 0,
         }
     }
 
@@ -1007,57 +1358,331 @@ mod tests {
         assert!(*lo < 820 && *hi > 1180, "{lo}..{hi}");
     }
 
-    #[test]
-    fn a_newcomer_gets_one_delayed_unicast_reply() {
-        let mut c = core(1000, 3);
+    /// An ANNOUNCE from `addr` with these flags and `members`.
+    fn announce_with(addr: Ipv4Addr, seq: u32, flag_bits: u8, members: u16) -> Vec<u8> {
+        let mut r = Repr::new(MessageType::Announce, addr, 7, Label::DEFAULT, 1000, 3000);
+        r.sequence = seq;
+        r.flags = flag_bits;
+        r.members = members;
+        let mut buf = vec![0; wire::MAX_MESSAGE_LEN];
+        let n = r.emit(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    /// A settled member (past its burst) that knows `peers` other nodes
+    /// 10.0.1.1 ..= 10.0.1.peers, heard at 4000.
+    fn member(seed: u64, peers: u8) -> (Core, Rec) {
+        let mut c = core(1000, seed);
         let mut rec = Rec::default();
-        run(&mut c, &mut rec, 5000);
-        let hello = message(MessageType::Announce, peer(9), 1, 3000);
-        feed(&mut c, &mut rec, 5000, &hello, IF0, true);
-        // Its burst repeats: still one reply.
-        let again = message(MessageType::Announce, peer(9), 2, 3000);
-        feed(&mut c, &mut rec, 5001, &again, IF0, true);
-        run(&mut c, &mut rec, 6000);
-        let replies = rec.replies();
-        assert_eq!(replies.len(), 1);
-        let (at, to, ifindex, repr) = replies[0];
-        assert_eq!((*to, *ifindex), (Dest::Node(peer(9)), IF0));
-        assert_eq!(repr.addr, ME);
-        // 10 ms plus a random part below min(interval / 4, 500 ms).
-        assert!((5010..5010 + 250).contains(at), "reply at {at}");
-        assert_eq!(c.counters().replies, 1);
+        run(&mut c, &mut rec, 4000);
+        for i in 1..=peers {
+            let m = message(MessageType::Announce, peer(i), 1, 3000);
+            feed(&mut c, &mut rec, 4000, &m, IF0, true);
+        }
+        rec.sent.clear();
+        (c, rec)
+    }
+
+    fn asker() -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 2, 1)
+    }
+
+    /// The asker's first ask, multicast on IF0.
+    fn ask(c: &mut Core, rec: &mut Rec, now: u64) {
+        let m = announce_with(asker(), 1, flags::JOIN, 1);
+        feed(c, rec, now, &m, IF0, true);
     }
 
     #[test]
-    fn replies_relayed_copies_and_known_nodes_get_no_reply() {
-        let mut c = core(1000, 4);
-        let mut rec = Rec::default();
-        let mut reply = Repr::new(
-            MessageType::Announce,
-            peer(1),
-            7,
-            Label::DEFAULT,
-            1000,
-            3000,
+    fn about_three_members_answer_an_ask_with_their_announce_then_the_map_in_syncs() {
+        let mut answered = 0;
+        for seed in 0..300 {
+            let (mut c, mut rec) = member(seed, 40);
+            let ask = announce_with(asker(), 1, flags::JOIN, 1);
+            feed(&mut c, &mut rec, 4000, &ask, IF0, true);
+            run(&mut c, &mut rec, 5000);
+            let replies = rec.replies();
+            if replies.is_empty() {
+                continue;
+            }
+            answered += 1;
+            // One unicast answer out of the link the ask came on, after
+            // 10 ms plus a random part below min(interval / 4, 500 ms).
+            assert!(replies
+                .iter()
+                .all(|r| (r.1, r.2) == (Dest::Node(asker()), IF0)));
+            let at = replies[0].0;
+            assert!((4010..4010 + 250).contains(&at), "answer at {at}");
+            let (first, syncs) = replies.split_first().unwrap();
+            assert_eq!(first.3.kind, MessageType::Announce);
+            assert_eq!(
+                first.3.members, 42,
+                "it knows itself, 40 peers and the asker"
+            );
+            // Everyone but itself and the asker, 36 to a SYNC, with the
+            // hold each has left here (heard at 4000 for 3 s).
+            let sizes: Vec<usize> = syncs.iter().map(|s| s.3.entries.len()).collect();
+            assert_eq!(sizes, vec![36, 4]);
+            let entries: Vec<SyncEntry> = syncs.iter().flat_map(|s| s.3.entries.clone()).collect();
+            let addrs: Vec<Ipv4Addr> = entries.iter().map(|e| e.addr).collect();
+            assert_eq!(addrs, (1..=40).map(peer).collect::<Vec<_>>());
+            assert!(entries.iter().all(|e| u64::from(e.hold_ms) == 7000 - at));
+            assert!(syncs
+                .iter()
+                .all(|s| s.3.kind == MessageType::Sync && s.3.addr == ME));
+            assert_eq!((c.counters().answers, c.counters().syncs), (1, 2));
+        }
+        // Each member answers with probability 3 / 40: about 22 of 300.
+        assert!((8..=40).contains(&answered), "{answered} of 300 answered");
+    }
+
+    #[test]
+    fn several_askers_get_one_multicast_answer_and_one_heard_first_silences_this_one() {
+        // Small clusters: every member is a candidate.
+        let (mut c, mut rec) = member(1, 2);
+        for (i, a) in [asker(), Ipv4Addr::new(10, 0, 2, 2)].iter().enumerate() {
+            let ask = announce_with(*a, 1, flags::JOIN, 1);
+            feed(&mut c, &mut rec, 4000 + i as u64, &ask, IF0, true);
+        }
+        run(&mut c, &mut rec, 5000);
+        let replies = rec.replies();
+        assert!(replies.iter().all(|r| (r.1, r.2) == (Dest::Group, IF0)));
+        assert_eq!(replies.len(), 2, "announce, then one SYNC with 4 entries");
+        assert_eq!(
+            replies[1].3.entries.len(),
+            4,
+            "both askers are in a multicast map"
         );
-        reply.flags = flags::REPLY;
-        let mut buf = [0u8; wire::MAX_MESSAGE_LEN];
-        let n = reply.emit(&mut buf).unwrap();
-        feed(&mut c, &mut rec, 10, &buf[..n], IF0, false);
-        let mut relayed = Repr::new(
-            MessageType::Announce,
-            peer(2),
-            7,
-            Label::DEFAULT,
-            1000,
-            3000,
-        );
-        relayed.hops = 1;
-        let n = relayed.emit(&mut buf).unwrap();
-        feed(&mut c, &mut rec, 10, &buf[..n], IF0, true);
-        run(&mut c, &mut rec, 2000);
+        assert_eq!(c.counters().multicast_answers, 1);
+
+        // Another member's multicast answer comes first: this one stays quiet.
+        let (mut c, mut rec) = member(1, 2);
+        ask(&mut c, &mut rec, 4000);
+        let other = announce_with(peer(1), 2, flags::REPLY, 4);
+        feed(&mut c, &mut rec, 4001, &other, IF0, true);
+        run(&mut c, &mut rec, 5000);
         assert!(rec.replies().is_empty());
-        assert_eq!(c.map().len(), 3, "both joined all the same");
+        assert_eq!(c.counters().suppressed, 1);
+        // An asker that announces without JOIN needs nothing either.
+        let (mut c, mut rec) = member(1, 2);
+        ask(&mut c, &mut rec, 4000);
+        feed(
+            &mut c,
+            &mut rec,
+            4002,
+            &announce_with(asker(), 2, 0, 4),
+            IF0,
+            true,
+        );
+        run(&mut c, &mut rec, 5000);
+        assert!(rec.replies().is_empty());
+    }
+
+    #[test]
+    fn relayed_asks_asks_during_the_burst_and_answers_get_no_answer_and_no_relay() {
+        // Relayed (hops 1): the asker is on another link, its members there answer.
+        let (mut c, mut rec) = member(2, 2);
+        let mut hop1 = Repr::parse(&announce_with(asker(), 1, flags::JOIN, 1)).unwrap();
+        hop1.hops = 1;
+        let mut buf = [0u8; wire::MAX_MESSAGE_LEN];
+        let n = hop1.emit(&mut buf).unwrap();
+        feed(&mut c, &mut rec, 4000, &buf[..n], IF0, true);
+        run(&mut c, &mut rec, 5000);
+        assert!(rec.replies().is_empty());
+        // A node in its own start-up burst has no map worth sending.
+        let mut c = core(1000, 2);
+        let mut rec = Rec::default();
+        ask(&mut c, &mut rec, 300);
+        run(&mut c, &mut rec, 1000);
+        assert!(rec.replies().is_empty());
+        assert_eq!(c.map().len(), 2, "the asker joined all the same");
+        // Answers stay on their link.
+        let mut c = two_link_core(false);
+        let mut rec = Rec::default();
+        feed(
+            &mut c,
+            &mut rec,
+            10,
+            &announce_with(peer(6), 1, flags::REPLY, 2),
+            IF0,
+            true,
+        );
+        assert_eq!(c.map().len(), 2);
+        assert!(relayed(&rec).is_empty());
+    }
+
+    #[test]
+    fn a_joining_node_asks_until_its_map_is_as_large_as_a_member_says() {
+        // Nobody answers: the burst asks, then asks again with gaps doubling
+        // up to 2 s while they come sooner than the interval (4 s here).
+        let mut c = core(4000, 9);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 60_000);
+        let asks = rec.asks();
+        let t = rec.announces();
+        assert_eq!(&asks[..6], &[true; 6]);
+        assert!(asks[6..].iter().all(|&a| !a), "at most {MAX_ASKS} asks");
+        let gaps: Vec<u64> = t[..7].windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(&gaps[..5], &[500, 1000, 2000, 2000, 2000]);
+        assert!(
+            (3200..=4800).contains(&gaps[5]),
+            "then the interval: {gaps:?}"
+        );
+
+        // An answer from a member of 3 that brings the map to 3: no more asks.
+        let mut c = core(1000, 9);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 300);
+        assert_eq!(rec.asks(), vec![true]);
+        feed(
+            &mut c,
+            &mut rec,
+            310,
+            &announce_with(peer(1), 1, flags::REPLY, 3),
+            IF0,
+            false,
+        );
+        let sync = message(MessageType::Sync, peer(1), 2, 3000);
+        feed(&mut c, &mut rec, 311, &sync, IF0, false);
+        assert_eq!(c.map().len(), 3);
+        run(&mut c, &mut rec, 3000);
+        assert!(rec.asks()[1..].iter().all(|&a| !a), "{:?}", rec.asks());
+
+        // A member that says it knows more than the answer brought: ask again.
+        let mut c = core(1000, 9);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 300);
+        feed(
+            &mut c,
+            &mut rec,
+            310,
+            &announce_with(peer(1), 1, flags::REPLY, 2),
+            IF0,
+            false,
+        );
+        feed(
+            &mut c,
+            &mut rec,
+            320,
+            &announce_with(peer(2), 1, 0, 5),
+            IF0,
+            true,
+        );
+        run(&mut c, &mut rec, 1000);
+        assert_eq!(rec.asks(), vec![true, true]);
+        assert_eq!(c.counters().asks, 2);
+    }
+
+    #[test]
+    fn the_interval_grows_with_the_cluster_to_keep_the_budget_and_shrinks_back() {
+        let s = Settings {
+            budget: 100,
+            ..settings(1000)
+        };
+        let mut c = Core::new(s, ME, &[link(IF0, ME)], Rng::from_seed(11), 0);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 4000);
+        // 499 more nodes: 500 / 100 per second = one announcement every 5 s.
+        for i in 0..499u32 {
+            let a = Ipv4Addr::new(10, 1, (i / 250 + 2) as u8, (i % 250 + 1) as u8);
+            let m = message(MessageType::Announce, a, 1, 60_000);
+            feed(&mut c, &mut rec, 4000, &m, IF0, true);
+        }
+        assert_eq!(c.map().len(), 500);
+        rec.sent.clear();
+        run(&mut c, &mut rec, 40_000);
+        let sent: Vec<(u64, u32, u32)> = rec
+            .sent
+            .iter()
+            .map(|s| (s.0, s.3.interval_ms, s.3.hold_ms))
+            .collect();
+        // At most doubling per announcement: 2 s, 4 s, then 5 s.
+        let intervals: Vec<u32> = sent.iter().map(|s| s.1).collect();
+        assert_eq!(&intervals[..3], &[2000, 4000, 5000]);
+        assert!(intervals[3..].iter().all(|&i| i == 5000));
+        // Each gap follows the interval its announcement advertised ...
+        for w in sent.windows(2) {
+            let gap = w[1].0 - w[0].0;
+            let t = u64::from(w[0].1);
+            assert!(gap * 10 >= t * 8 && gap * 10 <= t * 12, "{gap} after {t}");
+        }
+        // ... and the hold the interval, times 0.8 + log10(500) / 4.
+        let (_, t, hold) = sent[4];
+        assert_eq!(hold, (3.0 * f64::from(t) * hold_scale(500)) as u32);
+        assert!((1.47..1.48).contains(&hold_scale(500)));
+
+        // 450 leave: the next announcement comes as early as 50 nodes allow.
+        let last = rec.sent.last().unwrap().0;
+        for i in 0..450u32 {
+            let a = Ipv4Addr::new(10, 1, (i / 250 + 2) as u8, (i % 250 + 1) as u8);
+            let m = message(MessageType::Leave, a, 2, 60_000);
+            feed(&mut c, &mut rec, last + 100, &m, IF0, true);
+        }
+        rec.sent.clear();
+        run(&mut c, &mut rec, last + 1300);
+        assert_eq!(rec.sent.len(), 1, "reverse reconsideration");
+        assert_eq!(rec.sent[0].3.interval_ms, 1000);
+    }
+
+    #[test]
+    fn an_overloaded_node_holds_everyone_longer_and_announces_less() {
+        let (mut c, mut rec) = member(12, 1);
+        // The peer, heard at 4000, would expire at 7000.
+        c.handle(6500, Input::KernelDrops(40), &mut rec);
+        assert!(matches!(
+            rec.events.last(),
+            Some(Event::Overloaded {
+                dropped: 40,
+                late_ms: 0,
+                interval_ms: 2000
+            })
+        ));
+        run(&mut c, &mut rec, 9400);
+        assert!(c.map().get(wire::node_id_of(peer(1))).is_some(), "held");
+        run(&mut c, &mut rec, 9500 + EXPIRY_GRANULARITY_MS);
+        assert!(
+            c.map().get(wire::node_id_of(peer(1))).is_none(),
+            "one hold after"
+        );
+        assert_eq!(c.counters().overloads, 1);
+        // Overloaded, it answers nobody.
+        let (mut c, mut rec) = member(12, 1);
+        c.handle(4000, Input::KernelDrops(1), &mut rec);
+        ask(&mut c, &mut rec, 4001);
+        run(&mut c, &mut rec, 5000);
+        assert!(rec.replies().is_empty());
+        // A poll a few seconds late is an overload too.
+        let (mut c, mut rec) = member(12, 1);
+        let at = c.poll_at().unwrap();
+        c.poll(at + 3000, &mut rec);
+        assert!(rec.events.iter().any(|e| matches!(
+            e,
+            Event::Overloaded {
+                dropped: 0,
+                late_ms: 3000,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn the_first_announcement_waits_longer_when_a_large_cluster_is_expected() {
+        let s = Settings {
+            expected_nodes: 8000,
+            ..settings(1000)
+        };
+        // 8,000 nodes at 4 x 1,000 per second: spread over 2 s.
+        let firsts: Vec<u64> = (0..200)
+            .map(|seed| {
+                let mut c = Core::new(s, ME, &[link(IF0, ME)], Rng::from_seed(seed), 0);
+                let mut rec = Rec::default();
+                run(&mut c, &mut rec, 2000);
+                rec.announces()[0]
+            })
+            .collect();
+        assert!(firsts.iter().all(|&t| t <= 2000));
+        assert!(firsts.iter().any(|&t| t > 1500), "the window is used");
     }
 
     #[test]

@@ -129,6 +129,11 @@ pub struct Scenario {
     pub start_window_ms: u64,
     pub interval_ms: u32,
     pub hold_ms: u32,
+    /// Announcements per second for the whole cluster (`--budget`).
+    pub budget: u32,
+    /// Every node starts knowing the size of the cluster, as a node does
+    /// whose map file survived its last run.
+    pub remembered: bool,
     pub net: NetConfig,
     pub script: Vec<Step>,
     /// Threads to run the nodes on: 1 or 2 (more is taken as 2). The run is
@@ -148,6 +153,8 @@ impl Default for Scenario {
             start_window_ms: 0,
             interval_ms: 2000,
             hold_ms: 2000 * crate::cli::DEFAULT_HOLD_INTERVALS,
+            budget: crate::cli::DEFAULT_BUDGET,
+            remembered: false,
             net: NetConfig::default(),
             script: Vec::new(),
             threads: 1,
@@ -187,6 +194,9 @@ impl Scenario {
         if self.interval_ms < wire::MIN_INTERVAL_MS || self.hold_ms < self.interval_ms {
             return Err("interval or hold out of range");
         }
+        if self.budget > crate::cli::MAX_BUDGET {
+            return Err("budget out of range");
+        }
         let p = |x: f64| (0.0..=1.0).contains(&x);
         let n = &self.net;
         if !(p(n.loss) && p(n.duplicate) && p(n.reorder)) {
@@ -213,6 +223,13 @@ pub struct Phase {
     /// at a full queue included) from their start until the phase converged
     /// (or ended).
     pub received_by_newcomers: Option<u64>,
+    /// For a join: time until every newcomer's own published map was
+    /// complete (the others may not have all of them yet).
+    pub newcomers_complete_after_ms: Option<u64>,
+    /// Datagrams the cluster sent from the event until it converged (or
+    /// the next event), and of them unicast.
+    pub sent: u64,
+    pub unicast: u64,
 }
 
 /// Traffic figures.
@@ -276,13 +293,15 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{} nodes (+{} later), {} s, seed {}, interval {} ms, hold {} ms, loss {:.1} %, digest {:016x}",
+            "{} nodes (+{} later), {} s, seed {}, interval {} ms, hold {} ms, budget {}/s{}, loss {:.1} %, digest {:016x}",
             s.nodes,
             s.total_nodes() - s.nodes,
             s.duration_ms / 1000,
             s.seed,
             s.interval_ms,
             s.hold_ms,
+            s.budget,
+            if s.remembered { ", size remembered" } else { "" },
             s.net.loss * 100.0,
             self.digest
         );
@@ -297,9 +316,9 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| event | at (s) | converged after (s) | datagrams to the newcomers |"
+            "| event | at (s) | converged after (s) | sent until then (unicast) | newcomers' maps complete after (s) | datagrams to the newcomers |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
         for p in &self.phases {
             let after = match p.converged_after_ms {
                 Some(ms) => format!("{:.3}", ms as f64 / 1000.0),
@@ -309,7 +328,14 @@ impl Report {
             let rx = p
                 .received_by_newcomers
                 .map_or(String::new(), |n| n.to_string());
-            let _ = writeln!(out, "| {} | {at:.3} | {after} | {rx} |", p.what);
+            let own = p
+                .newcomers_complete_after_ms
+                .map_or(String::new(), |ms| format!("{:.3}", ms as f64 / 1000.0));
+            let _ = writeln!(
+                out,
+                "| {} | {at:.3} | {after} | {} ({}) | {own} | {rx} |",
+                p.what, p.sent, p.unicast
+            );
         }
         let _ = writeln!(
             out,
@@ -347,13 +373,15 @@ impl Report {
     pub fn line(&self) -> String {
         let s = &self.scenario;
         let mut out = format!(
-            "sim nodes={} joined={} seconds={} seed={} interval_ms={} hold_ms={} loss={} last_start_ms={} digest={:016x}",
+            "sim nodes={} joined={} seconds={} seed={} interval_ms={} hold_ms={} budget={} remembered={} loss={} last_start_ms={} digest={:016x}",
             s.nodes,
             s.total_nodes() - s.nodes,
             s.duration_ms / 1000,
             s.seed,
             s.interval_ms,
             s.hold_ms,
+            s.budget,
+            u8::from(s.remembered),
             s.net.loss,
             self.last_start_ms,
             self.digest
@@ -362,12 +390,18 @@ impl Report {
             let v = p.converged_after_ms.map_or(-1, |v| v as i64);
             let _ = write!(
                 out,
-                " phase{i}={}@{}:{v}",
+                " phase{i}={}@{}:{v} phase{i}_sent={} phase{i}_unicast={}",
                 p.what.replace(' ', "_"),
-                p.at_ms
+                p.at_ms,
+                p.sent,
+                p.unicast
             );
             if let Some(rx) = p.received_by_newcomers {
-                let _ = write!(out, " phase{i}_newcomer_rx={rx}");
+                let own = p.newcomers_complete_after_ms.map_or(-1, |v| v as i64);
+                let _ = write!(
+                    out,
+                    " phase{i}_newcomer_rx={rx} phase{i}_newcomer_complete={own}"
+                );
             }
         }
         let t = &self.traffic;
@@ -887,8 +921,8 @@ struct Sim {
     /// Newcomers of the open phase, and what had reached them at its start.
     newcomers: Vec<usize>,
     newcomer_rx_at_start: u64,
-    /// Cold boot figures, taken when it converged (or the next event came).
-    boot_figures: Option<(u64, u64, u64)>,
+    /// Unicast pairs when the cold boot converged (or the next event came).
+    boot_pairs: u64,
     /// Queue drops already told to each core.
     drops_told: Vec<u32>,
 }
@@ -956,6 +990,9 @@ impl Sim {
             at_ms: 0,
             converged_after_ms: None,
             received_by_newcomers: None,
+            newcomers_complete_after_ms: None,
+            sent: 0,
+            unicast: 0,
         }];
         let boot_ms = boot.last().map_or(0, |&(at, _)| at);
         Sim {
@@ -979,7 +1016,7 @@ impl Sim {
             next_node: scenario.nodes,
             newcomers: Vec::new(),
             newcomer_rx_at_start: 0,
-            boot_figures: None,
+            boot_pairs: 0,
             drops_told: vec![0; total],
             scenario,
         }
@@ -991,6 +1028,12 @@ impl Sim {
             hold_ms: self.scenario.hold_ms,
             label: Label::DEFAULT,
             routed: false,
+            budget: self.scenario.budget,
+            expected_nodes: if self.scenario.remembered {
+                self.scenario.total_nodes() as u32
+            } else {
+                0
+            },
         }
     }
 
@@ -1055,6 +1098,9 @@ impl Sim {
             at_ms: now,
             converged_after_ms: None,
             received_by_newcomers: None,
+            newcomers_complete_after_ms: None,
+            sent: self.world.sent.iter().sum(),
+            unicast: self.world.unicast_sent,
         });
         self.open_phase = Some(self.phases.len() - 1);
     }
@@ -1290,6 +1336,13 @@ impl Sim {
         }
         if let Some(p) = self.open_phase {
             let started = self.phases[p].at_ms;
+            let phase = &mut self.phases[p];
+            if phase.received_by_newcomers.is_some()
+                && phase.newcomers_complete_after_ms.is_none()
+                && self.newcomers.iter().all(|&i| self.world.converged[i])
+            {
+                phase.newcomers_complete_after_ms = Some(now - started);
+            }
             // The cold boot is over only once every initial node has started.
             let booted = now >= self.boot_ms;
             if now > started && booted && self.world.all_converged() {
@@ -1304,11 +1357,13 @@ impl Sim {
         let Some(p) = self.open_phase.take() else {
             return;
         };
-        if p == 0 && self.boot_figures.is_none() {
-            let w = &self.world;
-            let sent = w.sent.iter().sum();
-            self.boot_figures = Some((sent, w.unicast_sent, w.pairs.len() as u64));
+        if p == 0 {
+            self.boot_pairs = self.world.pairs.len() as u64;
         }
+        let sent: u64 = self.world.sent.iter().sum();
+        let phase = &mut self.phases[p];
+        phase.sent = sent - phase.sent;
+        phase.unicast = self.world.unicast_sent - phase.unicast;
         if let Some(rx) = self.phases[p].received_by_newcomers.as_mut() {
             let now: u64 = self.newcomers.iter().map(|&i| self.world.rx[i]).sum();
             *rx = now - self.newcomer_rx_at_start;
@@ -1343,7 +1398,8 @@ impl Sim {
 
     fn report(mut self) -> Report {
         self.close_phase();
-        let (boot_sent, boot_unicast, boot_unicast_pairs) = self.boot_figures.unwrap_or_default();
+        let (boot_sent, boot_unicast) = (self.phases[0].sent, self.phases[0].unicast);
+        let boot_unicast_pairs = self.boot_pairs;
         let w = &self.world;
         let secs = self.scenario.duration_ms as f64 / 1000.0;
         let steady_secs =

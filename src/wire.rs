@@ -25,7 +25,7 @@ pub const MAGIC: [u8; 4] = *b"OMDS";
 pub const VERSION: u8 = 1;
 /// Common header, present in every message.
 pub const HEADER_LEN: usize = 48;
-/// ANNOUNCE / LEAVE body: alias count, reserved, six alias slots.
+/// ANNOUNCE / LEAVE body: alias count, members, reserved, six alias slots.
 pub const ANNOUNCE_BODY_LEN: usize = 28;
 /// A whole ANNOUNCE or LEAVE without trailer or extensions.
 pub const ANNOUNCE_LEN: usize = HEADER_LEN + ANNOUNCE_BODY_LEN;
@@ -76,7 +76,8 @@ pub mod field {
 
     // ANNOUNCE / LEAVE body.
     pub const ALIAS_COUNT: usize = 48;
-    pub const ALIAS_RESERVED: Field = 49..52;
+    pub const MEMBERS: Field = 49..51;
+    pub const ALIAS_RESERVED: Field = 51..52;
     pub const ALIASES: Field = 52..76;
 
     // SYNC body.
@@ -99,8 +100,11 @@ pub mod field {
 pub mod flags {
     /// An authentication trailer ends the message.
     pub const AUTH: u8 = 0x01;
-    /// A unicast answer to a newcomer; never answered itself.
+    /// An answer to a node that asked for the map ([`JOIN`]); never answered
+    /// itself.
     pub const REPLY: u8 = 0x02;
+    /// ANNOUNCE only: the sender is joining and asks for the map (SYNC).
+    pub const JOIN: u8 = 0x04;
 }
 
 /// The common header, as laid out on the wire.
@@ -131,7 +135,8 @@ pub struct Header {
 #[repr(C)]
 pub struct AnnounceBody {
     pub alias_count: u8,
-    pub reserved: [u8; 3],
+    pub members: U16,
+    pub reserved: [u8; 1],
     pub aliases: [[u8; 4]; MAX_ALIASES],
 }
 
@@ -187,6 +192,8 @@ const _: () = {
     assert!(offset_of!(Header, hold_ms) == field::HOLD_MS.start);
     assert!(offset_of!(Header, label) == field::LABEL.start);
     assert!(offset_of!(Header, addr) == field::ADDR.start);
+    assert!(HEADER_LEN + offset_of!(AnnounceBody, members) == field::MEMBERS.start);
+    assert!(HEADER_LEN + offset_of!(AnnounceBody, reserved) == field::ALIAS_RESERVED.start);
     assert!(HEADER_LEN + offset_of!(AnnounceBody, aliases) == field::ALIASES.start);
     assert!(HEADER_LEN + size_of::<AnnounceBody>() == field::ALIASES.end);
     assert!(offset_of!(SyncEntryRaw, hold_ms) == field::ENTRY_HOLD_MS.start);
@@ -651,6 +658,9 @@ pub struct Repr {
     pub hold_ms: u32,
     pub label: Label,
     pub addr: Ipv4Addr,
+    /// ANNOUNCE / LEAVE only: nodes in the sender's map, itself included
+    /// (65535 for more); 0: not said. Always 0 in a SYNC.
+    pub members: u16,
     /// ANNOUNCE / LEAVE only.
     pub aliases: ArrayVec<Ipv4Addr, MAX_ALIASES>,
     /// SYNC only (1 ..= 36).
@@ -680,6 +690,7 @@ impl Repr {
             hold_ms,
             label,
             addr,
+            members: 0,
             aliases: ArrayVec::new_const(),
             entries: ArrayVec::new_const(),
             auth: None,
@@ -712,6 +723,7 @@ impl Repr {
             hold_ms: h.hold_ms.get(),
             label: Label(h.label),
             addr: Ipv4Addr::from(h.addr),
+            members: packet.announce_body().map_or(0, |b| b.members.get()),
             aliases: ArrayVec::new_const(),
             entries: ArrayVec::new_const(),
             auth: packet.trailer().map(|t| Auth {
@@ -746,7 +758,9 @@ impl Repr {
     pub fn validate(&self) -> Result<(), ParseError> {
         let lists_ok = match self.kind {
             MessageType::Announce | MessageType::Leave => self.entries.is_empty(),
-            MessageType::Sync => self.aliases.is_empty() && !self.entries.is_empty(),
+            MessageType::Sync => {
+                self.aliases.is_empty() && !self.entries.is_empty() && self.members == 0
+            }
         };
         if !lists_ok || self.flags & flags::AUTH != 0 {
             return Err(ParseError::TooMany);
@@ -818,7 +832,8 @@ impl Repr {
                 }
                 let raw = AnnounceBody {
                     alias_count: self.aliases.len() as u8,
-                    reserved: [0; 3],
+                    members: U16::new(self.members),
+                    reserved: [0; 1],
                     aliases: slots,
                 };
                 raw.write_to_prefix(body).map_err(too_small)?;
@@ -921,7 +936,8 @@ mod tests {
         0, 0, 0, 0, 0, 0, 0, 0,
         192, 168, 10, 220,                  // addr
         0x02,                               // alias_count 2
-        0x00, 0x00, 0x00,                   // reserved
+        0x01, 0x2c,                         // members 300
+        0x00,                               // reserved
         10, 0, 0, 220,                      // alias 1
         172, 16, 5, 220,                    // alias 2
         0, 0, 0, 0,                         // unused slots
@@ -940,6 +956,7 @@ mod tests {
             6000,
         );
         r.sequence = 42;
+        r.members = 300;
         r.aliases.push(ip(10, 0, 0, 220));
         r.aliases.push(ip(172, 16, 5, 220));
         r
@@ -963,7 +980,8 @@ mod tests {
         0, 0, 0, 0, 0, 0, 0, 0,
         10, 1, 2, 3,                        // addr
         0x00,                               // alias_count 0
-        0x00, 0x00, 0x00,                   // reserved
+        0x00, 0x00,                         // members: not said
+        0x00,                               // reserved
         0, 0, 0, 0, 0, 0, 0, 0,             // 6 unused alias slots
         0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0,

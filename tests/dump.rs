@@ -42,6 +42,7 @@ fn announcement_bytes(addr: Ipv4Addr, seq: u32) -> Vec<u8> {
         hold_ms: 6000,
         label: Label([0; 16]),
         addr,
+        members: 0,
         aliases: ArrayVec::new(),
         entries: ArrayVec::new(),
         auth: None,

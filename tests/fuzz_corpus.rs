@@ -366,6 +366,7 @@ fn cli_seeds_parse_or_fail_as_named() {
                 port: 7000,
                 interval_ms: 250,
                 hold_ms: Some(3000),
+                budget: 250,
                 map_file: "/tmp/m".into(),
                 proc_root: "/tmp/p".into(),
                 setpe: "/x/setpe".into(),
@@ -459,6 +460,10 @@ fn cli_seeds_parse_or_fail_as_named() {
         (
             "bad-port-0",
             fail("invalid value '0' for --port: not a number from 1 to 65535"),
+        ),
+        (
+            "bad-budget-0",
+            fail("invalid value '0' for --budget: not a number from 1 to 1000000"),
         ),
         (
             "bad-label-with-space",

@@ -1,6 +1,7 @@
 //! Proves the design rule "no heap allocation after start-up": a counting
 //! global allocator watches the daemon's thread while its real epoll loop
-//! receives announcements, leaves, SYNCs and garbage over a real socket,
+//! receives announcements (asking for the map, so it answers with SYNCs),
+//! leaves, SYNCs and garbage over a real socket,
 //! expires nodes, publishes the map file, logs, and handles signals.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -37,6 +38,7 @@ fn packet(kind: MessageType, addr: Ipv4Addr, seq: u32, label: Label) -> Vec<u8> 
         hold_ms: 400,
         label,
         addr,
+        members: 0,
         aliases: ArrayVec::new(),
         entries,
         auth: None,
@@ -98,7 +100,12 @@ fn the_event_loop_does_not_allocate() {
     for seq in 1..=5u32 {
         let mut round: Vec<Vec<u8>> = nodes
             .iter()
-            .map(|&a| packet(MessageType::Announce, a, seq, label))
+            .map(|&a| {
+                let mut p = packet(MessageType::Announce, a, seq, label);
+                // They all ask for the map: answered by multicast SYNCs.
+                p[6] |= wire::flags::JOIN;
+                p
+            })
             .collect();
         round.push(packet(MessageType::Announce, nodes[0], seq, foreign));
         round.push(packet(
@@ -189,6 +196,10 @@ fn the_event_loop_does_not_allocate() {
     assert!(c.dropped.iter().sum::<u64>() >= 15, "{c:?}");
     assert!(c.publishes >= 3, "{c:?}");
     assert!(c.sent >= 10, "{c:?}");
+    assert!(
+        c.answers >= 1 && c.syncs >= 2,
+        "the asks were answered: {c:?}"
+    );
     assert_eq!(allocations, 0, "heap allocations in the steady state");
     assert!(
         log_text.contains("Is a directory (os error 21)"),

@@ -1,7 +1,10 @@
-//! Small simulations (16-64 nodes) of what the protocol must guarantee, with
+//! Small simulations (16-256 nodes) of what the protocol must guarantee, with
 //! fixed seeds: convergence after a cold boot and after a newcomer joins,
 //! removal after a kill within the hold time plus one interval, no false
-//! removals at 5 % loss, and determinism.
+//! removals at 5 % loss, determinism; and for large clusters: cold boots
+//! that cost O(N) datagrams, joins answered by a few members, the traffic
+//! budget, and start-up storms that overflow receive queues without
+//! collapse. Datagrams are counted, never timed.
 
 use omdiscd::sim::{self, Action, NetConfig, Report, Scenario, Step};
 
@@ -37,11 +40,13 @@ fn converged(r: &Report, phase: usize) -> u64 {
 }
 
 #[test]
-fn a_cold_boot_of_64_nodes_converges_within_two_seconds() {
+fn a_cold_boot_of_64_nodes_converges_within_a_second_and_a_quarter_of_the_last_start() {
     let mut s = scenario(64, 20, 1);
     s.start_window_ms = 1000;
     let r = run(&s);
-    assert!(converged(&r, 0) <= 2000, "{:?}", r.phases[0]);
+    // The last node starts at 1 s, announces within 250 ms, and is answered
+    // by a member past its own start-up burst (or hears everyone announce).
+    assert!(converged(&r, 0) <= 2250, "{:?}", r.phases[0]);
     assert_eq!(r.false_removals, 0);
     assert_eq!(r.queue_drops, 0);
 }
@@ -102,7 +107,8 @@ fn a_three_interval_hold_loses_live_nodes_at_five_percent_loss() {
     s.net.loss = 0.05;
     s.hold_ms = 3000;
     let r = run(&s);
-    assert!(r.false_removals > 10, "{}", r.false_removals);
+    // (Scaled by 1.18 for 32 nodes: 3.5 intervals.)
+    assert!(r.false_removals > 3, "{}", r.false_removals);
 }
 
 #[test]
@@ -163,6 +169,107 @@ fn the_same_seed_gives_the_same_run_and_another_seed_another() {
     s.seed = 10;
     let c = run(&s);
     assert_ne!(a.digest, c.digest);
+}
+
+/// The cold boot of the large-cluster issue: every node starts within one
+/// second, 5 % of every copy is lost, the defaults otherwise (interval 2 s,
+/// budget 1,000/s).
+fn storm(nodes: usize, seconds: u64, seed: u64) -> Scenario {
+    Scenario {
+        nodes,
+        duration_ms: seconds * 1000,
+        seed,
+        start_window_ms: 1000,
+        net: NetConfig {
+            loss: 0.05,
+            ..NetConfig::default()
+        },
+        ..Scenario::default()
+    }
+}
+
+#[test]
+fn a_cold_boot_of_256_at_five_percent_loss_converges_stays_converged_and_costs_o_n() {
+    let r = run(&storm(256, 60, 11));
+    // Converged once the last start's asks were answered, and never a
+    // live node lost afterwards.
+    assert!(converged(&r, 0) <= 6000, "{:?}", r.phases[0]);
+    assert_eq!(r.false_removals, 0);
+    // At most 20 datagrams per node, where every node answering every
+    // newcomer cost N each (and as many ARP resolutions).
+    assert!(r.boot_sent <= 20 * 256, "{} datagrams", r.boot_sent);
+    assert!(
+        r.boot_unicast_pairs <= 256 / 4,
+        "{} pairs",
+        r.boot_unicast_pairs
+    );
+    // The steady state is the plain announcements: one per node per 2 s.
+    assert!(r.steady.cluster_datagrams <= 256.0 / 2.0 * 1.05);
+}
+
+#[test]
+fn a_join_costs_a_few_answers_of_n_over_36_datagrams_not_n_replies() {
+    let sent = |nodes: usize| {
+        let mut s = storm(nodes, 30, 12);
+        s.net.loss = 0.0;
+        s.script = vec![step(20, Action::Join { count: 1 })];
+        let r = run(&s);
+        let join = &r.phases[1];
+        assert!(join
+            .newcomers_complete_after_ms
+            .is_some_and(|ms| ms <= 1000));
+        converged(&r, 1);
+        join.unicast
+    };
+    // About 3 answerers, each an ANNOUNCE and N / 36 SYNCs: at 64 nodes
+    // 3 x 3, at 256 nodes 3 x 9; never one reply per member.
+    let (small, large) = (sent(64), sent(256));
+    assert!((2..=6 * 3).contains(&small), "{small} unicast at 64 nodes");
+    assert!((9..=6 * 9).contains(&large), "{large} unicast at 256 nodes");
+    assert!(large < 256 / 2);
+}
+
+#[test]
+fn the_whole_cluster_keeps_its_budget_and_a_dead_node_goes_within_its_hold() {
+    // 200 nodes and a budget of 40 announcements per second: every node
+    // announces every 5 s instead of every second.
+    let mut s = scenario(200, 120, 13);
+    s.budget = 40;
+    s.start_window_ms = 1000;
+    s.script = vec![step(60, Action::Kill { count: 1 })];
+    let r = run(&s);
+    converged(&r, 0);
+    let steady = r.steady.cluster_datagrams;
+    assert!((36.0..=42.0).contains(&steady), "{steady} per second");
+    // The hold follows the interval: 5 intervals of 5 s, times
+    // 0.8 + log10(200) / 4; a kill is seen within it, never before an
+    // interval.
+    let hold = 5.0 * 5000.0 * omdiscd::node::hold_scale(200);
+    let after = converged(&r, 1) as f64;
+    assert!(
+        after <= hold + 100.0,
+        "removed after {after} ms, hold {hold}"
+    );
+    assert!(after >= 5000.0, "removed after {after} ms");
+    assert_eq!(r.false_removals, 0);
+    assert_eq!(r.ghost_observations, 0);
+}
+
+#[test]
+fn a_start_up_storm_into_small_slow_queues_degrades_but_does_not_collapse() {
+    // 256 nodes in the same millisecond into receive queues of 32
+    // datagrams, each node reading at most 400 a second: queues overflow.
+    let mut s = storm(256, 60, 14);
+    s.start_window_ms = 0;
+    s.net.queue = 32;
+    s.net.rx_rate = 400;
+    let r = run(&s);
+    assert!(r.queue_drops > 1000, "{} drops", r.queue_drops);
+    // Overloaded nodes hold everyone longer and slow down: they converge,
+    // and no live node is dropped for what a full queue lost.
+    converged(&r, 0);
+    assert_eq!(r.false_removals, 0);
+    assert!(r.steady.cluster_datagrams <= 256.0 / 2.0 * 1.05);
 }
 
 #[test]
