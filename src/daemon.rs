@@ -909,3 +909,27 @@ pub fn absolutize(cfg: &mut Config) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::map::test_map;
+
+    #[test]
+    fn the_previous_map_file_gives_the_expected_cluster_size() {
+        let dir = std::env::temp_dir().join(format!("omd-prev-map-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("openmosix.map");
+        assert_eq!(previous_map_size(&path), 0, "no file: unknown");
+        let peers = (2..=40).map(|i| Ipv4Addr::new(10, 0, 0, i));
+        let map = test_map(Ipv4Addr::new(10, 0, 0, 1), peers);
+        let mut text = String::new();
+        crate::mapfile::render(&map, "test", &mut text).unwrap();
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(previous_map_size(&path), 40);
+        std::fs::write(&path, "not a map\n").unwrap();
+        assert_eq!(previous_map_size(&path), 0, "unreadable: unknown");
+        assert_eq!(previous_map_size(&dir), 0, "not a regular file: not read");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
