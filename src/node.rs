@@ -2,8 +2,9 @@
 //!
 //! Modelled on smoltcp's `Interface::poll` / `poll_at`. A [`Core`] owns the
 //! node's identity, the cluster map, every protocol timer (start-up burst,
-//! announce interval and jitter, replies to newcomers, expiry, the loneliness
-//! warning, publish coalescing and retries, the goodbye) and the counters.
+//! announce interval and its budget, asks for the map and answers to them,
+//! expiry and overload, the loneliness warning, publish coalescing and
+//! retries, the goodbye) and the counters.
 //! It is driven by three calls:
 //!
 //! - [`Core::handle`] feeds it an [`Input`] (a datagram with its source,
@@ -66,8 +67,8 @@ pub const MAX_STRETCH: u32 = 2;
 pub const MAX_HOPS: u8 = 4;
 
 /// A joining node asks for the map (ANNOUNCE with `JOIN`) in at most this
-/// many announcements: its start-up burst, then its periodic ones, until
-/// it is answered with a map at least as large as the answerer's.
+/// many announcements (its start-up burst, then more with back-off) until
+/// it is answered and its map is as large as its peers say theirs are.
 pub const MAX_ASKS: u8 = 6;
 
 /// Asks after the burst come with doubling gaps up to this, as long as they
@@ -159,7 +160,7 @@ pub struct Received<'a> {
     pub src: SocketAddrV4,
     /// Interface it arrived on.
     pub ifindex: u32,
-    /// Sent to the group (not a unicast reply).
+    /// Sent to the group (not unicast to this node).
     pub multicast: bool,
 }
 
