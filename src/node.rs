@@ -470,9 +470,10 @@ impl Core {
     /// as the interval is, and by [`hold_scale`] of the nodes known.
     fn hold_for(&self, interval_ms: u32) -> u32 {
         let s = &self.settings;
-        let hold = f64::from(s.hold_ms) * f64::from(interval_ms) / f64::from(s.interval_ms.max(1));
-        let hold = hold * hold_scale(self.map.len());
-        hold.clamp(f64::from(interval_ms), f64::from(wire::MAX_HOLD_MS)) as u32
+        let hold = u64::from(s.hold_ms) * u64::from(interval_ms) / u64::from(s.interval_ms.max(1))
+            * hold_scale_permille(self.map.len())
+            / 1000;
+        hold.clamp(u64::from(interval_ms), u64::from(wire::MAX_HOLD_MS)) as u32
     }
 
     /// Does whatever is due at `now_ms`.
@@ -1164,16 +1165,35 @@ impl Core {
 }
 
 /// How much longer than configured a node of a cluster of `nodes` asks its
-/// peers to hold it: max(1, 0.8 + log10(nodes) / 4), so 1 up to 6 nodes,
-/// 1.18 at 32, 1.40 at 256, 1.55 at 1,024, 1.70 at 4,096.
+/// peers to hold it, in thousandths: max(1, 0.8 + log10(nodes) / 4), so
+/// 1 up to 6 nodes, 1.176 at 32, 1.402 at 256, 1.552 at 1,024, 1.703 at
+/// 4,096. Integer arithmetic (no libm, the same on every machine).
 ///
 /// A peer drops a node that it did not hear for a whole hold; among N nodes
 /// there are N² pairs, so the chance that some pair loses that many
 /// announcements in a row grows with N², and keeping it level takes one
 /// more announcement per hold for about every fourfold of N (at 5 % loss;
 /// SWIM's suspicion timeout grows with log N for the same reason).
-pub fn hold_scale(nodes: usize) -> f64 {
-    (0.8 + (nodes.max(1) as f64).log10() / 4.0).max(1.0)
+pub fn hold_scale_permille(nodes: usize) -> u64 {
+    // log10(n) = log2(n) x 0.30103; log2 in 1/1024 steps.
+    let log10_milli = log2_q10(nodes.max(1) as u64) * 30_103 / 102_400;
+    (800 + log10_milli / 4).max(1000)
+}
+
+/// floor(log2(n) x 1024) for n >= 1, by repeated squaring of the mantissa.
+fn log2_q10(n: u64) -> u64 {
+    let int = u64::from(63 - n.leading_zeros());
+    // The mantissa n / 2^int in [1, 2), as a 32.32 fixed-point number.
+    let mut x = (u128::from(n) << 32) >> int;
+    let mut frac = 0;
+    for bit in (0..10).rev() {
+        x = (x * x) >> 32;
+        if x >= 2 << 32 {
+            x >>= 1;
+            frac |= 1 << bit;
+        }
+    }
+    int * 1024 + frac
 }
 
 /// The other links' addresses: the node's openMosix aliases.
@@ -1610,8 +1630,8 @@ mod tests {
         }
         // ... and the hold the interval, times 0.8 + log10(500) / 4.
         let (_, t, hold) = sent[4];
-        assert_eq!(hold, (3.0 * f64::from(t) * hold_scale(500)) as u32);
-        assert!((1.47..1.48).contains(&hold_scale(500)));
+        assert_eq!(hold, 3 * t * 1474 / 1000);
+        assert_eq!(hold_scale_permille(500), 1474);
 
         // 450 leave: the next announcement comes as early as 50 nodes allow.
         let last = rec.sent.last().unwrap().0;
@@ -1665,6 +1685,19 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn the_hold_scale_is_0_8_plus_a_quarter_of_log10_and_at_least_1() {
+        for n in [
+            1usize, 2, 6, 7, 10, 32, 100, 256, 500, 1024, 4096, 16384, 65535,
+        ] {
+            let exact = (0.8 + (n as f64).log10() / 4.0).max(1.0);
+            let got = hold_scale_permille(n) as f64 / 1000.0;
+            assert!((got - exact).abs() < 0.002, "{n}: {got} for {exact}");
+        }
+        assert_eq!(hold_scale_permille(6), 1000);
+        assert_eq!(hold_scale_permille(4096), 1703);
     }
 
     #[test]

@@ -244,7 +244,7 @@ fn the_whole_cluster_keeps_its_budget_and_a_dead_node_goes_within_its_hold() {
     // The hold follows the interval: 5 intervals of 5 s, times
     // 0.8 + log10(200) / 4; a kill is seen within it, never before an
     // interval.
-    let hold = 5.0 * 5000.0 * omdiscd::node::hold_scale(200);
+    let hold = 5.0 * 5000.0 * omdiscd::node::hold_scale_permille(200) as f64 / 1000.0;
     let after = converged(&r, 1) as f64;
     assert!(
         after <= hold + 100.0,
