@@ -24,7 +24,8 @@ use crate::cli::{
 use crate::log::{Level, Limit};
 use crate::netlink::{self, Netlink};
 use crate::node::{
-    Actions, Core, Datagram, Dest, Event, Input, Link, Publish, Published, Received, Settings,
+    Actions, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received,
+    Settings,
 };
 use crate::procfs::{Backend, Kernel, KernelError, MapFileWriter};
 use crate::rng::Rng;
@@ -44,6 +45,11 @@ pub const RCVBUF_BYTES: usize = 4 << 20;
 
 /// How often drop/error lines may be logged, per kind.
 const LOG_LIMIT_MS: u64 = 10_000;
+
+/// Receive batches read per wake-up (of `udp::BATCH` datagrams each), so a
+/// flood cannot starve the timers and signals; when all are full the core is
+/// told it is behind.
+const READS_PER_WAKEUP: usize = 64;
 
 /// Interface names, as the kernel limits them (IFNAMSIZ with its NUL).
 type IfName = heapless::String<16>;
@@ -304,25 +310,25 @@ impl Actions for Shell {
                 self.ifaces.first().map_or("?", |i| i.name.as_str()),
                 self.group,
             ),
-            Event::Overloaded {
-                dropped,
-                late_ms,
-                interval_ms,
-            } => {
+            Event::Overloaded { why, interval_ms } => {
                 let every = interval_ms as f64 / 1000.0;
-                if dropped > 0 {
-                    limited(
+                let then = "holding every node longer and announcing every";
+                match why {
+                    Overload::Dropped(n) => limited(
                         Limit::Overload,
                         Level::Warn,
-                        format_args!("overloaded: the kernel dropped {dropped} datagrams (receive buffer full); holding every node longer and announcing every {every} s until it recovers"),
-                    )
-                } else {
-                    let late = late_ms as f64 / 1000.0;
-                    limited(
+                        format_args!("overloaded: the kernel dropped {n} datagrams (receive buffer full); {then} {every} s until it recovers"),
+                    ),
+                    Overload::Late(ms) => limited(
                         Limit::Overload,
                         Level::Warn,
-                        format_args!("overloaded: ran {late} s late; holding every node longer and announcing every {every} s until it recovers"),
-                    )
+                        format_args!("overloaded: ran {} s late; {then} {every} s until it recovers", ms as f64 / 1000.0),
+                    ),
+                    Overload::Behind => limited(
+                        Limit::Overload,
+                        Level::Warn,
+                        format_args!("overloaded: datagrams arrive faster than they are read; {then} {every} s until it recovers"),
+                    ),
                 }
             }
             Event::AddressChanged { old, new } => notice!(
@@ -536,7 +542,7 @@ impl Daemon {
 
     fn on_readable(&mut self) {
         // Bounded so a flood cannot starve the timers and signals.
-        for _ in 0..64 {
+        for _ in 0..READS_PER_WAKEUP {
             let n = match self.io.sock.recv_batch(&mut self.batch) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -567,9 +573,12 @@ impl Daemon {
             let drops = Input::KernelDrops(self.batch.dropped_total());
             self.core.handle(now, drops, &mut self.io);
             if n < crate::udp::BATCH {
-                break;
+                return;
             }
         }
+        // Every read was full: more is waiting than the loop takes at once.
+        self.core
+            .handle(monotonic_ms(), Input::Behind, &mut self.io);
     }
 
     // ---- signals --------------------------------------------------------

@@ -416,10 +416,12 @@ impl ClusterMap {
     }
 
     /// Holds every node at least until its hold time has passed from
-    /// `now_ms`: called while this node cannot keep up with what arrives
-    /// (its receive buffer overflowed, or it ran late), so that what it
-    /// failed to read does not look like silence. A node that really died
-    /// is dropped one hold time after the last such call.
+    /// `now_ms`, but never longer than two hold times after it was last
+    /// heard: called while this node cannot keep up with what arrives (its
+    /// receive buffer overflowed, it ran late, datagrams are waiting), so
+    /// that what it failed to read does not look like silence. A node that
+    /// really died is dropped one hold time after the last such call, and
+    /// at the latest two hold times after its last message.
     pub fn postpone_expiry(&mut self, now_ms: u64) {
         self.grace_from_ms = self.grace_from_ms.max(now_ms);
     }
@@ -521,12 +523,13 @@ impl ClusterMap {
     }
 
     /// When the node in slot `id` expires: its hold time after it was last
-    /// heard, or after the grace began if that is later.
+    /// heard, or after the grace began if that is later, but no later than
+    /// two hold times after it was last heard.
     fn expiry(&self, id: NodeId) -> u64 {
         let s = &self.slots[id as usize];
-        s.last_seen_ms
-            .max(self.grace_from_ms)
-            .saturating_add(u64::from(s.hold_ms))
+        let hold = u64::from(s.hold_ms);
+        let graced = s.last_seen_ms.max(self.grace_from_ms).saturating_add(hold);
+        graced.min(s.last_seen_ms.saturating_add(2 * hold))
     }
 }
 

@@ -101,6 +101,13 @@ pub const MAX_OVERLOAD_FACTOR: u32 = 4;
 /// not look like silence.
 pub const OVERLOAD_LATE_MS: u64 = 1_000;
 
+/// Datagrams left waiting after every read ([`Input::Behind`]) for this
+/// long count as an overload; a burst that is read within it does not.
+pub const BEHIND_MS: u64 = 500;
+
+/// Reads that leave datagrams waiting less than this apart are one spell.
+const BEHIND_GAP_MS: u64 = 100;
+
 /// Expiry runs at most this often: each run walks every known node
 /// (~3 ns a node), and with thousands of nodes the earliest deadline moves on
 /// with nearly every packet. A node leaves at most this late.
@@ -173,6 +180,9 @@ pub enum Input<'a> {
     Truncated { src: SocketAddrV4 },
     /// The kernel's running total of datagrams dropped on a full receive buffer.
     KernelDrops(u32),
+    /// More datagrams are waiting than the caller reads at once: this node
+    /// is behind, and what it has read is not the latest news.
+    Behind,
     /// The interfaces as they are now (after a netlink event or SIGHUP), in
     /// the order given on the command line: the first one's address is the
     /// node's identity, the others are its aliases.
@@ -244,20 +254,27 @@ pub enum Event {
     Joined { id: NodeId, addr: Ipv4Addr },
     /// No other node heard for [`LONELY_INTERVALS`] intervals.
     Lonely { intervals: u64 },
-    /// This node cannot keep up: the kernel dropped `dropped` more
-    /// datagrams on a full receive buffer, or a poll came `late_ms` late.
-    /// Every node is held longer and the own interval is now `interval_ms`.
-    Overloaded {
-        dropped: u32,
-        late_ms: u64,
-        interval_ms: u32,
-    },
+    /// This node cannot keep up (see [`Overload`]). Every node is held
+    /// longer and the own interval is now `interval_ms`.
+    Overloaded { why: Overload, interval_ms: u32 },
     /// The primary address changed: a new identity.
     AddressChanged { old: Ipv4Addr, new: Ipv4Addr },
     /// No interface has an IPv4 address: not announcing until one returns.
     NoAddress,
     /// The new address gives node id 0: the old identity is kept.
     InvalidAddress { new: Ipv4Addr, keeping: Ipv4Addr },
+}
+
+/// How a node found out that it cannot keep up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overload {
+    /// The kernel dropped this many more datagrams (receive buffer full).
+    Dropped(u32),
+    /// A poll ran this many ms after its instant.
+    Late(u64),
+    /// Datagrams were left waiting after every read for [`BEHIND_MS`]
+    /// ([`Input::Behind`]).
+    Behind,
 }
 
 /// What the core does to the world. The daemon implements it with syscalls,
@@ -351,6 +368,9 @@ pub struct Core {
     gap_interval_ms: u32,
     overload_factor: u32,
     overload_until_ms: u64,
+    /// Since when, and last when, reads left datagrams waiting.
+    behind_since_ms: u64,
+    behind_last_ms: Option<u64>,
     goodbyes_left: u8,
     goodbye_len: usize,
     stopping: bool,
@@ -398,6 +418,8 @@ impl Core {
             gap_interval_ms: settings.interval_ms,
             overload_factor: 1,
             overload_until_ms: 0,
+            behind_since_ms: 0,
+            behind_last_ms: None,
             goodbyes_left: 0,
             goodbye_len: 0,
             stopping: false,
@@ -489,7 +511,7 @@ impl Core {
             .map(|at| now_ms.saturating_sub(at))
             .filter(|&late| late >= OVERLOAD_LATE_MS)
         {
-            self.overloaded(now_ms, 0, late_ms, io);
+            self.overloaded(now_ms, Overload::Late(late_ms), io);
         }
         if self.due(Timer::Announce, now_ms) {
             self.announce(now_ms, io);
@@ -541,7 +563,19 @@ impl Core {
                 if total > self.counters.kernel_overflows {
                     let more = total - self.counters.kernel_overflows;
                     self.counters.kernel_overflows = total;
-                    self.overloaded(now_ms, more, 0, io);
+                    self.overloaded(now_ms, Overload::Dropped(more), io);
+                }
+            }
+            Input::Behind => {
+                let spell_goes_on = self
+                    .behind_last_ms
+                    .is_some_and(|last| now_ms <= last + BEHIND_GAP_MS);
+                if !spell_goes_on {
+                    self.behind_since_ms = now_ms;
+                }
+                self.behind_last_ms = Some(now_ms);
+                if now_ms >= self.behind_since_ms + BEHIND_MS {
+                    self.overloaded(now_ms, Overload::Behind, io);
                 }
             }
             Input::Links(links) => self.on_links(now_ms, links, io),
@@ -684,7 +718,7 @@ impl Core {
     /// This node cannot keep up (see [`Event::Overloaded`]): nobody
     /// expires for what it failed to read, and it announces less often
     /// and answers nobody until an interval has passed without overload.
-    fn overloaded(&mut self, now_ms: u64, dropped: u32, late_ms: u64, io: &mut impl Actions) {
+    fn overloaded(&mut self, now_ms: u64, why: Overload, io: &mut impl Actions) {
         if now_ms >= self.overload_until_ms {
             self.overload_factor = (self.overload_factor * 2).min(MAX_OVERLOAD_FACTOR);
             self.counters.overloads += 1;
@@ -692,12 +726,7 @@ impl Core {
         self.map.postpone_expiry(now_ms);
         let interval_ms = self.interval_ms();
         self.overload_until_ms = now_ms + u64::from(interval_ms);
-        let e = Event::Overloaded {
-            dropped,
-            late_ms,
-            interval_ms,
-        };
-        io.event(now_ms, e);
+        io.event(now_ms, Event::Overloaded { why, interval_ms });
     }
 
     /// Writes one of our own messages into `buf`; returns its length.
@@ -1651,14 +1680,12 @@ mod tests {
         let (mut c, mut rec) = member(12, 1);
         // The peer, heard at 4000, would expire at 7000.
         c.handle(6500, Input::KernelDrops(40), &mut rec);
-        assert!(matches!(
+        let why = Overload::Dropped(40);
+        let interval_ms = 2000;
+        assert_eq!(
             rec.events.last(),
-            Some(Event::Overloaded {
-                dropped: 40,
-                late_ms: 0,
-                interval_ms: 2000
-            })
-        ));
+            Some(&Event::Overloaded { why, interval_ms })
+        );
         run(&mut c, &mut rec, 9400);
         assert!(c.map().get(wire::node_id_of(peer(1))).is_some(), "held");
         run(&mut c, &mut rec, 9500 + EXPIRY_GRANULARITY_MS);
@@ -1677,14 +1704,40 @@ mod tests {
         let (mut c, mut rec) = member(12, 1);
         let at = c.poll_at().unwrap();
         c.poll(at + 3000, &mut rec);
-        assert!(rec.events.iter().any(|e| matches!(
-            e,
-            Event::Overloaded {
-                dropped: 0,
-                late_ms: 3000,
-                ..
+        let late = Overload::Late(3000);
+        assert!(rec
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Overloaded { why, .. } if *why == late)));
+        // So are reads that leave datagrams waiting for half a second, but
+        // not a burst that is read at once.
+        let (mut c, mut rec) = member(12, 1);
+        c.handle(4500, Input::Behind, &mut rec);
+        c.handle(4510, Input::Behind, &mut rec);
+        assert_eq!(c.counters().overloads, 0);
+        for t in (4500..=5000).step_by(50) {
+            c.handle(t, Input::Behind, &mut rec);
+        }
+        assert_eq!(c.counters().overloads, 1);
+    }
+
+    #[test]
+    fn an_overload_that_never_ends_still_drops_a_dead_node_after_two_holds() {
+        let (mut c, mut rec) = member(13, 1);
+        // The peer, heard at 4000 with a hold of 3 s, dies; this node is
+        // behind on every read from then on.
+        let mut now = 4000;
+        while now < 20_000 {
+            now += 50;
+            c.handle(now, Input::Behind, &mut rec);
+            run(&mut c, &mut rec, now);
+            let gone = c.map().get(wire::node_id_of(peer(1))).is_none();
+            assert_eq!(gone, now >= 10_000, "at {now}");
+            if gone {
+                break;
             }
-        )));
+        }
+        assert!(now < 20_000);
     }
 
     #[test]

@@ -879,6 +879,10 @@ impl Lane<'_> {
                     };
                     core.handle(now, Input::Datagram(r), &mut port);
                 }
+                if !self.queues[k].is_empty() {
+                    // As the daemon after a wake-up that left datagrams waiting.
+                    core.handle(now, Input::Behind, &mut port);
+                }
             }
             if self.next_poll[k] <= now || touched {
                 core.poll(now, &mut port);
