@@ -49,7 +49,7 @@ const LOG_LIMIT_MS: u64 = 10_000;
 /// Receive batches read per wake-up (of `udp::BATCH` datagrams each), so a
 /// flood cannot starve the timers and signals; when all are full the core is
 /// told it is behind.
-const READS_PER_WAKEUP: usize = 64;
+const READS_PER_WAKEUP: usize = crate::node::READ_AT_ONCE / crate::udp::BATCH;
 
 /// Interface names, as the kernel limits them (IFNAMSIZ with its NUL).
 type IfName = heapless::String<16>;

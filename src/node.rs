@@ -101,6 +101,10 @@ pub const MAX_OVERLOAD_FACTOR: u32 = 4;
 /// not look like silence.
 pub const OVERLOAD_LATE_MS: u64 = 1_000;
 
+/// A caller reads up to this many datagrams at once (per wake-up) and
+/// tells the core [`Input::Behind`] when more were waiting.
+pub const READ_AT_ONCE: usize = 512;
+
 /// Datagrams left waiting after every read ([`Input::Behind`]) for this
 /// long count as an overload; a burst that is read within it does not.
 pub const BEHIND_MS: u64 = 500;
@@ -180,8 +184,9 @@ pub enum Input<'a> {
     Truncated { src: SocketAddrV4 },
     /// The kernel's running total of datagrams dropped on a full receive buffer.
     KernelDrops(u32),
-    /// More datagrams are waiting than the caller reads at once: this node
-    /// is behind, and what it has read is not the latest news.
+    /// More datagrams are waiting than the caller reads at once
+    /// ([`READ_AT_ONCE`]): this node is behind, and what it has read is not
+    /// the latest news.
     Behind,
     /// The interfaces as they are now (after a netlink event or SIGHUP), in
     /// the order given on the command line: the first one's address is the

@@ -36,7 +36,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::node::{
     Actions, Core, Datagram, Dest, Event, Input, Link, Publish, Published, Received, Settings,
-    EXPIRY_GRANULARITY_MS,
+    EXPIRY_GRANULARITY_MS, READ_AT_ONCE,
 };
 use crate::rng::Rng;
 use crate::wire::{self, Label, MAX_MESSAGE_LEN};
@@ -879,8 +879,9 @@ impl Lane<'_> {
                     };
                     core.handle(now, Input::Datagram(r), &mut port);
                 }
-                if !self.queues[k].is_empty() {
-                    // As the daemon after a wake-up that left datagrams waiting.
+                if self.queues[k].len() >= READ_AT_ONCE {
+                    // As the daemon after a wake-up that left more waiting
+                    // than it reads at once.
                     core.handle(now, Input::Behind, &mut port);
                 }
             }
