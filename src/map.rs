@@ -792,6 +792,58 @@ mod tests {
     }
 
     #[test]
+    fn hearsay_extends_a_known_node_but_never_shortens_it() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&ann(a, 7, 1), 1000); // expires at 7000
+        let expires = |m: &ClusterMap| m.get(2638).unwrap().expires_ms;
+        assert_eq!(
+            map.apply_hearsay(a, 7, 1000, 2000),
+            AnnounceOutcome::Ignored
+        );
+        assert_eq!(expires(&map), 7000, "an earlier deadline changes nothing");
+        assert_eq!(
+            map.apply_hearsay(a, 7, 9000, 2000),
+            AnnounceOutcome::Extended
+        );
+        assert_eq!(expires(&map), 11_000);
+        assert_eq!(
+            map.get(2638).unwrap().last_seen_ms,
+            1000,
+            "still heard at 1000"
+        );
+        assert_eq!(
+            map.apply_hearsay(a, 8, 60_000, 2000),
+            AnnounceOutcome::Ignored
+        );
+        assert_eq!(
+            expires(&map),
+            11_000,
+            "another incarnation: first-hand wins"
+        );
+        // Its own next announcement sets its own hold again.
+        map.apply_announce(&ann(a, 7, 2), 3000);
+        assert_eq!(expires(&map), 9000);
+    }
+
+    #[test]
+    fn postponed_expiry_waits_one_hold_after_the_overload_but_at_most_two_holds() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&ann(a, 7, 1), 1000); // hold 6 s: expires at 7000
+        map.postpone_expiry(4000);
+        assert_eq!(map.get(2638).unwrap().expires_ms, 10_000);
+        map.postpone_expiry(9000);
+        assert_eq!(
+            map.get(2638).unwrap().expires_ms,
+            13_000,
+            "capped at 2 holds"
+        );
+        assert_eq!(map.expire(12_999), 0);
+        assert_eq!(map.expire(13_000), 1);
+    }
+
+    #[test]
     fn full_id_space_fits() {
         let mut map = ClusterMap::new(Ipv4Addr::new(10, 0, 0, 1), &[], 1);
         for id in 2..=u16::MAX {
