@@ -22,6 +22,18 @@ fn cstring(p: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
+/// True if `path` is a regular file or does not exist (lstat: a symlink is
+/// neither).
+fn regular_or_absent(path: &CString) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: path is NUL-terminated; st is a stat buffer lstat fills on success.
+    if unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT);
+    }
+    // SAFETY: lstat succeeded, so st is initialised.
+    unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
 /// Writes the map file atomically. Created at start-up; `write` does not allocate.
 pub struct MapFileWriter {
     path: CString,
@@ -31,8 +43,28 @@ pub struct MapFileWriter {
 }
 
 impl MapFileWriter {
-    /// Prepares the paths and creates the directory if missing.
+    /// Prepares the paths and creates the directory if missing. Refuses a
+    /// path that ends in `/` or names anything but a regular file (a device
+    /// node, a FIFO, a directory, a symlink): the atomic rename would
+    /// replace it, and `--map-file /dev/null` would destroy `/dev/null`.
     pub fn new(path: &Path) -> io::Result<MapFileWriter> {
+        let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
+        if path.as_os_str().as_bytes().ends_with(b"/") {
+            let why = format!(
+                "{} ends with '/': the map file must be a file",
+                path.display()
+            );
+            return Err(invalid(why));
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_file() {
+                let why = format!(
+                    "{} is not a regular file (a directory, device, FIFO, socket or symlink): refusing to replace it",
+                    path.display()
+                );
+                return Err(invalid(why));
+            }
+        }
         let name = path.file_name().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -74,6 +106,13 @@ impl MapFileWriter {
             unsafe { libc::unlink(self.tmp.as_ptr()) };
             return Err(e);
         }
+        // Never replace anything but a regular file, even one that took the
+        // map file's place after start-up.
+        if !regular_or_absent(&self.path) {
+            // SAFETY: tmp is a valid NUL-terminated path.
+            unsafe { libc::unlink(self.tmp.as_ptr()) };
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
         // SAFETY: tmp and path are NUL-terminated CStrings.
         cvt(unsafe { libc::rename(self.tmp.as_ptr(), self.path.as_ptr()) })?;
         // Make the rename itself durable; failure here is not worth an error.
@@ -90,9 +129,25 @@ impl MapFileWriter {
     }
 
     fn open_tmp(&self) -> io::Result<i32> {
-        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+        // Not through a symlink, and not into a FIFO without a reader.
+        let flags = libc::O_WRONLY
+            | libc::O_CREAT
+            | libc::O_TRUNC
+            | libc::O_CLOEXEC
+            | libc::O_NOFOLLOW
+            | libc::O_NONBLOCK;
         // SAFETY: tmp is a NUL-terminated CString; O_CREAT's mode is passed.
-        cvt(unsafe { libc::open(self.tmp.as_ptr(), flags, 0o644 as libc::c_uint) })
+        let fd = cvt(unsafe { libc::open(self.tmp.as_ptr(), flags, 0o644 as libc::c_uint) })?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fd is open; st is a stat buffer fstat fills on success.
+        let ok = unsafe { libc::fstat(fd, st.as_mut_ptr()) } == 0;
+        // SAFETY: fstat succeeded, so st is initialised.
+        if ok && unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG {
+            return Ok(fd);
+        }
+        // SAFETY: fd was opened above and is closed once here.
+        unsafe { libc::close(fd) };
+        Err(io::Error::from_raw_os_error(libc::EEXIST))
     }
 
     fn fill(&mut self, fd: i32, map: &ClusterMap, version: &str) -> io::Result<()> {
@@ -389,6 +444,7 @@ mod tests {
     use super::*;
     use crate::map::Announcement;
     use std::net::Ipv4Addr;
+    use std::os::unix::fs::FileTypeExt;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("omd-procfs-{}-{tag}", std::process::id()));
@@ -400,6 +456,60 @@ mod tests {
     fn map_of(n: u8) -> ClusterMap {
         let peers = (1..=n).map(|last| Ipv4Addr::new(192, 168, 10, last));
         crate::map::test_map(Ipv4Addr::new(192, 168, 10, 220), peers)
+    }
+
+    #[test]
+    fn a_map_path_that_is_not_a_regular_file_is_refused_and_left_alone() {
+        let dir = temp_dir("refuse");
+        let fifo = dir.join("fifo");
+        let c = cstring(&fifo).unwrap();
+        // SAFETY: c is a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let sub = dir.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(dir.join("target"), &link).unwrap();
+        for (path, what) in [
+            (fifo.clone(), "not a regular file"),
+            (sub.clone(), "not a regular file"),
+            (link.clone(), "not a regular file"),
+            (
+                PathBuf::from(format!("{}/", dir.join("x").display())),
+                "ends with '/'",
+            ),
+        ] {
+            let e = MapFileWriter::new(&path).err().expect("refused");
+            let text = e.to_string();
+            assert!(
+                text.contains(what) && text.contains(&*dir.to_string_lossy()),
+                "{text}"
+            );
+        }
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert!(sub.is_dir() && std::fs::read_link(&link).is_ok());
+
+        // A FIFO that takes the map file's place later is not replaced either.
+        let path = dir.join("openmosix.map");
+        let mut w = MapFileWriter::new(&path).unwrap();
+        let map = map_of(2);
+        w.write(&map, "t").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let c = cstring(&path).unwrap();
+        // SAFETY: c is a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(w.write(&map, "t").is_err());
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert!(
+            !dir.join(".openmosix.map.tmp").exists(),
+            "no temporary file left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
