@@ -9,7 +9,7 @@
 //! nothing (proved by `tests/noalloc.rs`).
 
 use std::fmt;
-use std::io::{self, Read as _};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -169,25 +169,19 @@ impl Iface {
     }
 }
 
-/// Nodes in the map a previous run left at `path` (a regular file, read up
-/// to 1 MiB), to size the start-up delay of a cold boot; 0 if there is none.
+/// Nodes in the map a previous run left at `path` (read as `--dump` reads
+/// it), to size the start-up delay of a cold boot; 0 if there is none.
 fn previous_map_size(path: &Path) -> u32 {
-    const CAP: u64 = 1 << 20;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
+    let Ok(bytes) = crate::procfs::read_map_file(path) else {
         return 0;
     };
-    if !meta.is_file() {
-        return 0;
-    }
-    let mut bytes = Vec::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(CAP).read_to_end(&mut bytes));
-    match (read, crate::mapfile::parse(&bytes)) {
-        (Ok(_), Ok(m)) => m
+    match crate::mapfile::parse(&bytes) {
+        Ok(m) => m
             .ranges
             .iter()
             .map(|r| r.count)
             .fold(0u32, u32::saturating_add),
-        _ => 0,
+        Err(_) => 0,
     }
 }
 

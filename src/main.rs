@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 
 /// `--dump`: the published map in the layout of the original `showmap`.
 fn dump(path: &std::path::Path) -> ExitCode {
-    let bytes = match std::fs::read(path) {
+    let bytes = match omdiscd::procfs::read_map_file(path) {
         Ok(b) => b,
         Err(e) => {
             eprintln!(
@@ -44,6 +44,13 @@ fn dump(path: &std::path::Path) -> ExitCode {
         }
     };
     match mapfile::parse(&bytes) {
+        Ok(map) if map.ranges.is_empty() => {
+            eprintln!(
+                "omdiscd: the map file {} lists no node (omdiscd always writes its own)",
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
         Ok(map) => {
             let mut out = std::io::stdout().lock();
             if out.write_all(mapfile::showmap(&map).as_bytes()).is_err() {

@@ -22,6 +22,36 @@ fn cstring(p: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
+/// The largest map file read back (`--dump`, and the previous run's map at
+/// start-up): the largest possible map, 65,535 nodes with 6 aliases each
+/// and no two in a range, is about 13 MiB.
+pub const MAX_MAP_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a map file back: only a regular file (not a FIFO, which could
+/// hang, nor a device such as `/dev/zero`, which never ends), and at most
+/// [`MAX_MAP_FILE_BYTES`]. Start-up and `--dump` only: it allocates.
+pub fn read_map_file(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+    // Non-blocking, so that opening a FIFO does not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file".to_string()));
+    }
+    if meta.len() > MAX_MAP_FILE_BYTES {
+        let why = format!("larger than {} MiB", MAX_MAP_FILE_BYTES >> 20);
+        return Err(invalid(why));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MAP_FILE_BYTES).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// True if `path` is a regular file or does not exist (lstat: a symlink is
 /// neither).
 fn regular_or_absent(path: &CString) -> bool {

@@ -125,6 +125,39 @@ fn malformed_map_file_names_the_line() {
 }
 
 #[test]
+fn only_a_regular_nonempty_map_file_of_sane_size_is_read() {
+    let dir = temp_dir("odd");
+    let failure = |path: &Path, what: &str| {
+        let out = dump(path);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(what) && err.contains(&*path.to_string_lossy()),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    };
+    // A FIFO would block a plain read for ever.
+    let fifo = dir.join("fifo");
+    let ok = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(ok.success());
+    failure(&fifo, "not a regular file");
+    failure(&dir, "not a regular file");
+    // Larger than any map can be (sparse: no disk used).
+    let big = dir.join("big.map");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(omdiscd::procfs::MAX_MAP_FILE_BYTES + 1).unwrap();
+    failure(&big, "larger than 16 MiB");
+    // Empty, or comments only: no node, not "My Node-Id: 0x0000".
+    let empty = dir.join("empty.map");
+    std::fs::write(&empty, "").unwrap();
+    failure(&empty, "lists no node");
+    std::fs::write(&empty, "# openMosix map\n# nodes: 0\n").unwrap();
+    failure(&empty, "lists no node");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn usage_errors_exit_2_with_a_hint_help_and_version_exit_0() {
     let out = Command::new(BIN).args(["--port", "abc"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
