@@ -266,21 +266,6 @@ fn run_to_exit(
     (st.code(), p.stdout_text(), p.stderr_text())
 }
 
-/// A lab with one bridge and `n` nodes at 198.18.10.1..=n, eth0 each.
-fn flat_lab(n: u8) -> (Lab, BridgeId, Vec<(NodeId, Ipv4Addr)>) {
-    let lab = Lab::new();
-    let br = lab.bridge();
-    let nodes = (1..=n)
-        .map(|i| {
-            let node = lab.node(&format!("n{i}"));
-            let a = Lab::addr(br, i);
-            lab.link(node, br, a, 24);
-            (node, a)
-        })
-        .collect();
-    (lab, br, nodes)
-}
-
 fn all_have(ds: &[Daemon], want: &BTreeSet<Entry>) -> bool {
     ds.iter().all(|d| d.has_exactly(want))
 }
@@ -348,7 +333,7 @@ impl Drop for Observer {
 
 #[test]
 fn five_nodes_converge_announce_promptly_log_and_dump() {
-    let (lab, br, nodes) = flat_lab(5);
+    let (lab, br, nodes) = Lab::flat(5);
     // A sixth namespace that only listens, to time the first announcements.
     let obs = lab.node("observer");
     lab.link(obs, br, Lab::addr(br, 100), 24);
@@ -447,7 +432,7 @@ fn five_nodes_converge_announce_promptly_log_and_dump() {
 
 #[test]
 fn sigterm_removes_at_once_sigkill_after_hold_and_a_restart_rejoins() {
-    let (lab, _br, nodes) = flat_lab(4);
+    let (lab, _br, nodes) = Lab::flat(4);
     let args = ["-i", "eth0", "--interval", "0.3", "--hold", "3"];
     let mut ds: Vec<Daemon> = nodes
         .iter()
@@ -523,7 +508,7 @@ fn sigterm_removes_at_once_sigkill_after_hold_and_a_restart_rejoins() {
 
 #[test]
 fn default_route_absent_fails_with_the_original_messages_present_is_used_lost_is_logged() {
-    let (lab, br, nodes) = flat_lab(3);
+    let (lab, br, nodes) = Lab::flat(3);
     let (na, aa) = nodes[0];
     let (nb, ab) = nodes[1];
     let (nc, ac) = nodes[2];
@@ -657,7 +642,7 @@ fn bad_interfaces_exit_1_and_bad_interface_lists_exit_2_with_the_reason() {
 
 #[test]
 fn address_change_moves_identity() {
-    let (lab, br, nodes) = flat_lab(3);
+    let (lab, br, nodes) = Lab::flat(3);
     // Hold 5 s: removal of the old identity within ~1 s can only be the LEAVE.
     let args = ["-i", "eth0", "--interval", "0.3", "--hold", "5"];
     let ds: Vec<Daemon> = nodes
@@ -801,7 +786,7 @@ fn two_interfaces_announce_and_relay_on_both_but_with_ttl_only_on_the_first() {
 
 #[test]
 fn kernel_stand_in_gets_mospe_and_the_full_map_through_setpe() {
-    let (lab, _br, nodes) = flat_lab(3);
+    let (lab, _br, nodes) = Lab::flat(3);
     let dir = lab.dir().to_owned();
     let root = dir.join("fakeproc");
     fs::create_dir_all(root.join("hpc/admin")).unwrap();
@@ -897,7 +882,7 @@ fn kernel_stand_in_gets_mospe_and_the_full_map_through_setpe() {
 
 #[test]
 fn sighup_changes_nothing_and_a_link_flap_drops_then_rejoins() {
-    let (lab, _br, nodes) = flat_lab(3);
+    let (lab, _br, nodes) = Lab::flat(3);
     let args = ["-i", "eth0", "--interval", "0.3", "--hold", "1.5"];
     let ds: Vec<Daemon> = nodes
         .iter()
@@ -972,7 +957,7 @@ fn sighup_changes_nothing_and_a_link_flap_drops_then_rejoins() {
 
 #[test]
 fn cluster_label_separates() {
-    let (lab, _br, nodes) = flat_lab(3);
+    let (lab, _br, nodes) = Lab::flat(3);
     let ds: Vec<Daemon> = nodes
         .iter()
         .enumerate()
@@ -1016,7 +1001,7 @@ fn cluster_label_separates() {
 
 #[test]
 fn id_collision_keeps_the_holder_and_is_logged_once() {
-    let (lab, br, nodes) = flat_lab(2);
+    let (lab, br, nodes) = Lab::flat(2);
     let (n1, a1) = nodes[0];
     let (n2, a2) = nodes[1];
     let iv = ["-i", "eth0", "--interval", "0.3"];
@@ -1064,7 +1049,7 @@ fn id_collision_keeps_the_holder_and_is_logged_once() {
 
 #[test]
 fn a_node_alone_warns_about_multicast() {
-    let (lab, _br, nodes) = flat_lab(1);
+    let (lab, _br, nodes) = Lab::flat(1);
     let (n, a) = nodes[0];
     let d = start(&lab, n, a, "alone", &["-i", "eth0", "--interval", "0.1"]);
     wait_for(CONVERGE_TIMEOUT, "loneliness warning", &[&d], || {
@@ -1076,7 +1061,7 @@ fn a_node_alone_warns_about_multicast() {
 
 #[test]
 fn daemon_mode_detaches_logs_to_the_kernel_log_and_leaves_on_sigterm() {
-    let (lab, _br, nodes) = flat_lab(2);
+    let (lab, _br, nodes) = Lab::flat(2);
     let (n1, a1) = nodes[0];
     let (n2, a2) = nodes[1];
     let peer = start(&lab, n2, a2, "peer", &["-i", "eth0", "--interval", "0.3"]);
@@ -1195,7 +1180,7 @@ fn thirty_nodes_cold_boot_converge_with_the_own_node_first() {
     const INTERVAL_MS: u32 = 1000;
     let interval = omdiscd::cli::format_duration_ms(INTERVAL_MS);
     let interval = interval.trim_end_matches('s');
-    let (lab, _br, nodes) = flat_lab(N);
+    let (lab, _br, nodes) = Lab::flat(N);
     // From the start of the first daemon to every map complete.
     let t0 = Instant::now();
     let ds: Vec<Daemon> = nodes
@@ -1237,7 +1222,7 @@ fn thirty_nodes_cold_boot_converge_with_the_own_node_first() {
 
 #[test]
 fn a_burst_of_fifty_joins_is_published_at_most_twice() {
-    let (lab, _br, nodes) = flat_lab(2);
+    let (lab, _br, nodes) = Lab::flat(2);
     let (n1, a1) = nodes[0];
     let (n2, _) = nodes[1];
     let d = start(&lab, n1, a1, "target", &["-i", "eth0", "--interval", "1"]);

@@ -105,16 +105,7 @@ fn diag(maps: &[PathBuf], want: &BTreeSet<Entry>, procs: &[Proc]) -> String {
 
 #[test]
 fn hundred_nodes_cold_boot_converge_stay_converged_and_resolve_few_neighbours() {
-    let lab = Lab::new();
-    let br = lab.bridge();
-    let nodes: Vec<(NodeId, Ipv4Addr)> = (1..=NODES)
-        .map(|i| {
-            let node = lab.node(&format!("n{i}"));
-            let a = Lab::addr(br, i);
-            lab.link(node, br, a, 24);
-            (node, a)
-        })
-        .collect();
+    let (lab, _br, nodes) = Lab::flat(NODES);
 
     let root = lab.dir().join("empty-proc");
     fs::create_dir_all(&root).unwrap();

@@ -189,6 +189,21 @@ impl Lab {
         self.lock().bridges[bridge.0].clone()
     }
 
+    /// A lab with one bridge and `n` nodes at 198.18.10.1..=n, eth0 each.
+    pub fn flat(n: u8) -> (Lab, BridgeId, Vec<(NodeId, Ipv4Addr)>) {
+        let lab = Lab::new();
+        let br = lab.bridge();
+        let nodes = (1..=n)
+            .map(|i| {
+                let node = lab.node(&format!("n{i}"));
+                let a = Lab::addr(br, i);
+                lab.link(node, br, a, 24);
+                (node, a)
+            })
+            .collect();
+        (lab, br, nodes)
+    }
+
     /// Conventional address `host` on bridge `b`: 198.18.(10+b).host.
     pub fn addr(b: BridgeId, host: u8) -> Ipv4Addr {
         let third = u8::try_from(10 + b.0).expect("too many bridges for the address plan");
