@@ -6,7 +6,10 @@
 //!
 //! Network: `--delay MS` (1), `--jitter MS` (1), `--loss P`, `--dup P`,
 //! `--reorder P`, `--reorder-ms MS` (10), `--queue N` datagrams (8192),
-//! `--rx-rate N` datagrams/s a node can process (0: unlimited).
+//! `--rx-rate N` datagrams/s a node can process (0: unlimited),
+//! `--ingress-loss NODE:P` (repeatable: node NODE, numbered from 0 in start
+//! order, loses this part of every copy that reaches it, on top of `--loss`;
+//! what it sends is not affected).
 //! Nodes: `--nodes N`, `--interval MS` (2000), `--hold MS` (5 x interval),
 //! `--budget N` announcements/s for the whole cluster (1000; 0: none),
 //! `--remembered` (nodes know the cluster's size at start, as from a
@@ -27,7 +30,7 @@ use omdiscd::sim::{self, Action, Scenario, Step};
 
 fn usage(msg: &str) -> ! {
     eprintln!("sim: {msg}");
-    eprintln!("usage: sim [--nodes N] [--seconds S] [--seed S] [--loss P] [--dup P] [--reorder P] [--reorder-ms MS] [--delay MS] [--jitter MS] [--queue N] [--rx-rate N] [--interval MS] [--hold MS] [--budget N] [--remembered] [--start-window MS] [--threads 1|2] [--join T:K] [--stop T:K] [--kill T:K] [--pause T:K:MS] [--change-address T:K] [--partition T:F] [--heal T]");
+    eprintln!("usage: sim [--nodes N] [--seconds S] [--seed S] [--loss P] [--dup P] [--reorder P] [--reorder-ms MS] [--delay MS] [--jitter MS] [--queue N] [--rx-rate N] [--ingress-loss NODE:P] [--interval MS] [--hold MS] [--budget N] [--remembered] [--start-window MS] [--threads 1|2] [--join T:K] [--stop T:K] [--kill T:K] [--pause T:K:MS] [--change-address T:K] [--partition T:F] [--heal T]");
     exit(2)
 }
 
@@ -100,6 +103,10 @@ fn main() {
             "--jitter" => s.net.jitter_ms = num(flag, v),
             "--queue" => s.net.queue = num(flag, v),
             "--rx-rate" => s.net.rx_rate = num(flag, v),
+            "--ingress-loss" => {
+                let p = parts(flag, v, 2);
+                s.ingress_loss.push((num(flag, p[0]), num(flag, p[1])));
+            }
             "--interval" => s.interval_ms = num(flag, v),
             "--hold" => hold = Some(num(flag, v)),
             "--budget" => s.budget = num(flag, v),

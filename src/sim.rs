@@ -4,7 +4,8 @@
 //! The network delivers multicast to every running node on the sender's side
 //! of a partition and unicast to one node, each copy with its own delay
 //! (base + jitter), loss, duplication and reordering (an extra delay for
-//! some). Every node has a bounded receive queue, like a socket buffer: what
+//! some); a node may also lose part of what reaches it (ingress loss).
+//! Every node has a bounded receive queue, like a socket buffer: what
 //! arrives when it is full is dropped and counted. A node may process only
 //! so many datagrams per second (`rx_rate`), so a slow node falls behind.
 //!
@@ -25,7 +26,10 @@
 //!   over the whole run and over the steady state at its end;
 //! - receive-queue drops;
 //! - false removals: a node drops from a published map a node that has
-//!   been live and reachable for longer than its hold time;
+//!   been live and reachable for longer than its hold time (per node that
+//!   dropped and per node dropped);
+//! - for every node the script kills: the time from its last message until
+//!   no live node's published map holds it;
 //! - ghost entries: a dead node still in a live node's map past its hold
 //!   time plus the expiry granularity.
 #![forbid(unsafe_code)]
@@ -34,6 +38,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::map::ClusterMap;
 use crate::node::{
     Actions, Core, Datagram, Dest, Event, Input, Link, Publish, Published, Received, Settings,
     EXPIRY_GRANULARITY_MS, READ_AT_ONCE,
@@ -142,6 +147,12 @@ pub struct Scenario {
     /// With 2 threads, a tick uses both once this many datagrams are queued
     /// (default 256; tests set 0 to run every tick on both).
     pub parallel_from: usize,
+    /// Loss on the way into particular nodes, as (node, probability): every
+    /// copy that reaches the node, multicast or unicast, is lost with this
+    /// probability on top of the network's `loss`; what the node sends is
+    /// not affected. Nodes are numbered from 0 in the order they first
+    /// start: the initial nodes, then the newcomers in script order.
+    pub ingress_loss: Vec<(usize, f64)>,
 }
 
 impl Default for Scenario {
@@ -159,6 +170,7 @@ impl Default for Scenario {
             script: Vec::new(),
             threads: 1,
             parallel_from: PARALLEL_FROM,
+            ingress_loss: Vec::new(),
         }
     }
 }
@@ -205,6 +217,20 @@ impl Scenario {
         if n.queue == 0 {
             return Err("a receive queue of 0 datagrams");
         }
+        for (k, &(node, loss)) in self.ingress_loss.iter().enumerate() {
+            if node >= total {
+                return Err("ingress loss for a node that never starts");
+            }
+            if !p(loss) {
+                return Err("a probability outside 0..1");
+            }
+            if self.ingress_loss[..k]
+                .iter()
+                .any(|&(other, _)| other == node)
+            {
+                return Err("two ingress losses for one node");
+            }
+        }
         Ok(())
     }
 }
@@ -246,6 +272,31 @@ pub struct Traffic {
     pub cluster_bytes: f64,
 }
 
+/// A node killed by the script, and how long the others kept it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Killed {
+    /// The node (numbered as in [`Scenario::ingress_loss`]).
+    pub node: usize,
+    pub at_ms: u64,
+    /// When it last sent a datagram (lost or not); `None`: it never did.
+    pub last_sent_ms: Option<u64>,
+    /// When no live node's published map held it any more (the kill itself
+    /// if none did then); `None`: some live node's map still held it at the
+    /// end of the run. If a map takes it back (hearsay), this is when the
+    /// last such map dropped it again.
+    pub gone_ms: Option<u64>,
+    /// The last node whose published map dropped it.
+    pub last_holder: Option<usize>,
+}
+
+impl Killed {
+    /// Time from its last message until it had left every live node's
+    /// published map (`None`: not within the run, or it never sent).
+    pub fn gone_after_last_message_ms(&self) -> Option<u64> {
+        Some(self.gone_ms?.saturating_sub(self.last_sent_ms?))
+    }
+}
+
 /// What a run showed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
@@ -263,9 +314,18 @@ pub struct Report {
     pub bytes_sent: u64,
     /// Copies lost by the network (the loss probability).
     pub lost: u64,
+    /// Copies lost on the way into nodes with [`Scenario::ingress_loss`].
+    pub ingress_lost: u64,
     /// Copies dropped on a full receive queue.
     pub queue_drops: u64,
     pub false_removals: u64,
+    /// The false removals per node that made them (its published map
+    /// dropped a live node), indexed by node ...
+    pub false_removals_by: Vec<u64>,
+    /// ... and per node that was dropped while live.
+    pub false_removals_of: Vec<u64>,
+    /// The nodes the script killed, in kill order.
+    pub killed: Vec<Killed>,
     /// Ghost entries: (live node, dead node) pairs seen past the dead
     /// node's hold time, summed over the checks (one a second).
     pub ghost_observations: u64,
@@ -305,6 +365,13 @@ impl Report {
             s.net.loss * 100.0,
             self.digest
         );
+        for &(node, loss) in &s.ingress_loss {
+            let _ = writeln!(
+                out,
+                "node {node} loses {:.1} % of what reaches it (ingress loss)",
+                loss * 100.0
+            );
+        }
         let _ = writeln!(
             out,
             "the last node of the cold boot started at {:.3} s; the cold boot sent {} datagrams ({:.1} per node), {} unicast to {} distinct pairs",
@@ -366,6 +433,40 @@ impl Report {
             self.ghost_observations,
             self.publishes
         );
+        if self.ingress_lost > 0 {
+            let _ = writeln!(out, "lost at ingress {}", self.ingress_lost);
+        }
+        if self.false_removals > 0 {
+            let per = |v: &[u64]| {
+                let mut s = String::new();
+                for (i, &n) in v.iter().enumerate().filter(|(_, &n)| n > 0) {
+                    let _ = write!(s, " {i}:{n}");
+                }
+                s
+            };
+            let _ = writeln!(
+                out,
+                "false removals by node (node:count){}; of node{}",
+                per(&self.false_removals_by),
+                per(&self.false_removals_of)
+            );
+        }
+        for k in &self.killed {
+            let ms = |v: Option<u64>| {
+                v.map_or("never".to_string(), |v| format!("{:.3}", v as f64 / 1000.0))
+            };
+            let _ = writeln!(
+                out,
+                "node {} killed at {} s, last sent at {} s, left every map at {} s ({} s after its last message, last held by {})",
+                k.node,
+                ms(Some(k.at_ms)),
+                ms(k.last_sent_ms),
+                ms(k.gone_ms),
+                ms(k.gone_after_last_message_ms()),
+                k.last_holder
+                    .map_or("nobody".to_string(), |h| format!("node {h}"))
+            );
+        }
         out
     }
 
@@ -428,6 +529,17 @@ impl Report {
             self.ghost_observations,
             self.publishes
         );
+        if !s.ingress_loss.is_empty() {
+            let _ = write!(out, " ingress_lost={}", self.ingress_lost);
+        }
+        for (k, killed) in self.killed.iter().enumerate() {
+            let gone = killed.gone_after_last_message_ms().map_or(-1, |v| v as i64);
+            let _ = write!(
+                out,
+                " killed{k}={}@{} killed{k}_gone_after_last_ms={gone}",
+                killed.node, killed.at_ms
+            );
+        }
         out
     }
 }
@@ -504,6 +616,8 @@ enum Life {
 /// bookkeeping read while a core acts.
 struct World {
     cfg: NetConfig,
+    /// Per node: the probability that a copy is lost on its way in.
+    ingress_loss: Vec<f64>,
     rng: Rng,
     now: u64,
     life: Vec<Life>,
@@ -535,8 +649,14 @@ struct World {
     pairs: HashSet<(u32, u32)>,
     unicast_sent: u64,
     lost: u64,
+    ingress_lost: u64,
     queue_drops: u64,
     false_removals: u64,
+    /// False removals per node that made them, and per node dropped.
+    false_by: Vec<u64>,
+    false_of: Vec<u64>,
+    /// When each node last sent.
+    last_sent_ms: Vec<Option<u64>>,
     publishes: u64,
     digest: u64,
 }
@@ -582,6 +702,10 @@ impl World {
             1
         };
         for _ in 0..copies {
+            if self.chance(self.ingress_loss[dst]) {
+                self.ingress_lost += 1;
+                continue;
+            }
             let mut delay = u64::from(self.cfg.delay_ms);
             delay += u64::from(self.rng.below(self.cfg.jitter_ms + 1));
             if self.chance(self.cfg.reorder) {
@@ -634,6 +758,7 @@ impl World {
     fn send(&mut self, me: usize, to: Dest, bytes: &[u8]) {
         self.sent[me] += 1;
         self.sent_bytes[me] += bytes.len() as u64;
+        self.last_sent_ms[me] = Some(self.now);
         if self.now >= self.steady_from_ms {
             self.steady_sent[me] += 1;
             self.steady_bytes[me] += bytes.len() as u64;
@@ -674,11 +799,16 @@ impl World {
         self.slab.release(pkt);
     }
 
-    /// A node published a map of `len` nodes with fingerprint `fp`.
-    fn published(&mut self, me: usize, m: PublishedMap) {
+    /// A node published a map of `len` nodes with fingerprint `fp`, which
+    /// dropped the live nodes `removed` (false removals).
+    fn published(&mut self, me: usize, m: PublishedMap, removed: &[u32]) {
         if m.changes {
             self.publishes += 1;
-            self.false_removals += m.false_removals;
+            self.false_removals += removed.len() as u64;
+            self.false_by[me] += removed.len() as u64;
+            for &j in removed {
+                self.false_of[j as usize] += 1;
+            }
         }
         self.published[me] = (m.len, m.fp);
         self.converged[me] = self.agrees(me);
@@ -703,7 +833,8 @@ struct PublishedMap {
     len: usize,
     fp: u64,
     changes: bool,
-    false_removals: u64,
+    /// How many live nodes it dropped (false removals).
+    false_removals: usize,
 }
 
 /// What the nodes may read of the world while they run (in parallel).
@@ -720,8 +851,8 @@ struct View<'a> {
 impl View<'_> {
     /// Books a publish: the map's fingerprint, and the nodes it dropped that
     /// are live, on the same side, and have been so for longer than their
-    /// hold time (false removals).
-    fn publish(&self, me: usize, p: &Publish<'_>) -> PublishedMap {
+    /// hold time (false removals), which are added to `removed`.
+    fn publish(&self, me: usize, p: &Publish<'_>, removed: &mut Vec<u32>) -> PublishedMap {
         let mut false_removals = 0;
         if p.changes {
             for gone in p.map.left() {
@@ -732,6 +863,7 @@ impl View<'_> {
                 let settled = self.live_since[j] + u64::from(gone.hold_ms.max(1)) <= self.now;
                 if self.life[j] == Life::Running && self.side[j] == self.side[me] && settled {
                     false_removals += 1;
+                    removed.push(j as u32);
                 }
             }
         }
@@ -758,8 +890,9 @@ impl Actions for Port<'_> {
     }
 
     fn publish(&mut self, p: &Publish<'_>) -> Published {
-        let m = self.world.view().publish(self.me, p);
-        self.world.published(self.me, m);
+        let mut removed = Vec::new();
+        let m = self.world.view().publish(self.me, p, &mut removed);
+        self.world.published(self.me, m, &removed);
         Published::default()
     }
 
@@ -776,9 +909,12 @@ enum Deed {
         start: usize,
         len: usize,
     },
+    /// The nodes it dropped while live are `removed[start..]`, as many as
+    /// `map.false_removals`.
     Publish {
         me: usize,
         map: PublishedMap,
+        start: usize,
     },
     Release {
         pkt: u32,
@@ -792,6 +928,7 @@ enum Deed {
 struct Outbox {
     deeds: Vec<Deed>,
     bytes: Vec<u8>,
+    removed: Vec<u32>,
 }
 
 /// A core's view of the world while the nodes run side by side: reads go
@@ -815,8 +952,13 @@ impl Actions for Deferred<'_, '_> {
     }
 
     fn publish(&mut self, p: &Publish<'_>) -> Published {
-        let map = self.view.publish(self.me, p);
-        self.out.deeds.push(Deed::Publish { me: self.me, map });
+        let start = self.out.removed.len();
+        let map = self.view.publish(self.me, p, &mut self.out.removed);
+        self.out.deeds.push(Deed::Publish {
+            me: self.me,
+            map,
+            start,
+        });
         Published::default()
     }
 
@@ -930,6 +1072,28 @@ struct Sim {
     boot_pairs: u64,
     /// Queue drops already told to each core.
     drops_told: Vec<u32>,
+    /// The nodes the script killed, and who still publishes them.
+    watches: Vec<Watch>,
+    /// Something happened that may change who holds a killed node.
+    watch_dirty: bool,
+}
+
+/// A killed node, and which nodes' published maps still hold it.
+struct Watch {
+    killed: Killed,
+    addr: Ipv4Addr,
+    held: Vec<bool>,
+}
+
+/// Whether `map` held `addr` when it was last published (it may have
+/// changed since).
+fn published_holds(map: &ClusterMap, addr: Ipv4Addr) -> bool {
+    let id = wire::node_id_of(addr);
+    if map.get(id).is_some_and(|n| n.addr == addr) {
+        !map.joined().any(|n| n.id == id)
+    } else {
+        map.left().any(|n| n.id == id && n.addr == addr)
+    }
 }
 
 /// Runs a scenario to its end.
@@ -959,8 +1123,13 @@ impl Sim {
         let last_event = scenario.script.iter().map(|s| s.at_ms).max().unwrap_or(0);
         let settle = last_event + u64::from(scenario.hold_ms) + u64::from(scenario.interval_ms);
         let steady_from_ms = settle.max(scenario.duration_ms / 2);
+        let mut ingress_loss = vec![0.0; total];
+        for &(i, p) in &scenario.ingress_loss {
+            ingress_loss[i] = p;
+        }
         let world = World {
             cfg: scenario.net,
+            ingress_loss,
             rng: Rng::from_seed(mix(scenario.seed, 0x4E37)),
             now: 0,
             life: vec![Life::NotStarted; total],
@@ -985,8 +1154,12 @@ impl Sim {
             pairs: HashSet::new(),
             unicast_sent: 0,
             lost: 0,
+            ingress_lost: 0,
             queue_drops: 0,
             false_removals: 0,
+            false_by: vec![0; total],
+            false_of: vec![0; total],
+            last_sent_ms: vec![None; total],
             publishes: 0,
             digest: scenario.seed,
         };
@@ -1023,6 +1196,8 @@ impl Sim {
             newcomer_rx_at_start: 0,
             boot_pairs: 0,
             drops_told: vec![0; total],
+            watches: Vec::new(),
+            watch_dirty: false,
             scenario,
         }
     }
@@ -1079,6 +1254,61 @@ impl Sim {
         let q = std::mem::take(&mut self.world.queues[i]);
         for d in q {
             self.world.slab.release(d.pkt);
+        }
+        // Its map is gone with it.
+        for w in &mut self.watches {
+            w.held[i] = false;
+        }
+        self.watch_dirty = true;
+    }
+
+    /// Starts watching a node the script killed: who still publishes it.
+    fn watch(&mut self, i: usize, now: u64) {
+        let addr = self.world.addr[i];
+        let held = self
+            .cores
+            .iter()
+            .map(|c| c.as_ref().is_some_and(|c| published_holds(c.map(), addr)))
+            .collect();
+        self.watches.push(Watch {
+            killed: Killed {
+                node: i,
+                at_ms: now,
+                last_sent_ms: self.world.last_sent_ms[i],
+                gone_ms: None,
+                last_holder: None,
+            },
+            addr,
+            held,
+        });
+        self.watch_dirty = true;
+    }
+
+    /// Node `me` published a changed map: does it still hold the killed nodes?
+    fn note_publish(&mut self, me: usize) {
+        let Some(core) = self.cores[me].as_ref() else {
+            return;
+        };
+        for w in &mut self.watches {
+            let holds = published_holds(core.map(), w.addr);
+            if w.held[me] && !holds {
+                w.killed.last_holder = Some(me);
+            }
+            w.held[me] = holds;
+        }
+        self.watch_dirty = true;
+    }
+
+    /// Notes when no live node's published map holds a killed node any more.
+    fn check_gone(&mut self, now: u64) {
+        self.watch_dirty = false;
+        for w in &mut self.watches {
+            let held = (0..w.held.len()).any(|i| w.held[i] && self.world.is_live(i));
+            if held {
+                w.killed.gone_ms = None;
+            } else if w.killed.gone_ms.is_none() {
+                w.killed.gone_ms = Some(now);
+            }
         }
     }
 
@@ -1142,6 +1372,7 @@ impl Sim {
             Action::Kill { count } => {
                 for i in self.pick(count) {
                     self.kill(i, now);
+                    self.watch(i, now);
                 }
                 self.open(format!("kill {count} (#{n})"), now);
             }
@@ -1170,6 +1401,9 @@ impl Sim {
                         core.handle(now, Input::Links(&links), &mut port);
                         self.next_poll[i] = core.poll_at().unwrap_or(u64::MAX);
                     }
+                    if !self.watches.is_empty() {
+                        self.note_publish(i);
+                    }
                 }
                 self.open(format!("new address for {count} (#{n})"), now);
             }
@@ -1191,6 +1425,7 @@ impl Sim {
             }
         }
         self.world.recompute_expected();
+        self.watch_dirty = true;
     }
 
     fn tick(&mut self, now: u64) {
@@ -1233,6 +1468,7 @@ impl Sim {
         }
         if membership_changed {
             self.world.recompute_expected();
+            self.watch_dirty = true;
         }
         // Arrivals into the receive queues.
         let slot = (now % WHEEL_MS as u64) as usize;
@@ -1324,7 +1560,13 @@ impl Sim {
                     Deed::Send { me, to, start, len } => {
                         self.world.send(me, to, &out.bytes[start..start + len]);
                     }
-                    Deed::Publish { me, map } => self.world.published(me, map),
+                    Deed::Publish { me, map, start } => {
+                        let removed = &out.removed[start..start + map.false_removals];
+                        self.world.published(me, map, removed);
+                        if map.changes && !self.watches.is_empty() {
+                            self.note_publish(me);
+                        }
+                    }
                     Deed::Release { pkt } => self.world.slab.release(pkt),
                     Deed::Finished { me } => {
                         self.kill(me, now);
@@ -1334,8 +1576,12 @@ impl Sim {
             }
             out.deeds.clear();
             out.bytes.clear();
+            out.removed.clear();
         }
         self.outboxes = outboxes;
+        if self.watch_dirty && !self.watches.is_empty() {
+            self.check_gone(now);
+        }
         if now % 1000 == 0 {
             self.count_ghosts(now);
         }
@@ -1445,7 +1691,7 @@ impl Sim {
             }
         };
         Report {
-            digest: mix(mix(w.digest, w.queue_drops), w.lost),
+            digest: mix(mix(w.digest, w.queue_drops), w.lost + w.ingress_lost),
             phases: self.phases.clone(),
             traffic: traffic(&w.sent, &w.sent_bytes, &running, secs),
             steady: traffic(
@@ -1459,8 +1705,12 @@ impl Sim {
             unicast_sent: w.unicast_sent,
             bytes_sent: w.sent_bytes.iter().sum(),
             lost: w.lost,
+            ingress_lost: w.ingress_lost,
             queue_drops: w.queue_drops,
             false_removals: w.false_removals,
+            false_removals_by: w.false_by.clone(),
+            false_removals_of: w.false_of.clone(),
+            killed: self.watches.iter().map(|w| w.killed.clone()).collect(),
             ghost_observations: self.ghost_observations,
             node_seconds: w.running_ms.iter().sum::<u64>() as f64 / 1000.0,
             publishes: w.publishes,
