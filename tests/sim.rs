@@ -1,7 +1,8 @@
 //! Small simulations (16-256 nodes) of what the protocol must guarantee, with
 //! fixed seeds: convergence after a cold boot and after a newcomer joins,
 //! removal after a kill within the hold time plus one interval, no false
-//! removals at 5 % loss, determinism; and for large clusters: cold boots
+//! removals at 5 % loss, determinism, a node that loses 30 % of what
+//! reaches it (issue 8); and for large clusters: cold boots
 //! that cost O(N) datagrams, joins answered by a few members, the traffic
 //! budget, and start-up storms that overflow receive queues without
 //! collapse. Datagrams are counted, never timed.
@@ -151,6 +152,7 @@ fn the_same_seed_gives_the_same_run_and_another_seed_another() {
     let mut s = scenario(24, 20, 9);
     s.net.loss = 0.05;
     s.net.jitter_ms = 3;
+    s.ingress_loss = vec![(3, 0.2)];
     s.script = vec![
         step(5, Action::Join { count: 2 }),
         step(8, Action::Kill { count: 1 }),
@@ -272,11 +274,91 @@ fn a_start_up_storm_into_small_slow_queues_degrades_but_does_not_collapse() {
     assert!(r.steady.cluster_datagrams <= 256.0 / 2.0 * 1.05);
 }
 
+/// Issue 8: six nodes with the daemon's defaults (interval 2 s, hold 10 s),
+/// a loss-free network, and node 0 losing 30 % of everything that reaches it
+/// (a bad NIC, a full socket buffer); what it sends arrives.
+fn lossy_node(seconds: u64, seed: u64) -> Scenario {
+    Scenario {
+        nodes: 6,
+        duration_ms: seconds * 1000,
+        seed,
+        ingress_loss: vec![(0, 0.30)],
+        ..Scenario::default()
+    }
+}
+
+#[test]
+#[ignore = "needs probes (issue 8)"]
+fn a_node_with_30_percent_ingress_loss_flaps_nobody_for_ten_minutes() {
+    // Without probes node 0 drops a peer whenever it missed every
+    // announcement of a whole hold (four or five in a row: 0.8 % or
+    // 0.24 % of the time) and takes it back at the next one: 6 false
+    // removals in this run (3 to 9 with seeds 1 to 10), all by node 0.
+    let r = run(&lossy_node(600, 15));
+    assert!(r.ingress_lost > 0, "the ingress loss was applied");
+    assert_eq!(r.lost, 0, "the network itself lost nothing");
+    // Neither the lossy node drops its peers nor they drop it.
+    assert_eq!(
+        r.false_removals, 0,
+        "by node {:?}, of node {:?}",
+        r.false_removals_by, r.false_removals_of
+    );
+}
+
+#[test]
+fn a_killed_node_leaves_every_map_within_hold_plus_one_interval_at_30_percent_loss() {
+    let mut s = lossy_node(120, 17);
+    s.script = vec![step(60, Action::Kill { count: 1 })];
+    let r = run(&s);
+    let [k] = r.killed.as_slice() else {
+        panic!("one node killed: {:?}", r.killed)
+    };
+    // One of the lossy node's peers (node 4): node 0, which hears it 30 %
+    // less, must drop it in time too, and no map may keep it longer for
+    // having waited for an answer that cannot come.
+    assert_ne!(k.node, 0, "{k:?}");
+    let after = k
+        .gone_after_last_message_ms()
+        .unwrap_or_else(|| panic!("still in a map at the end: {k:?}"));
+    let bound = u64::from(s.hold_ms + s.interval_ms) + omdiscd::node::EXPIRY_GRANULARITY_MS;
+    assert!(
+        after <= bound,
+        "gone {after} ms after its last message, bound {bound}: {k:?}"
+    );
+    assert_eq!(r.ghost_observations, 0);
+}
+
+#[test]
+fn ingress_loss_loses_only_what_reaches_the_node() {
+    // Node 0 hears nothing at all, but everyone hears it: its map never
+    // holds anyone else, so the cluster never agrees.
+    let mut s = lossy_node(30, 17);
+    s.ingress_loss = vec![(0, 1.0)];
+    let r = run(&s);
+    assert!(r.ingress_lost > 0);
+    assert_eq!(r.phases[0].converged_after_ms, None, "node 0 never agrees");
+    // The others never drop node 0 (its announcements all arrive); node 0
+    // never had anyone to drop.
+    assert_eq!(r.false_removals, 0);
+    // Without it the same run converges.
+    s.ingress_loss.clear();
+    let r = run(&s);
+    converged(&r, 0);
+    assert_eq!(r.ingress_lost, 0);
+}
+
 #[test]
 fn impossible_scenarios_are_refused() {
     let mut s = scenario(70_000, 1, 1);
     assert!(sim::run(&s).is_err());
     s.nodes = 4;
     s.net.loss = 1.5;
+    assert!(sim::run(&s).is_err());
+    s.net.loss = 0.0;
+    s.ingress_loss = vec![(4, 0.5)];
+    assert!(sim::run(&s).is_err(), "node 4 never starts");
+    s.ingress_loss = vec![(3, -0.1)];
+    assert!(sim::run(&s).is_err());
+    s.ingress_loss = vec![(3, 0.1), (3, 0.2)];
     assert!(sim::run(&s).is_err());
 }
