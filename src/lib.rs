@@ -3,6 +3,7 @@
 //! The library holds everything the binary, the tests, the benches and the
 //! fuzz targets use; `src/main.rs` only parses the command line and starts it.
 
+pub mod auth;
 pub mod cli;
 pub mod daemon;
 pub mod log;
