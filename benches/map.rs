@@ -31,6 +31,9 @@ fn announcement(addr: Ipv4Addr, sequence: u32) -> Announcement<'static> {
         incarnation: 7,
         sequence,
         hold_ms: HOLD_MS,
+        started: 0,
+        probe_ms: 0,
+        ifindex: 0,
     }
 }
 

@@ -12,7 +12,8 @@
 //! `-h/--help` anywhere wins over everything else, even over errors elsewhere on the
 //! line; then `-V/--version`; then the first error; then the command.
 //!
-//! Values must be UTF-8, except the paths (`--map-file`, `--proc-root`, `--setpe`),
+//! Values must be UTF-8, except the paths (`--map-file`, `--proc-root`, `--setpe`,
+//! `--key-file`),
 //! because a Linux path may be any bytes.
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 /// wire format's: defined in [`crate::wire`], re-exported for the command line's users.
 pub use crate::wire::{LABEL_LEN, MAX_HOLD_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS};
 
+use crate::auth::Mode;
 use crate::daemon::Config;
 
 /// Multicast group when `--group` is not given (organisation-local scope, RFC 2365).
@@ -40,6 +42,9 @@ pub const DEFAULT_INTERVAL_MS: u32 = 2_000;
 /// a pair of nodes loses track of each other once in 160,000 intervals
 /// rather than once in 400 (three intervals; shown by the simulator).
 pub const DEFAULT_HOLD_INTERVALS: u32 = 5;
+/// `--hold` must be at least this many intervals: with a hold of one
+/// interval, announcements jittered by +-20 % drop live nodes.
+pub const MIN_HOLD_INTERVALS: u32 = 2;
 /// Announcements per second the whole cluster sends at most when `--budget`
 /// is not given: up to 2,000 nodes announce every 2 s, 4,000 nodes every 4 s.
 /// Every node receives all of them (about 1 us of CPU each).
@@ -103,8 +108,8 @@ nodes, and publish the cluster map to the kernel and to a map file.
       --port PORT            UDP port (default 7742)
       --interval SECS        seconds between announcements, 0.1 to 3600, up to
                              3 decimals (default 2)
-      --hold SECS            forget a node not heard from for SECS, from the
-                             interval to 86400 (default 5 x the interval)
+      --hold SECS            forget a node not heard from for SECS, from 2 x
+                             the interval to 86400 (default 5 x the interval)
       --budget N             announcements per second for the whole cluster,
                              1 to 1000000 (default 1000): in a cluster of more
                              than N x interval nodes each node announces every
@@ -112,6 +117,13 @@ nodes, and publish the cluster map to the kernel and to a map file.
       --cluster LABEL        cluster label, 1 to 16 printable ASCII characters
                              without spaces; nodes with another label are
                              ignored (default: no label)
+      --key-file PATH        shared keys: sign every message and check every
+                             message received (HMAC-SHA256); one
+                             '<key-id> <hex secret>' per line, the first signs;
+                             mode 600; re-read on SIGHUP
+      --auth MODE            off (no keys), permissive (sign, also accept
+                             unsigned messages) or enforce (accept only signed
+                             messages); default enforce with --key-file
       --map-file PATH        where to publish the map
                              (default /run/omdiscd/openmosix.map)
       --proc-root DIR        where procfs is mounted (default /proc)
@@ -181,6 +193,8 @@ enum Opt {
     ProcRoot,
     Setpe,
     Cluster,
+    KeyFile,
+    Auth,
     Debug,
     Dump,
     Help,
@@ -202,6 +216,8 @@ impl Opt {
             b"proc-root" => Opt::ProcRoot,
             b"setpe" => Opt::Setpe,
             b"cluster" => Opt::Cluster,
+            b"key-file" => Opt::KeyFile,
+            b"auth" => Opt::Auth,
             b"debug" => Opt::Debug,
             b"dump" => Opt::Dump,
             b"help" => Opt::Help,
@@ -248,6 +264,8 @@ struct State {
     run_option: Option<String>,
     /// `--hold` as spelled and its value, to name them if it ends up below the interval.
     hold_arg: Option<(String, String)>,
+    /// `--auth` as spelled and its value (the default depends on `--key-file`).
+    auth: Option<(String, Mode)>,
 }
 
 impl State {
@@ -316,6 +334,16 @@ impl State {
             Opt::MapFile => cfg.map_file = path(name, value)?,
             Opt::ProcRoot => cfg.proc_root = path(name, value)?,
             Opt::Setpe => cfg.setpe = path(name, value)?,
+            Opt::KeyFile => cfg.key_file = Some(path(name, value)?),
+            Opt::Auth => {
+                let v = utf8(name, &value)?;
+                let mode = Mode::NAMES
+                    .iter()
+                    .find(|(n, _)| *n == v)
+                    .map(|&(_, m)| m)
+                    .ok_or_else(|| invalid(name, v, "not off, permissive or enforce"))?;
+                self.auth = Some((name.to_string(), mode));
+            }
             Opt::Interface => {
                 let v = utf8(name, &value)?;
                 if self.interface_given {
@@ -417,18 +445,37 @@ impl State {
             });
         }
         if let (Some(hold), Some((name, v))) = (self.cfg.hold_ms, &self.hold_arg) {
-            if hold < self.cfg.interval_ms {
+            let least = u64::from(self.cfg.interval_ms) * u64::from(MIN_HOLD_INTERVALS);
+            if u64::from(hold) < least {
                 return Err(invalid(
                     name,
                     v,
                     &format!(
-                        "shorter than the interval ({})",
-                        format_duration_ms(self.cfg.interval_ms)
+                        "shorter than {MIN_HOLD_INTERVALS} x the interval ({}): one lost announcement, or the +-20 % jitter, would drop a live node",
+                        format_duration_ms(least as u32)
                     ),
                 ));
             }
         }
-        Ok(Command::Run(self.cfg))
+        let mut cfg = self.cfg;
+        cfg.auth = match (self.auth, &cfg.key_file) {
+            (None, None) => Mode::Off,
+            (None, Some(_)) => Mode::Enforce,
+            (Some((_, Mode::Off)), None) => Mode::Off,
+            (Some((name, Mode::Off)), Some(_)) => {
+                return Err(err(format!(
+                    "option '{name}' is off: then '--key-file' has no use; leave one out"
+                )))
+            }
+            (Some((name, mode)), None) => {
+                return Err(err(format!(
+                    "option '{name}' {} needs '--key-file' (the keys to sign and check with)",
+                    mode.name()
+                )))
+            }
+            (Some((_, mode)), Some(_)) => mode,
+        };
+        Ok(Command::Run(cfg))
     }
 }
 
@@ -770,15 +817,16 @@ mod tests {
     fn hold() {
         let cfg = run(&["--hold", "10"]);
         assert_eq!((cfg.hold_ms, cfg.hold_ms()), (Some(10_000), 10_000));
-        assert_eq!(run(&["--hold=2"]).hold_ms(), 2000); // equal to the interval is fine
+        assert_eq!(run(&["--hold=4"]).hold_ms(), 4000); // twice the interval is fine
         assert_eq!(run(&["--hold", "86400"]).hold_ms(), 86_400_000);
         assert_eq!(run(&["--hold", "0.3", "--interval", "0.1"]).hold_ms(), 300);
-        fails_naming(&["--hold", "1"], "--hold", "1");
+        fails_naming(&["--hold", "3.999"], "--hold", "3.999");
+        fails_naming(&["--hold", "2"], "--hold", "2");
         fails_naming(&["--hold", "0"], "--hold", "0");
         // Named even when --interval comes after it.
-        let msg = fail(&["--hold", "4", "--interval", "5"]);
+        let msg = fail(&["--hold", "9", "--interval", "5"]);
         assert!(
-            msg.contains("--hold") && msg.contains("'4'") && msg.contains("5s"),
+            msg.contains("--hold") && msg.contains("'9'") && msg.contains("10s"),
             "{msg}"
         );
         for bad in ["86400.001", "100000", "abc", "", "-1", "1e3"] {

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use arrayvec::ArrayVec;
 
+use crate::auth::{KeyFileError, Keyring, Mode};
 use crate::cli::{
     DEFAULT_BUDGET, DEFAULT_GROUP, DEFAULT_HOLD_INTERVALS, DEFAULT_INTERVAL_MS, DEFAULT_MAP_FILE,
     DEFAULT_PORT, DEFAULT_PROC_ROOT, DEFAULT_SETPE, MAX_INTERFACES,
@@ -24,8 +25,8 @@ use crate::cli::{
 use crate::log::{Level, Limit};
 use crate::netlink::{self, Netlink};
 use crate::node::{
-    Actions, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received,
-    Settings,
+    Actions, Bucket, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published,
+    Received, Settings,
 };
 use crate::procfs::{Backend, Kernel, KernelError, MapFileWriter};
 use crate::rng::Rng;
@@ -45,6 +46,12 @@ pub const RCVBUF_BYTES: usize = 4 << 20;
 
 /// How often drop/error lines may be logged, per kind.
 const LOG_LIMIT_MS: u64 = 10_000;
+/// The change log lists the map this many times at once, then once a
+/// minute; changes in between (a flapping node) get one rate-limited
+/// summary line.
+const CHANGE_LOG_BURST: u64 = 10;
+/// SIGUSR1 logs the counters at most this often.
+const COUNTERS_GAP_MS: u64 = 1_000;
 
 /// Receive batches read per wake-up (of `udp::BATCH` datagrams each), so a
 /// flood cannot starve the timers and signals; when all are full the core is
@@ -89,6 +96,10 @@ pub struct Config {
     pub label: [u8; LABEL_LEN],
     /// `-d/--debug`: log debug lines too.
     pub debug: bool,
+    /// From `--key-file`: the shared keys (see [`crate::auth`]).
+    pub key_file: Option<PathBuf>,
+    /// From `--auth`; `enforce` by default with a key file, else `off`.
+    pub auth: Mode,
 }
 
 impl Default for Config {
@@ -107,6 +118,8 @@ impl Default for Config {
             setpe: PathBuf::from(DEFAULT_SETPE),
             label: [0; LABEL_LEN],
             debug: false,
+            key_file: None,
+            auth: Mode::Off,
         }
     }
 }
@@ -132,6 +145,8 @@ pub enum StartError {
     Io(&'static str, io::Error),
     /// Reading interfaces, routes or addresses over netlink failed.
     Netlink(netlink::NlError),
+    /// The key file is unusable.
+    KeyFile(PathBuf, KeyFileError),
 }
 
 impl fmt::Display for StartError {
@@ -146,6 +161,7 @@ impl fmt::Display for StartError {
             }
             StartError::Io(what, e) => write!(f, "{what}: {}", IoErr(e)),
             StartError::Netlink(e) => write!(f, "reading interfaces over netlink: {e}"),
+            StartError::KeyFile(path, e) => write!(f, "key file {}: {e}", path.display()),
         }
     }
 }
@@ -198,6 +214,8 @@ struct Shell {
     writer: MapFileWriter,
     kernel: Kernel,
     map_file: PathBuf,
+    /// Full change logs left (a flapping map is summarised).
+    change_logs: Bucket,
 }
 
 impl Shell {
@@ -260,7 +278,21 @@ impl Actions for Shell {
             }
         }
         if p.changes {
-            mapfile::change_log(p.map, |line| notice!("{line}"));
+            let now = monotonic_ms();
+            if self.change_logs.take_per(now, 1, CHANGE_LOG_BURST, 60_000) {
+                mapfile::change_log(p.map, |line| notice!("{line}"));
+            } else {
+                let own = p.map.own_id();
+                crate::log::limited(
+                    Limit::Changes,
+                    LOG_LIMIT_MS,
+                    Level::Notice,
+                    format_args!(
+                        "openMosix configuration changed: This is openMosix #{own} (of {} configured); the map changes often, so not every change is listed",
+                        p.map.len()
+                    ),
+                );
+            }
         }
         if p.kernel {
             // SIGCHLD is the usual way to learn that setpe ended, but a
@@ -290,14 +322,51 @@ impl Actions for Shell {
                 Level::Info,
                 format_args!("ignoring node {addr} of another cluster"),
             ),
+            Event::Collision(c) if c.own_lost => limited(
+                Limit::Collision,
+                Level::Error,
+                format_args!(
+                    "lost node id #{} (0x{:04x}) to {}, which started first: this node ({}) is out of the cluster and silent until {} leaves; give it an address whose last two octets no other node has",
+                    c.id, c.id, c.winner, c.loser, c.winner
+                ),
+            ),
             Event::Collision(c) => limited(
                 Limit::Collision,
                 Level::Warn,
                 format_args!(
-                    "node id collision: #{} (0x{:04x}) is held by {} and also claimed by {}; {} keeps it, {} is not added",
-                    c.id, c.id, c.holder, c.claimant, c.holder, c.claimant
+                    "node id collision: #{} (0x{:04x}) is claimed by {} and {}; {} keeps it (it started first, or at the same second with the lower address), {} is not in the map",
+                    c.id, c.id, c.winner, c.loser, c.winner, c.loser
                 ),
             ),
+            Event::Duplicate(d) if d.own => limited(
+                Limit::Collision,
+                Level::Error,
+                format_args!(
+                    "another node announces this node's address {} (an address conflict, or a second omdiscd on this host); the cluster keeps the one that started later",
+                    d.addr
+                ),
+            ),
+            Event::Duplicate(d) => limited(
+                Limit::Collision,
+                Level::Warn,
+                format_args!(
+                    "two nodes announce {} (an address conflict, or two omdiscd on one host): keeping the one that started later",
+                    d.addr
+                ),
+            ),
+            Event::Refused { src, why } => limited(
+                Limit::Refused,
+                Level::Warn,
+                format_args!("refused a message from {src}: {}", why.name()),
+            ),
+            Event::Unsigned { src } => limited(
+                Limit::Unsigned,
+                Level::Info,
+                format_args!("accepted an unsigned message from {src} (--auth permissive)"),
+            ),
+            Event::IdFree { id } => {
+                notice!("node id #{id} is free again: rejoining the cluster")
+            }
             Event::Joined { id, addr } => debug!("node #{id} ({addr}) joined"),
             Event::Lonely { intervals } => warn!(
                 "no other node heard for {intervals} intervals on {}: if this is not the only node, check that multicast {} reaches this host (a switch with IGMP snooping and no querier drops it; so does a firewall)",
@@ -340,6 +409,13 @@ impl Actions for Shell {
     }
 }
 
+/// The real-time clock in whole seconds since 1970 (0 if it reads before
+/// 1970; saturated after 2106).
+fn realtime_s() -> u32 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
 /// The running daemon: the core, the shell, and the descriptors the loop
 /// waits on.
 pub struct Daemon {
@@ -361,6 +437,10 @@ pub struct Daemon {
     monitor: Netlink,
     armed_ms: u64,
     resolve_pending: bool,
+    /// `--key-file`, re-read on SIGHUP.
+    key_file: Option<PathBuf>,
+    /// SIGUSR1 logs the counters again no sooner than this.
+    counters_at_ms: u64,
 }
 
 impl Daemon {
@@ -408,6 +488,10 @@ impl Daemon {
         let kernel = Kernel::new(backend, &cfg.proc_root, &cfg.setpe, &map_file)
             .map_err(io("preparing the kernel interface"))?;
 
+        let keys = match &cfg.key_file {
+            Some(path) => Keyring::load(path).map_err(|e| StartError::KeyFile(path.clone(), e))?,
+            None => Keyring::default(),
+        };
         let settings = Settings {
             interval_ms: cfg.interval_ms,
             hold_ms: cfg.hold_ms(),
@@ -415,9 +499,12 @@ impl Daemon {
             routed: cfg.multicast_ttl.is_some(),
             budget: cfg.budget,
             expected_nodes: previous_map_size(&map_file),
+            auth: cfg.auth,
+            clock_s: realtime_s(),
         };
         let rng = Rng::from_seed(getrandom_u64());
-        let core = Core::new(settings, primary, &links_of(&ifaces), rng, monotonic_ms());
+        let mut core = Core::new(settings, primary, &links_of(&ifaces), rng, monotonic_ms());
+        core.set_keys(keys);
         let mut daemon = Daemon {
             core,
             io: Shell {
@@ -427,7 +514,10 @@ impl Daemon {
                 writer,
                 kernel,
                 map_file,
+                change_logs: Bucket::full(CHANGE_LOG_BURST),
             },
+            key_file: cfg.key_file.clone(),
+            counters_at_ms: 0,
             routed: settings.routed,
             explicit,
             wanted,
@@ -475,6 +565,21 @@ impl Daemon {
                     Addr(i.addr)
                 );
             }
+        }
+        if !crate::wire::is_valid_node_addr(self.core.primary()) {
+            warn!(
+                "{} is a loopback address, which no other node accepts: this node stays alone and announces nothing (a single-machine try); on a cluster node use the interface of the cluster's network",
+                self.core.primary()
+            );
+        }
+        let mode = self.core.settings().auth;
+        match self.key_file.as_ref().zip(self.core.signing_key()) {
+            Some((path, id)) => info!(
+                "authentication {}: signing with key id {id} of {}",
+                mode.name(),
+                path.display()
+            ),
+            None => info!("authentication off: messages are not signed and not checked"),
         }
         info!(
             "receive buffer {} bytes; publishing to {} and {}",
@@ -594,16 +699,47 @@ impl Daemon {
                     return;
                 }
                 libc::SIGHUP => {
-                    info!("SIGHUP: re-reading interfaces and addresses");
+                    crate::log::limited(
+                        Limit::Signal,
+                        LOG_LIMIT_MS,
+                        Level::Info,
+                        format_args!("SIGHUP: re-reading interfaces, addresses and keys"),
+                    );
                     self.resolve_pending = true;
+                    self.reload_keys();
                     self.core.handle(now, Input::Rejoin, &mut self.io);
                 }
                 libc::SIGCHLD if self.io.reap_setpe() => {
                     self.core.handle(now, Input::KernelFailed, &mut self.io);
                 }
-                libc::SIGUSR1 => self.log_counters(),
+                libc::SIGUSR1 if now >= self.counters_at_ms => {
+                    self.counters_at_ms = now + COUNTERS_GAP_MS;
+                    self.log_counters();
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// Re-reads `--key-file` (SIGHUP); a file that is now unusable keeps
+    /// the keys in use.
+    fn reload_keys(&mut self) {
+        let Some(path) = &self.key_file else {
+            return;
+        };
+        match Keyring::load(path) {
+            Ok(keys) => {
+                if let Some(signing) = keys.ids().next() {
+                    info!("keys re-read: signing with key id {signing}");
+                }
+                self.core.set_keys(keys);
+            }
+            Err(e) => crate::log::limited(
+                Limit::PublishError,
+                LOG_LIMIT_MS,
+                Level::Error,
+                format_args!("key file {}: {e}; keeping the keys in use", path.display()),
+            ),
         }
     }
 
@@ -630,6 +766,20 @@ impl Daemon {
             c.publishes,
             map.stats().collisions,
             map.stats().expired
+        );
+        info!(
+            "counters: auth_failed {}, unsigned {}, replayed {}, unknown_key {}, spoofed {}, not_member {}, duplicates {}, answers limited {}, probes {}, probe replies {}, stale {}",
+            c.auth_failed,
+            c.unsigned,
+            c.replayed,
+            c.unknown_key,
+            c.spoofed,
+            c.not_member,
+            map.stats().duplicates,
+            c.answers_limited,
+            c.probes,
+            c.probe_replies,
+            map.stats().stale
         );
         for e in ParseError::ALL {
             if c.dropped[e.index()] > 0 {

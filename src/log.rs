@@ -83,11 +83,19 @@ pub enum Limit {
     Route,
     /// This node cannot keep up.
     Overload,
+    /// A message refused by authentication or the sender checks.
+    Refused,
+    /// An unsigned message accepted (`--auth permissive`).
+    Unsigned,
+    /// A signal (SIGHUP, SIGUSR1) came again soon.
+    Signal,
+    /// Lines of the change log (joins and leaves) beyond the burst.
+    Changes,
 }
 
 impl Limit {
     /// Number of kinds (and of rate-limit slots).
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 14;
 }
 
 /// A fixed buffer implementing `fmt::Write` that truncates instead of failing,

@@ -36,9 +36,30 @@ struct Slot {
     /// Last claimant address reported as colliding with this slot, so a
     /// collision is logged once per claimant rather than once per packet.
     collision_claimant: u32,
+    /// When this incarnation started, in seconds of the node's own clock
+    /// (the trailer's `stamp`); 0: not known.
+    started: u32,
+    /// The node's interval, the window of probes once its hold has run
+    /// out; 0: not probed (heard only through a relay or by hearsay).
+    probe_ms: u32,
+    /// The interface it was heard on directly: where probes go.
+    ifindex: u32,
+    /// When it left (LEAVE or expiry); 0 while live. The slot keeps what it
+    /// knew of the departed incarnation, so replays of it are recognised.
+    departed_ms: u64,
+    /// Another incarnation of this address that was refused, and its newest
+    /// sequence number: if it keeps sending, two live nodes share the address.
+    rival_incarnation: u32,
+    rival_sequence: u32,
     alias_count: u8,
     /// The sequence number is not known yet (entry learned from a SYNC).
     sequence_unknown: bool,
+    /// Probes sent since it was last heard.
+    probes: u8,
+    /// It left with a LEAVE: that incarnation never comes back.
+    left: bool,
+    /// A duplicate of this address was reported for `rival_incarnation`.
+    rival_reported: bool,
 }
 
 /// A fixed bit per node id; iterates set ids in ascending order.
@@ -113,16 +134,68 @@ pub struct Announcement<'a> {
     pub incarnation: u32,
     pub sequence: u32,
     pub hold_ms: u32,
+    /// When the incarnation started (the trailer's `stamp`); 0: not known.
+    pub started: u32,
+    /// The sender's interval if it was heard directly: once its hold runs
+    /// out it is probed for [`PROBE_WINDOW_PERCENT`] of it; 0 (through a
+    /// relay): not probed.
+    pub probe_ms: u32,
+    /// The interface it was heard on.
+    pub ifindex: u32,
 }
 
-/// A node id claimed by a second address while its holder is alive.
+/// Probes a node gets once its hold has run out, spread over part of one
+/// of its intervals, before it is dropped ...
+pub const PROBES: u8 = 5;
+/// ... this part, so that a dead node is gone within its hold plus one
+/// interval, publishing included.
+pub const PROBE_WINDOW_PERCENT: u32 = 75;
+
+fn probe_window(interval_ms: u32) -> u32 {
+    interval_ms / 100 * PROBE_WINDOW_PERCENT + interval_ms % 100 * PROBE_WINDOW_PERCENT / 100
+}
+
+/// A node id claimed by two live addresses. The claim that started first
+/// wins (at the same second, the lower address): every map names the same
+/// holder, whatever the order it heard them in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Collision {
     pub id: NodeId,
-    pub holder: Ipv4Addr,
-    pub claimant: Ipv4Addr,
-    /// First report for this claimant: the caller logs it; later ones are only counted.
+    /// Holds the id in this map.
+    pub winner: Ipv4Addr,
+    /// Is not in this map.
+    pub loser: Ipv4Addr,
+    /// The winner took the id from the loser just now.
+    pub replaced: bool,
+    /// The loser is this node: it lost its own id.
+    pub own_lost: bool,
+    /// First report for this loser: the caller logs it; later ones are only counted.
     pub first_report: bool,
+}
+
+/// Two live incarnations announce one address (an IP conflict, or two
+/// daemons on one host): the one that started later is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Duplicate {
+    pub addr: Ipv4Addr,
+    /// When the kept and the refused incarnation started (0: not known).
+    pub kept_started: u32,
+    pub other_started: u32,
+    /// The address is this node's own.
+    pub own: bool,
+    /// First report for this pair: the caller logs it.
+    pub first_report: bool,
+}
+
+/// A silent node to probe: its hold ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub id: NodeId,
+    pub addr: Ipv4Addr,
+    pub ifindex: u32,
+    /// The first probe of this silence: the caller may decide not to probe
+    /// at all ([`ClusterMap::skip_probes`]).
+    pub first: bool,
 }
 
 /// What applying an announcement did.
@@ -134,8 +207,18 @@ pub enum AnnounceOutcome {
     Refreshed,
     /// A known node with a new incarnation: it restarted.
     Restarted,
-    /// An old or duplicate sequence number (e.g. a relayed copy): ignored.
+    /// The incarnation that expired here less than a hold ago: it was alive
+    /// all along (this node lost its messages, or a partition healed).
+    Returned,
+    /// An old or duplicate sequence number of a known incarnation (a
+    /// relayed copy, or a replay): ignored.
     Stale,
+    /// Another incarnation of a known address that did not start later than
+    /// the one the map has (or had, until less than a hold ago): a replay of
+    /// an earlier incarnation, or a node whose clock went back. Ignored.
+    Outdated,
+    /// Two live incarnations announce the address; the later-started one is kept.
+    Duplicate(Duplicate),
     /// Hearsay about a known node that holds it longer than the map did.
     Extended,
     /// The id belongs to another live node: not added.
@@ -144,10 +227,23 @@ pub enum AnnounceOutcome {
     Ignored,
 }
 
+/// Whether a message comes from a member (see [`ClusterMap::check_member`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderCheck {
+    /// A live member, this incarnation, a newer sequence number.
+    Member,
+    /// A live member, this incarnation, but not a newer sequence number.
+    Stale,
+    /// Not a live member with this address and incarnation.
+    Stranger,
+}
+
 /// What applying a LEAVE did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaveOutcome {
     Removed,
+    /// Its sequence number is not newer than the last one heard: a replay.
+    Stale,
     /// Not in the map, from another address than the holder's, or an old incarnation.
     Ignored,
 }
@@ -163,8 +259,10 @@ pub struct Node {
     pub sequence: u32,
     pub last_seen_ms: u64,
     pub hold_ms: u32,
-    /// When the map will drop it, unless heard from again.
+    /// When its hold runs out, unless heard from again ...
     pub expires_ms: u64,
+    /// ... and how long it is then probed before it is dropped.
+    pub probe_ms: u32,
 }
 
 impl Node {
@@ -182,6 +280,7 @@ pub struct MapStats {
     pub collisions: u64,
     pub stale: u64,
     pub expired: u64,
+    pub duplicates: u64,
 }
 
 /// The cluster map. See the module documentation.
@@ -199,6 +298,9 @@ pub struct ClusterMap {
     /// Nobody's hold runs from before this instant: set while this node
     /// could not read everything that arrived (see [`ClusterMap::postpone_expiry`]).
     grace_from_ms: u64,
+    /// This node lost its own id to an earlier claim: the own slot holds the
+    /// winner, like any other node, until the winner goes away.
+    yielded: bool,
 }
 
 impl ClusterMap {
@@ -217,6 +319,7 @@ impl ClusterMap {
             dirty: true,
             stats: MapStats::default(),
             grace_from_ms: 0,
+            yielded: false,
         };
         map.set_own(own_addr, own_aliases, incarnation);
         map
@@ -236,8 +339,8 @@ impl ClusterMap {
     /// own entry leaves the map.
     pub fn set_own(&mut self, addr: Ipv4Addr, aliases: &[Ipv4Addr], incarnation: u32) {
         let id = node_id_of(addr);
-        if self.own != 0 && self.own != id {
-            self.remove(self.own);
+        if self.own != 0 && self.own != id && !self.yielded {
+            self.remove(self.own, 0);
         }
         self.own = id;
         if id == 0 {
@@ -257,6 +360,9 @@ impl ClusterMap {
         slot.hold_ms = u32::MAX;
         slot.last_seen_ms = 0;
         slot.collision_claimant = 0;
+        slot.departed_ms = 0;
+        slot.left = false;
+        self.yielded = false;
         if changed {
             self.modified.insert(id);
         }
@@ -283,41 +389,79 @@ impl ClusterMap {
         self.stats
     }
 
+    /// Sets when this node's incarnation started (seconds of its real-time
+    /// clock), for the collision tie-break.
+    pub fn set_own_started(&mut self, started: u32) {
+        self.slots[self.own as usize].started = started;
+    }
+
+    /// This node lost its own id to an earlier claim (see [`Collision`]);
+    /// it is back once the winner has left the map.
+    pub fn yielded(&self) -> bool {
+        self.yielded
+    }
+
+    /// The live id `id` is this node's own, and this node holds it.
+    fn holds_own(&self, id: NodeId) -> bool {
+        id == self.own && !self.yielded
+    }
+
+    /// The departed node in slot `id` left less than its hold ago.
+    fn remembered(&self, id: NodeId, now_ms: u64) -> bool {
+        let s = &self.slots[id as usize];
+        s.departed_ms != 0 && now_ms < s.departed_ms.saturating_add(u64::from(s.hold_ms))
+    }
+
     /// Applies an ANNOUNCE heard at `now_ms`.
+    ///
+    /// Freshness: a known incarnation counts only with a newer sequence
+    /// number, also after it left; another incarnation of a known address
+    /// replaces it only if it started later (see [`AnnounceOutcome::Outdated`]).
+    /// Collisions: see [`Collision`].
     pub fn apply_announce(&mut self, a: &Announcement<'_>, now_ms: u64) -> AnnounceOutcome {
         let id = node_id_of(a.addr);
         if id == 0 {
             return AnnounceOutcome::Ignored;
         }
         let claimant = u32::from(a.addr);
-        if self.live.contains(id) {
-            let is_own = id == self.own;
-            let expires = self.expiry(id);
-            let slot = &mut self.slots[id as usize];
-            let holder_alive = is_own || now_ms < expires;
-            if slot.addr != claimant {
-                if holder_alive {
-                    return self.collision(id, a.addr);
-                }
-                // The holder went silent past its hold time: the id is free.
-                self.replace(id, a, now_ms);
-                return AnnounceOutcome::Joined;
-            }
-            if is_own {
+        let live = self.live.contains(id);
+        let own = self.holds_own(id);
+        let slot = &self.slots[id as usize];
+        let known = live || slot.departed_ms != 0;
+        if known && slot.addr == claimant && slot.incarnation == a.incarnation {
+            if own {
                 return AnnounceOutcome::Ignored;
             }
-            if slot.incarnation != a.incarnation {
-                self.replace(id, a, now_ms);
-                return AnnounceOutcome::Restarted;
-            }
-            if !slot.sequence_unknown && !serial_newer(a.sequence, slot.sequence) {
+            let newer = slot.sequence_unknown || serial_newer(a.sequence, slot.sequence);
+            if !newer || slot.left {
                 self.stats.stale += 1;
                 return AnnounceOutcome::Stale;
             }
+            if !live {
+                // Back after it expired here: a partition healed, or this
+                // node lost what it sent.
+                let recent = self.remembered(id, now_ms);
+                self.replace(id, a, now_ms);
+                self.insert_live(id);
+                return if recent {
+                    AnnounceOutcome::Returned
+                } else {
+                    AnnounceOutcome::Joined
+                };
+            }
+            let slot = &mut self.slots[id as usize];
             slot.sequence = a.sequence;
             slot.sequence_unknown = false;
             slot.last_seen_ms = now_ms;
             slot.hold_ms = a.hold_ms;
+            slot.probes = 0;
+            if slot.started == 0 {
+                slot.started = a.started;
+            }
+            if a.probe_ms != 0 {
+                slot.probe_ms = probe_window(a.probe_ms);
+                slot.ifindex = a.ifindex;
+            }
             if !same_aliases(slot, a.aliases) {
                 set_aliases(slot, a.aliases);
                 self.modified.insert(id);
@@ -325,10 +469,128 @@ impl ClusterMap {
             }
             return AnnounceOutcome::Refreshed;
         }
+        if slot.addr == claimant && (live || self.remembered(id, now_ms)) {
+            // Another incarnation of a known address.
+            if !own && started_later(a.started, slot.started) {
+                self.replace(id, a, now_ms);
+                if live {
+                    return AnnounceOutcome::Restarted;
+                }
+                self.insert_live(id);
+                return AnnounceOutcome::Joined;
+            }
+            return self.rival(id, a, own);
+        }
+        if live {
+            let holder_alive = own || now_ms < self.final_expiry(id);
+            if holder_alive {
+                let slot = &self.slots[id as usize];
+                let wins = claim_key(a.started, claimant) < claim_key(slot.started, slot.addr);
+                if !wins {
+                    return self.collision(id, a.addr, false);
+                }
+                let loser = Ipv4Addr::from(slot.addr);
+                self.replace(id, a, now_ms);
+                if own {
+                    self.yielded = true;
+                }
+                return self.collision(id, loser, true);
+            }
+            // The holder went silent past its hold time: the id is free.
+            self.replace(id, a, now_ms);
+            return AnnounceOutcome::Joined;
+        }
         self.replace(id, a, now_ms);
-        self.live.insert(id);
-        self.len += 1;
+        self.insert_live(id);
         AnnounceOutcome::Joined
+    }
+
+    /// A refused other incarnation of the address in slot `id`: if it keeps
+    /// sending newer sequence numbers, it is alive, and the address is
+    /// shared.
+    fn rival(&mut self, id: NodeId, a: &Announcement<'_>, own: bool) -> AnnounceOutcome {
+        let slot = &mut self.slots[id as usize];
+        if slot.rival_incarnation != a.incarnation {
+            slot.rival_incarnation = a.incarnation;
+            slot.rival_sequence = a.sequence;
+            slot.rival_reported = false;
+            return AnnounceOutcome::Outdated;
+        }
+        if !serial_newer(a.sequence, slot.rival_sequence) {
+            return AnnounceOutcome::Outdated;
+        }
+        slot.rival_sequence = a.sequence;
+        let first_report = !slot.rival_reported;
+        slot.rival_reported = true;
+        self.stats.duplicates += 1;
+        AnnounceOutcome::Duplicate(Duplicate {
+            addr: a.addr,
+            kept_started: slot.started,
+            other_started: a.started,
+            own,
+            first_report,
+        })
+    }
+
+    fn insert_live(&mut self, id: NodeId) {
+        if !self.live.contains(id) {
+            self.live.insert(id);
+            self.len += 1;
+        }
+        self.dirty = true;
+    }
+
+    /// Whether a message from `addr` (`incarnation`, `sequence`) comes from
+    /// a live member and is new; if so, it counts as news from it (its
+    /// sequence number and hold are renewed).
+    pub fn check_member(
+        &mut self,
+        addr: Ipv4Addr,
+        incarnation: u32,
+        sequence: u32,
+        now_ms: u64,
+    ) -> SenderCheck {
+        let id = node_id_of(addr);
+        if id == 0 || self.holds_own(id) || !self.live.contains(id) {
+            return SenderCheck::Stranger;
+        }
+        let s = &mut self.slots[id as usize];
+        if s.addr != u32::from(addr) || s.incarnation != incarnation {
+            return SenderCheck::Stranger;
+        }
+        if !s.sequence_unknown && !serial_newer(sequence, s.sequence) {
+            self.stats.stale += 1;
+            return SenderCheck::Stale;
+        }
+        s.sequence = sequence;
+        s.sequence_unknown = false;
+        s.last_seen_ms = now_ms;
+        s.probes = 0;
+        SenderCheck::Member
+    }
+
+    /// `src` is the address or an alias of the live node `addr`.
+    pub fn has_address(&self, addr: Ipv4Addr, src: Ipv4Addr) -> bool {
+        let id = node_id_of(addr);
+        let s = &self.slots[id as usize];
+        id != 0
+            && self.live.contains(id)
+            && s.addr == u32::from(addr)
+            && (addr == src || s.aliases[..usize::from(s.alias_count)].contains(&u32::from(src)))
+    }
+
+    /// `addr` is the address or an alias of some live node (a relay). A
+    /// search of the map unless it is a node's primary address.
+    pub fn is_member_address(&self, addr: Ipv4Addr) -> bool {
+        let id = node_id_of(addr);
+        if id != 0 && self.live.contains(id) && self.slots[id as usize].addr == u32::from(addr) {
+            return true;
+        }
+        let a = u32::from(addr);
+        self.live.iter().any(|id| {
+            let s = &self.slots[id as usize];
+            s.aliases[..usize::from(s.alias_count)].contains(&a)
+        })
     }
 
     /// Applies an entry of a SYNC: a node a peer knows, which it would drop
@@ -349,11 +611,21 @@ impl ClusterMap {
         if id == 0 || id == self.own {
             return AnnounceOutcome::Ignored;
         }
+        let s = &self.slots[id as usize];
+        let departed_here = !self.live.contains(id)
+            && s.addr == u32::from(addr)
+            && s.incarnation == incarnation
+            && (s.left || self.remembered(id, now_ms));
+        if departed_here {
+            // It left, or expired here less than a hold ago: a member that
+            // has not noticed yet does not bring it back.
+            return AnnounceOutcome::Ignored;
+        }
         if self.live.contains(id) {
             let expires = self.expiry(id);
             let slot = &mut self.slots[id as usize];
             if slot.addr != u32::from(addr) && now_ms < expires {
-                return self.collision(id, addr);
+                return AnnounceOutcome::Ignored;
             }
             let until = now_ms.saturating_add(u64::from(hold_ms));
             if slot.addr == u32::from(addr) && slot.incarnation == incarnation && until > expires {
@@ -369,35 +641,46 @@ impl ClusterMap {
             incarnation,
             sequence: 0,
             hold_ms,
+            started: 0,
+            probe_ms: 0,
+            ifindex: 0,
         };
         self.replace(id, &a, now_ms);
         self.slots[id as usize].sequence_unknown = true;
-        self.live.insert(id);
-        self.len += 1;
+        self.insert_live(id);
         AnnounceOutcome::Joined
     }
 
-    /// Applies a LEAVE: the node is removed at once.
-    pub fn apply_leave(&mut self, addr: Ipv4Addr, incarnation: u32) -> LeaveOutcome {
-        let id = node_id_of(addr);
-        if id == 0 || id == self.own || !self.live.contains(id) {
-            return LeaveOutcome::Ignored;
+    /// Applies a LEAVE with `sequence`, heard at `now_ms`: the node is
+    /// removed at once if it is the incarnation the map has and the
+    /// sequence number is newer than the last one heard from it.
+    pub fn apply_leave(
+        &mut self,
+        addr: Ipv4Addr,
+        incarnation: u32,
+        sequence: u32,
+        now_ms: u64,
+    ) -> LeaveOutcome {
+        match self.check_member(addr, incarnation, sequence, now_ms) {
+            SenderCheck::Stranger => LeaveOutcome::Ignored,
+            SenderCheck::Stale => LeaveOutcome::Stale,
+            SenderCheck::Member => {
+                let id = node_id_of(addr);
+                self.slots[id as usize].left = true;
+                self.remove(id, now_ms);
+                LeaveOutcome::Removed
+            }
         }
-        let slot = &self.slots[id as usize];
-        if slot.addr != u32::from(addr) || slot.incarnation != incarnation {
-            return LeaveOutcome::Ignored;
-        }
-        self.remove(id);
-        LeaveOutcome::Removed
     }
 
-    /// Removes every node whose hold time has passed; returns how many.
+    /// Removes every node whose hold time and probing window have passed;
+    /// returns how many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let mut removed = 0;
         for w in 0..WORDS {
             for id in ids_in_word(w, self.live.0[w]) {
-                if id != self.own && now_ms >= self.expiry(id) {
-                    self.remove(id);
+                if !self.holds_own(id) && now_ms >= self.final_expiry(id) {
+                    self.remove(id, now_ms);
                     removed += 1;
                 }
             }
@@ -406,12 +689,55 @@ impl ClusterMap {
         removed
     }
 
-    /// The earliest time (ms) at which a node expires, if any other node is known.
+    /// The next node after `after` (all with `None`) whose hold has run out
+    /// and that is due a probe at `now_ms`: [`PROBES`] of them, spread over
+    /// its interval. Counts the probe.
+    pub fn next_probe(&mut self, now_ms: u64, after: Option<NodeId>) -> Option<Probe> {
+        let grace = self.grace_from_ms;
+        let own = self.own;
+        for id in self.live.iter_after(after) {
+            let s = &mut self.slots[id as usize];
+            if id == own
+                || s.probe_ms == 0
+                || s.probes >= PROBES
+                || now_ms < next_probe_of(s, grace)
+            {
+                continue;
+            }
+            s.probes += 1;
+            return Some(Probe {
+                id,
+                addr: Ipv4Addr::from(s.addr),
+                ifindex: s.ifindex,
+                first: s.probes == 1,
+            });
+        }
+        None
+    }
+
+    /// The node `id` is not probed in this silence: it is dropped as soon as
+    /// its hold has run out.
+    pub fn skip_probes(&mut self, id: NodeId) {
+        let s = &mut self.slots[id as usize];
+        s.probes = PROBES;
+        s.probe_ms = 0;
+    }
+
+    /// The earliest time (ms) at which a node is due a probe or expires, if
+    /// any other node is known.
     pub fn next_expiry_ms(&self) -> Option<u64> {
         self.live
             .iter()
-            .filter(|&id| id != self.own)
-            .map(|id| self.expiry(id))
+            .filter(|&id| !self.holds_own(id))
+            .map(|id| {
+                let s = &self.slots[id as usize];
+                let last = self.final_expiry(id);
+                if s.probe_ms != 0 && s.probes < PROBES && id != self.own {
+                    next_probe_of(s, self.grace_from_ms).min(last)
+                } else {
+                    last
+                }
+            })
             .min()
     }
 
@@ -470,15 +796,20 @@ impl ClusterMap {
         self.dirty = false;
     }
 
-    fn collision(&mut self, id: NodeId, claimant: Ipv4Addr) -> AnnounceOutcome {
+    /// Reports that `loser` does not hold `id` (the slot's node does);
+    /// `replaced`: it did until now.
+    fn collision(&mut self, id: NodeId, loser: Ipv4Addr, replaced: bool) -> AnnounceOutcome {
         self.stats.collisions += 1;
+        let own_lost = replaced && self.yielded && id == self.own;
         let slot = &mut self.slots[id as usize];
-        let first_report = slot.collision_claimant != u32::from(claimant);
-        slot.collision_claimant = claimant.into();
+        let first_report = slot.collision_claimant != u32::from(loser);
+        slot.collision_claimant = loser.into();
         AnnounceOutcome::Collision(Collision {
             id,
-            holder: Ipv4Addr::from(slot.addr),
-            claimant,
+            winner: Ipv4Addr::from(slot.addr),
+            loser,
+            replaced,
+            own_lost,
             first_report,
         })
     }
@@ -488,22 +819,35 @@ impl ClusterMap {
         if slot.addr != u32::from(a.addr) || !same_aliases(slot, a.aliases) {
             self.modified.insert(id);
         }
-        slot.addr = a.addr.into();
+        let collision_claimant = if slot.addr == u32::from(a.addr) {
+            0
+        } else {
+            slot.collision_claimant
+        };
+        *slot = Slot {
+            last_seen_ms: now_ms,
+            addr: a.addr.into(),
+            incarnation: a.incarnation,
+            sequence: a.sequence,
+            hold_ms: a.hold_ms,
+            collision_claimant,
+            started: a.started,
+            probe_ms: probe_window(a.probe_ms),
+            ifindex: a.ifindex,
+            ..Slot::new_zeroed()
+        };
         set_aliases(slot, a.aliases);
-        slot.incarnation = a.incarnation;
-        slot.sequence = a.sequence;
-        slot.sequence_unknown = false;
-        slot.hold_ms = a.hold_ms;
-        slot.last_seen_ms = now_ms;
-        slot.collision_claimant = 0;
         self.dirty = true;
     }
 
-    fn remove(&mut self, id: NodeId) {
+    /// Takes `id` out of the map at `now_ms`; its slot is kept (see
+    /// [`Slot::departed_ms`]).
+    fn remove(&mut self, id: NodeId, now_ms: u64) {
         if self.live.contains(id) {
             self.live.remove(id);
             self.len -= 1;
             self.dirty = true;
+            self.slots[id as usize].departed_ms = now_ms.max(1);
         }
     }
 
@@ -519,6 +863,7 @@ impl ClusterMap {
             last_seen_ms: s.last_seen_ms,
             hold_ms: s.hold_ms,
             expires_ms: self.expiry(id),
+            probe_ms: s.probe_ms,
         }
     }
 
@@ -526,11 +871,40 @@ impl ClusterMap {
     /// heard, or after the grace began if that is later, but no later than
     /// two hold times after it was last heard.
     fn expiry(&self, id: NodeId) -> u64 {
-        let s = &self.slots[id as usize];
-        let hold = u64::from(s.hold_ms);
-        let graced = s.last_seen_ms.max(self.grace_from_ms).saturating_add(hold);
-        graced.min(s.last_seen_ms.saturating_add(2 * hold))
+        expiry_of(&self.slots[id as usize], self.grace_from_ms)
     }
+
+    /// When the node in slot `id` is dropped: its expiry, plus the window in
+    /// which it is probed.
+    fn final_expiry(&self, id: NodeId) -> u64 {
+        let probe_ms = u64::from(self.slots[id as usize].probe_ms);
+        self.expiry(id).saturating_add(probe_ms)
+    }
+}
+
+/// See [`ClusterMap::expiry`].
+fn expiry_of(s: &Slot, grace_from_ms: u64) -> u64 {
+    let hold = u64::from(s.hold_ms);
+    let graced = s.last_seen_ms.max(grace_from_ms).saturating_add(hold);
+    graced.min(s.last_seen_ms.saturating_add(2 * hold))
+}
+
+/// When the next probe of a node whose hold ran out is due.
+fn next_probe_of(s: &Slot, grace_from_ms: u64) -> u64 {
+    let spread = u64::from(s.probe_ms) * u64::from(s.probes) / u64::from(PROBES);
+    expiry_of(s, grace_from_ms).saturating_add(spread)
+}
+
+/// The order of claims to one node id: the earlier start first (an unknown
+/// start counts as the latest), then the lower address.
+fn claim_key(started: u32, addr: u32) -> (u32, u32) {
+    (if started == 0 { u32::MAX } else { started }, addr)
+}
+
+/// `new` started later than `old` (an unknown `old` is older than anything
+/// known; an unknown `new` is later only than an unknown `old`).
+fn started_later(new: u32, old: u32) -> bool {
+    old == 0 || new > old
 }
 
 fn same_aliases(slot: &Slot, aliases: &[Ipv4Addr]) -> bool {
@@ -563,6 +937,9 @@ pub(crate) fn test_map(own: Ipv4Addr, peers: impl IntoIterator<Item = Ipv4Addr>)
             incarnation: 3,
             sequence: 1,
             hold_ms: 6000,
+            started: 0,
+            probe_ms: 0,
+            ifindex: 0,
         };
         map.apply_announce(&a, 0);
     }
@@ -587,6 +964,9 @@ mod tests {
             incarnation,
             sequence,
             hold_ms: 6000,
+            started: 0,
+            probe_ms: 0,
+            ifindex: 0,
         }
     }
 
@@ -650,46 +1030,260 @@ mod tests {
         assert!(!serial_newer(4, 4));
     }
 
+    fn started(mut a: Announcement<'static>, started: u32) -> Announcement<'static> {
+        a.started = started;
+        a
+    }
+
     #[test]
-    fn collision_keeps_the_holder_and_reports_once_per_claimant() {
+    fn a_later_claim_to_a_held_id_is_refused_and_reported_once_per_claimant() {
         let mut map = ClusterMap::new(OWN, &[], 1);
         let holder = Ipv4Addr::new(192, 168, 10, 78);
         let claimant = Ipv4Addr::new(10, 1, 10, 78);
         let other = Ipv4Addr::new(172, 16, 10, 78);
-        map.apply_announce(&ann(holder, 7, 1), 0);
-        let first = map.apply_announce(&ann(claimant, 9, 1), 10);
+        map.apply_announce(&started(ann(holder, 7, 1), 100), 0);
+        let first = map.apply_announce(&started(ann(claimant, 9, 1), 200), 10);
         assert_eq!(
             first,
             AnnounceOutcome::Collision(Collision {
                 id: 2638,
-                holder,
-                claimant,
+                winner: holder,
+                loser: claimant,
+                replaced: false,
+                own_lost: false,
                 first_report: true
             })
         );
-        let again = map.apply_announce(&ann(claimant, 9, 2), 20);
+        let again = map.apply_announce(&started(ann(claimant, 9, 2), 200), 20);
         assert!(matches!(again, AnnounceOutcome::Collision(c) if !c.first_report));
-        let third = map.apply_announce(&ann(other, 9, 2), 20);
+        let third = map.apply_announce(&started(ann(other, 9, 2), 300), 20);
         assert!(matches!(third, AnnounceOutcome::Collision(c) if c.first_report));
         assert_eq!(map.get(2638).unwrap().addr, holder);
         assert_eq!(map.stats().collisions, 3);
         // A claimant's LEAVE does not remove the holder.
-        assert_eq!(map.apply_leave(claimant, 9), LeaveOutcome::Ignored);
+        assert_eq!(map.apply_leave(claimant, 9, 3, 30), LeaveOutcome::Ignored);
         assert!(map.get(2638).is_some());
     }
 
     #[test]
-    fn nobody_takes_our_own_id() {
+    fn every_map_names_the_claim_that_started_first_whatever_the_order_heard() {
+        let early = Ipv4Addr::new(172, 16, 10, 78);
+        let late = Ipv4Addr::new(10, 1, 10, 78);
+        let tie = Ipv4Addr::new(10, 0, 10, 78);
+        let orders: [[(Ipv4Addr, u32); 3]; 3] = [
+            [(early, 100), (late, 200), (tie, 200)],
+            [(late, 200), (tie, 200), (early, 100)],
+            [(tie, 200), (early, 100), (late, 200)],
+        ];
+        for order in orders {
+            let mut map = ClusterMap::new(OWN, &[], 1);
+            for (i, &(addr, s)) in order.iter().enumerate() {
+                map.apply_announce(&started(ann(addr, 9, 1), s), i as u64);
+            }
+            assert_eq!(map.get(2638).unwrap().addr, early, "{order:?}");
+        }
+        // At the same second the lower address wins; an unknown start loses.
         let mut map = ClusterMap::new(OWN, &[], 1);
-        let claimant = Ipv4Addr::new(10, 9, 10, 220);
-        let out = map.apply_announce(&ann(claimant, 9, 1), 1_000_000_000);
-        assert!(matches!(out, AnnounceOutcome::Collision(c) if c.holder == OWN));
+        map.apply_announce(&started(ann(late, 9, 1), 200), 0);
+        let out = map.apply_announce(&started(ann(tie, 9, 1), 200), 1);
+        assert!(
+            matches!(out, AnnounceOutcome::Collision(c) if c.replaced && c.winner == tie && c.loser == late)
+        );
+        let out = map.apply_announce(&ann(Ipv4Addr::new(1, 1, 10, 78), 9, 1), 2);
+        assert!(matches!(out, AnnounceOutcome::Collision(c) if !c.replaced && c.winner == tie));
+    }
+
+    #[test]
+    fn this_node_keeps_its_id_against_a_later_claim_and_yields_to_an_earlier_one() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        map.set_own_started(500);
+        let later = Ipv4Addr::new(10, 9, 10, 220);
+        let out = map.apply_announce(&started(ann(later, 9, 1), 600), 1_000_000_000);
+        assert!(matches!(out, AnnounceOutcome::Collision(c) if c.winner == OWN && !c.own_lost));
         assert_eq!(map.own_node().addr, OWN);
         // Our own looped-back announcement is ignored.
         assert_eq!(
             map.apply_announce(&ann(OWN, 1, 5), 0),
             AnnounceOutcome::Ignored
         );
+        let earlier = Ipv4Addr::new(10, 8, 10, 220);
+        let out = map.apply_announce(&started(ann(earlier, 4, 1), 400), 10);
+        assert!(
+            matches!(out, AnnounceOutcome::Collision(c) if c.own_lost && c.winner == earlier && c.loser == OWN)
+        );
+        assert!(map.yielded());
+        assert_eq!(
+            map.get(2780).unwrap().addr,
+            earlier,
+            "the map names the winner"
+        );
+        // The winner expires like any node; then the id is free again.
+        assert_eq!(map.expire(6009), 0);
+        assert_eq!(map.expire(6010), 1);
+        assert!(map.get(2780).is_none());
+        map.set_own(OWN, &[], 1);
+        assert!(!map.yielded());
+        assert_eq!(map.own_node().addr, OWN);
+    }
+
+    #[test]
+    fn a_replayed_message_of_a_known_incarnation_changes_nothing_even_after_it_left() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&started(ann(a, 7, 5), 100), 0);
+        assert_eq!(
+            map.apply_leave(a, 7, 5, 10),
+            LeaveOutcome::Stale,
+            "a replayed LEAVE"
+        );
+        assert_eq!(map.apply_leave(a, 7, 6, 20), LeaveOutcome::Removed);
+        for seq in [4, 5, 6, 7] {
+            assert_eq!(
+                map.apply_announce(&started(ann(a, 7, seq), 100), 30),
+                AnnounceOutcome::Stale,
+                "after its LEAVE, seq {seq}"
+            );
+        }
+        assert!(map.get(2638).is_none());
+        // An earlier incarnation, or one of the same second, while it is
+        // remembered (a hold after it left): refused.
+        let out = map.apply_announce(&started(ann(a, 3, 9), 99), 40);
+        assert_eq!(out, AnnounceOutcome::Outdated);
+        let out = map.apply_announce(&started(ann(a, 4, 9), 100), 40);
+        assert_eq!(out, AnnounceOutcome::Outdated);
+        // A later one is a restart, at once.
+        let out = map.apply_announce(&started(ann(a, 8, 1), 101), 50);
+        assert_eq!(out, AnnounceOutcome::Joined);
+    }
+
+    #[test]
+    fn another_incarnation_replaces_a_live_one_only_if_it_started_later() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&started(ann(a, 7, 1), 100), 0);
+        let out = map.apply_announce(&started(ann(a, 6, 50), 90), 10);
+        assert_eq!(out, AnnounceOutcome::Outdated);
+        assert_eq!(map.get(2638).unwrap().incarnation, 7);
+        let out = map.apply_announce(&started(ann(a, 8, 1), 120), 20);
+        assert_eq!(out, AnnounceOutcome::Restarted);
+        // A node whose clock went back is taken once it has been gone a hold.
+        assert_eq!(map.expire(6020), 1);
+        let back = started(ann(a, 9, 1), 80);
+        assert_eq!(map.apply_announce(&back, 6030), AnnounceOutcome::Outdated);
+        assert_eq!(map.apply_announce(&back, 12_020), AnnounceOutcome::Joined);
+    }
+
+    #[test]
+    fn two_live_incarnations_of_one_address_are_reported_and_the_map_stays() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&started(ann(a, 7, 1), 100), 0);
+        assert_eq!(
+            map.apply_announce(&started(ann(a, 8, 1), 200), 1),
+            AnnounceOutcome::Restarted
+        );
+        map.mark_published();
+        // The earlier one goes on: refused once, then known as a duplicate.
+        let out = map.apply_announce(&started(ann(a, 7, 2), 100), 2);
+        assert_eq!(out, AnnounceOutcome::Outdated);
+        let out = map.apply_announce(&started(ann(a, 7, 3), 100), 3);
+        let dup = Duplicate {
+            addr: a,
+            kept_started: 200,
+            other_started: 100,
+            own: false,
+            first_report: true,
+        };
+        assert_eq!(out, AnnounceOutcome::Duplicate(dup));
+        let out = map.apply_announce(&started(ann(a, 7, 4), 100), 4);
+        assert!(matches!(out, AnnounceOutcome::Duplicate(d) if !d.first_report));
+        assert_eq!(
+            map.apply_announce(&started(ann(a, 8, 2), 200), 5),
+            AnnounceOutcome::Refreshed
+        );
+        assert!(!map.is_dirty(), "no republish");
+        assert_eq!(map.get(2638).unwrap().incarnation, 8);
+        // Our own address from another incarnation.
+        map.apply_announce(&started(ann(OWN, 5, 1), 7), 6);
+        let out = map.apply_announce(&started(ann(OWN, 5, 2), 7), 7);
+        assert!(matches!(out, AnnounceOutcome::Duplicate(d) if d.own && d.first_report));
+        assert_eq!(map.own_node().incarnation, 1);
+    }
+
+    #[test]
+    fn a_silent_node_is_probed_five_times_in_its_interval_then_dropped() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        let mut x = ann(a, 7, 1);
+        x.probe_ms = 2000;
+        x.ifindex = 3;
+        map.apply_announce(&x, 0);
+        assert_eq!(map.next_expiry_ms(), Some(6000));
+        assert_eq!(map.next_probe(5999, None), None);
+        let mut sent = Vec::new();
+        for t in (6000..9000).step_by(100) {
+            while let Some(p) = map.next_probe(t, None) {
+                assert_eq!((p.addr, p.ifindex), (a, 3));
+                sent.push(t);
+            }
+            map.expire(t);
+        }
+        assert_eq!(sent, [6000, 6300, 6600, 6900, 7200]);
+        assert!(map.get(2638).is_none(), "dropped at hold + 3/4 interval");
+        assert_eq!(map.stats().expired, 1);
+        // Any news in the window keeps it, and the probes start over.
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        map.apply_announce(&x, 0);
+        assert!(map.next_probe(6000, None).is_some());
+        x.sequence = 2;
+        assert_eq!(map.apply_announce(&x, 6100), AnnounceOutcome::Refreshed);
+        assert_eq!(map.expire(7499), 0);
+        assert_eq!(map.next_expiry_ms(), Some(12_100));
+        // A node heard only through a relay is not probed.
+        let b = Ipv4Addr::new(192, 168, 10, 79);
+        map.apply_announce(&ann(b, 7, 1), 0);
+        assert_eq!(map.next_probe(6000, None), None);
+        assert_eq!(map.expire(6000), 1);
+    }
+
+    #[test]
+    fn members_and_their_addresses() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        let alias = Ipv4Addr::new(10, 0, 3, 78);
+        let mut x = ann(a, 7, 5);
+        x.aliases = std::slice::from_ref(&alias);
+        let x = Announcement {
+            aliases: &[Ipv4Addr::new(10, 0, 3, 78)],
+            ..x
+        };
+        map.apply_announce(&x, 0);
+        assert!(map.is_member_address(a) && map.is_member_address(alias));
+        assert!(!map.is_member_address(Ipv4Addr::new(10, 0, 3, 79)));
+        assert!(map.has_address(a, alias) && map.has_address(a, a));
+        assert!(!map.has_address(a, Ipv4Addr::new(10, 0, 3, 79)));
+        assert_eq!(map.check_member(a, 6, 9, 1), SenderCheck::Stranger);
+        assert_eq!(
+            map.check_member(Ipv4Addr::new(10, 0, 0, 1), 7, 9, 1),
+            SenderCheck::Stranger
+        );
+        assert_eq!(map.check_member(a, 7, 5, 1), SenderCheck::Stale);
+        assert_eq!(map.check_member(a, 7, 6, 1), SenderCheck::Member);
+        assert_eq!(map.check_member(a, 7, 6, 1), SenderCheck::Stale);
+    }
+
+    #[test]
+    fn hearsay_does_not_bring_back_a_node_that_left() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&ann(a, 7, 1), 0);
+        map.apply_leave(a, 7, 2, 10);
+        assert_eq!(map.apply_hearsay(a, 7, 5000, 20), AnnounceOutcome::Ignored);
+        assert_eq!(
+            map.apply_hearsay(a, 7, 5000, 100_000),
+            AnnounceOutcome::Ignored
+        );
+        assert!(map.get(2638).is_none());
     }
 
     #[test]
@@ -711,19 +1305,19 @@ mod tests {
         map.apply_announce(&ann(a, 7, 1), 0);
         map.apply_announce(&ann(b, 7, 1), 1000);
         assert_eq!(
-            map.apply_leave(a, 6),
+            map.apply_leave(a, 6, 2, 10),
             LeaveOutcome::Ignored,
             "old incarnation"
         );
-        assert_eq!(map.apply_leave(a, 7), LeaveOutcome::Removed);
-        assert_eq!(map.apply_leave(a, 7), LeaveOutcome::Ignored);
+        assert_eq!(map.apply_leave(a, 7, 2, 10), LeaveOutcome::Removed);
+        assert_eq!(map.apply_leave(a, 7, 3, 10), LeaveOutcome::Ignored);
         assert_eq!(map.next_expiry_ms(), Some(7000));
         assert_eq!(map.expire(6999), 0);
         assert_eq!(map.expire(7000), 1);
         assert_eq!(ids(&map), vec![2780]);
         assert_eq!(map.next_expiry_ms(), None);
         assert_eq!(map.expire(u64::MAX), 0, "own node never expires");
-        assert_eq!(map.apply_leave(OWN, 1), LeaveOutcome::Ignored);
+        assert_eq!(map.apply_leave(OWN, 1, 9, 10), LeaveOutcome::Ignored);
     }
 
     #[test]
@@ -740,7 +1334,7 @@ mod tests {
         map.apply_announce(&ann(a, 7, 2), 10);
         assert!(!map.is_dirty(), "a refresh is not a change");
         map.apply_announce(&ann(b, 7, 1), 10);
-        map.apply_leave(a, 7);
+        map.apply_leave(a, 7, 3, 10);
         assert!(map.is_dirty());
         assert_eq!(map.joined().map(|n| n.id).collect::<Vec<_>>(), vec![2646]);
         let left: Vec<_> = map.left().map(|n| (n.id, n.addr)).collect();

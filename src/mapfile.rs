@@ -463,6 +463,9 @@ Base Node-Id Address          Count
                 incarnation: 3,
                 sequence: 1,
                 hold_ms: 6000,
+                started: 0,
+                probe_ms: 0,
+                ifindex: 0,
             };
             map.apply_announce(&a, 0);
         };
@@ -471,7 +474,7 @@ Base Node-Id Address          Count
         }
         map.mark_published();
         add(&mut map, 200);
-        map.apply_leave(Ipv4Addr::new(10, 0, 1, 7), 3);
+        map.apply_leave(Ipv4Addr::new(10, 0, 1, 7), 3, 1000, 10);
         let mut lines = Vec::new();
         change_log(&map, |a| lines.push(a.to_string()));
         assert_eq!(
@@ -539,6 +542,9 @@ Base Node-Id Address          Count
                     incarnation: 3,
                     sequence: 1,
                     hold_ms: 6000,
+                    started: 0,
+                    probe_ms: 0,
+                    ifindex: 0,
                 };
                 // Ids of 0 and collisions are refused by the map: fine.
                 map.apply_announce(&a, 0);
@@ -577,6 +583,9 @@ Base Node-Id Address          Count
                     incarnation: 3,
                     sequence: 1,
                     hold_ms: 6000,
+                    started: 0,
+                    probe_ms: 0,
+                    ifindex: 0,
                 };
                 assert_eq!(
                     map.apply_announce(&a, 0),

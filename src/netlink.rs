@@ -312,11 +312,18 @@ impl Netlink {
         Ok(())
     }
 
-    /// The interface's primary IPv4 address: the node identity announced to the cluster.
+    /// The interface's primary IPv4 address: the node identity announced to
+    /// the cluster. The first address that may be a node's; on an interface
+    /// with loopback addresses only (`lo`, a single-machine try), the first
+    /// of them, which no other node accepts.
     pub fn primary_ipv4(&mut self, ifindex: u32) -> Result<Option<Ipv4Addr>, NlError> {
         let mut out = ArrayVec::new();
         self.ipv4_addrs(ifindex, &mut out)?;
-        Ok(out.first().copied())
+        let node = out
+            .iter()
+            .copied()
+            .find(|&a| crate::wire::is_valid_node_addr(a));
+        Ok(node.or_else(|| out.first().copied().filter(Ipv4Addr::is_loopback)))
     }
 
     /// Drains a monitor socket until it would block, calling `f` per event. Lost

@@ -27,10 +27,14 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 
 use arrayvec::ArrayVec;
 
+use crate::auth::{Keyring, Mode, Verdict};
 use crate::cli::MAX_INTERFACES;
-use crate::map::{AnnounceOutcome, Announcement, ClusterMap, Collision, LeaveOutcome, NodeId};
+use crate::map::{
+    AnnounceOutcome, Announcement, ClusterMap, Collision, Duplicate, LeaveOutcome, NodeId,
+    SenderCheck,
+};
 use crate::rng::Rng;
-use crate::wire::{self, flags, Label, MessageType, ParseError, Repr, SyncEntry};
+use crate::wire::{self, flags, Auth, Label, MessageType, ParseError, Repr, SyncEntry};
 
 /// Changes within this window are published together (coalescing).
 pub const PUBLISH_DELAY_MS: u64 = 100;
@@ -131,6 +135,35 @@ pub const GOODBYES: u8 = 3;
 /// ... this far apart, so that one full receive buffer does not lose all.
 pub const GOODBYE_GAP_MS: u64 = 5;
 
+/// An asker gets at most one unicast answer from a node in this long, so a
+/// spoofed source cannot have the cluster send its map to a victim again
+/// and again.
+pub const ANSWER_REPEAT_MS: u64 = 10_000;
+/// Answers a node sends per second at most, in the long run ...
+pub const ANSWERS_PER_S: u64 = 2;
+/// ... and at once.
+pub const ANSWER_BURST: u64 = 4;
+/// Unicast answers remembered for [`ANSWER_REPEAT_MS`].
+const ANSWERED_MEMORY: usize = 64;
+/// Probe replies a node sends per second at most, and at once.
+pub const PROBE_REPLIES_PER_S: u64 = 20;
+/// Up to this many other nodes, every node probes a silent node; in a
+/// larger cluster each does with probability PROBERS / (nodes - 1), so a
+/// node that died costs about PROBERS x [`crate::map::PROBES`] unicasts
+/// (and ARP resolutions), not one set per node.
+pub const PROBERS: u32 = 32;
+/// A node that saw a node it had dropped come back (it loses messages)
+/// probes every silent node for this long.
+pub const LOSSY_MS: u64 = 3_600_000;
+/// Probes a node sends per second at most, and at once (a mass death
+/// costs no storm).
+pub const PROBES_PER_S: u64 = 50;
+/// A SIGHUP (or any rejoin) within this long of the last one starts no new
+/// start-up burst: a storm of them costs no more than one.
+pub const REJOIN_GAP_MS: u64 = 1_000;
+/// Relay addresses remembered as members' (saves a search of the map).
+const RELAY_MEMORY: usize = 8;
+
 /// The protocol settings of a node (from the command line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -151,6 +184,13 @@ pub struct Settings {
     /// before it restarted), to spread the first announcement of a cold
     /// boot; 0: not known.
     pub expected_nodes: u32,
+    /// `--auth`: what this node signs and accepts (the keys come with
+    /// [`Core::set_keys`]).
+    pub auth: Mode,
+    /// The real-time clock when the core is made, in seconds since 1970:
+    /// this incarnation's `started` (the trailer's stamp), which orders
+    /// incarnations and claims to a node id.
+    pub clock_s: u32,
 }
 
 /// One interface as the core sees it: no name, no socket.
@@ -253,8 +293,16 @@ pub enum Event {
     },
     /// A node of another cluster (label) was heard.
     ForeignCluster { addr: Ipv4Addr },
-    /// A node id is claimed by a second address while its holder lives.
+    /// A node id is claimed by two live addresses (see [`Collision`]).
     Collision(Collision),
+    /// Two live incarnations announce one address (see [`Duplicate`]).
+    Duplicate(Duplicate),
+    /// A message was refused for what it is or where it came from (counted).
+    Refused { src: SocketAddrV4, why: Refusal },
+    /// An unsigned message was accepted (`--auth permissive`; counted).
+    Unsigned { src: SocketAddrV4 },
+    /// The winner of this node's id went away: this node takes it back.
+    IdFree { id: NodeId },
     /// A node joined (or restarted).
     Joined { id: NodeId, addr: Ipv4Addr },
     /// No other node heard for [`LONELY_INTERVALS`] intervals.
@@ -268,6 +316,39 @@ pub enum Event {
     NoAddress,
     /// The new address gives node id 0: the old identity is kept.
     InvalidAddress { new: Ipv4Addr, keeping: Ipv4Addr },
+}
+
+/// Why a message was refused; each has its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Signed with a key of ours, and the MAC is wrong.
+    AuthFailed,
+    /// Not signed, and `--auth enforce`.
+    Unsigned,
+    /// Signed with a key id this node does not have.
+    UnknownKey,
+    /// Authenticated, but not new: a replay of a message of a known
+    /// incarnation, or of an incarnation that did not start later.
+    Replayed,
+    /// Its source address is not the sender's (a direct message), not a
+    /// member's (a relayed one), or it may not be relayed at all.
+    Spoofed,
+    /// A SYNC from a node that is not a member (with that incarnation).
+    NotMember,
+}
+
+impl Refusal {
+    /// What the counters and logs call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::AuthFailed => "auth_failed",
+            Refusal::Unsigned => "unsigned",
+            Refusal::UnknownKey => "unknown_key",
+            Refusal::Replayed => "replayed",
+            Refusal::Spoofed => "spoofed",
+            Refusal::NotMember => "not_member",
+        }
+    }
 }
 
 /// How a node found out that it cannot keep up.
@@ -317,6 +398,72 @@ pub struct Counters {
     pub overloads: u64,
     pub kernel_overflows: u32,
     pub publishes: u64,
+    /// A signed message with a wrong MAC.
+    pub auth_failed: u64,
+    /// An unsigned message (accepted in `permissive`, refused in `enforce`).
+    pub unsigned: u64,
+    /// An authenticated message that was not new (see [`Refusal::Replayed`]).
+    pub replayed: u64,
+    /// A message signed with a key id this node does not have.
+    pub unknown_key: u64,
+    /// A message whose source address does not fit (see [`Refusal::Spoofed`]).
+    pub spoofed: u64,
+    /// A SYNC from a non-member.
+    pub not_member: u64,
+    /// Answers not sent because of the per-destination or total limit.
+    pub answers_limited: u64,
+    /// Probes sent to nodes whose hold ran out, and replies to probes.
+    pub probes: u64,
+    pub probe_replies: u64,
+}
+
+impl Counters {
+    fn refused(&mut self, why: Refusal) {
+        *match why {
+            Refusal::AuthFailed => &mut self.auth_failed,
+            Refusal::Unsigned => &mut self.unsigned,
+            Refusal::UnknownKey => &mut self.unknown_key,
+            Refusal::Replayed => &mut self.replayed,
+            Refusal::Spoofed => &mut self.spoofed,
+            Refusal::NotMember => &mut self.not_member,
+        } += 1;
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` at once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bucket {
+    /// Thousandths of a token.
+    milli: u64,
+    last_ms: u64,
+}
+
+impl Bucket {
+    pub(crate) const fn full(burst: u64) -> Bucket {
+        Bucket {
+            milli: burst * 1000,
+            last_ms: 0,
+        }
+    }
+
+    /// Takes a token at `now_ms` if there is one; `rate` tokens per second
+    /// refill it.
+    pub(crate) fn take(&mut self, now_ms: u64, rate: u64, burst: u64) -> bool {
+        self.take_per(now_ms, rate, burst, 1000)
+    }
+
+    /// [`Bucket::take`] with `rate` tokens per `per_ms` milliseconds.
+    pub(crate) fn take_per(&mut self, now_ms: u64, rate: u64, burst: u64, per_ms: u64) -> bool {
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        let refill = (elapsed * rate * 1000).checked_div(per_ms).unwrap_or(0);
+        self.milli = (self.milli + refill).min(burst * 1000);
+        if self.milli < 1000 {
+            return false;
+        }
+        self.milli -= 1000;
+        true
+    }
 }
 
 /// The core's timers, one slot each.
@@ -346,9 +493,14 @@ struct PendingAnswer {
 /// One node's protocol state. See the module documentation.
 pub struct Core {
     settings: Settings,
+    keys: Keyring,
     links: ArrayVec<Link, MAX_INTERFACES>,
     primary: Ipv4Addr,
     incarnation: u32,
+    /// When this incarnation started (seconds of the real-time clock).
+    started: u32,
+    /// When the core was made (the clock reading of `settings.clock_s`).
+    created_ms: u64,
     sequence: u32,
     rng: Rng,
     map: ClusterMap,
@@ -364,6 +516,16 @@ pub struct Core {
     /// ... from a member that knew this many nodes.
     wanted: u16,
     answers: heapless::Vec<PendingAnswer, MAX_PENDING_ANSWERS>,
+    /// Recent unicast answers (destination, when), oldest first.
+    answered_to: heapless::Deque<(Ipv4Addr, u64), ANSWERED_MEMORY>,
+    answer_bucket: Bucket,
+    probe_bucket: Bucket,
+    /// Relay source addresses found to be members' (address, until).
+    relays: heapless::Deque<(Ipv4Addr, u64), RELAY_MEMORY>,
+    last_rejoin_ms: Option<u64>,
+    probe_send_bucket: Bucket,
+    /// Until then this node probes every silent node (see [`LOSSY_MS`]).
+    lossy_until_ms: u64,
     /// The last announcement: when, and the interval it advertised.
     last_announce_ms: u64,
     advertised_ms: u32,
@@ -397,13 +559,17 @@ impl Core {
         now_ms: u64,
     ) -> Core {
         let incarnation = rng.next_u32() | 1;
+        let started = settings.clock_s.max(1);
         let links: ArrayVec<Link, MAX_INTERFACES> =
             links.iter().copied().take(MAX_INTERFACES).collect();
         let aliases = alias_addrs(&links, primary);
         let mut core = Core {
             settings,
+            keys: Keyring::default(),
             primary,
             incarnation,
+            started,
+            created_ms: now_ms,
             sequence: 0,
             rng,
             map: ClusterMap::new(primary, &aliases, incarnation),
@@ -417,6 +583,13 @@ impl Core {
             answered: false,
             wanted: 0,
             answers: heapless::Vec::new(),
+            answered_to: heapless::Deque::new(),
+            answer_bucket: Bucket::full(ANSWER_BURST),
+            probe_bucket: Bucket::full(PROBE_REPLIES_PER_S),
+            relays: heapless::Deque::new(),
+            last_rejoin_ms: None,
+            probe_send_bucket: Bucket::full(PROBES_PER_S),
+            lossy_until_ms: 0,
             last_announce_ms: now_ms,
             advertised_ms: settings.interval_ms,
             gap_ms: u64::from(settings.interval_ms),
@@ -432,10 +605,27 @@ impl Core {
             buf: [0; wire::MAX_MESSAGE_LEN],
             goodbye: [0; wire::MAX_MESSAGE_LEN],
         };
+        core.map.set_own_started(started);
         core.begin_burst(now_ms);
         core.watch_loneliness(now_ms);
         core.set(Timer::Publish, now_ms);
         core
+    }
+
+    /// The keys to sign with (the first) and to check with (all): from the
+    /// key file, at start and on SIGHUP. Empty: messages go out unsigned.
+    pub fn set_keys(&mut self, keys: Keyring) {
+        self.keys = keys;
+    }
+
+    /// The id of the key this node signs with, if any.
+    pub fn signing_key(&self) -> Option<u32> {
+        self.keys.ids().next()
+    }
+
+    /// When this incarnation started (seconds since 1970, its own clock).
+    pub fn started(&self) -> u32 {
+        self.started
     }
 
     /// The map as it is now.
@@ -525,9 +715,42 @@ impl Core {
             self.send_answers(now_ms, io);
         }
         if self.due(Timer::Expiry, now_ms) {
+            let mut after = None;
+            // A node that lost its id to another probes nobody.
+            let probing = !self.map.yielded();
+            while let Some(p) = self.map.next_probe(now_ms, after).filter(|_| probing) {
+                after = Some(p.id);
+                if p.first && now_ms >= self.lossy_until_ms {
+                    let others = (self.map.len() as u32).saturating_sub(1).max(1);
+                    if self.rng.below(others) >= PROBERS {
+                        self.map.skip_probes(p.id);
+                        continue;
+                    }
+                }
+                if !self
+                    .probe_send_bucket
+                    .take(now_ms, PROBES_PER_S, PROBES_PER_S)
+                {
+                    self.map.skip_probes(p.id);
+                    continue;
+                }
+                self.counters.probes += 1;
+                let len = self.emit_own(MessageType::Announce, flags::PROBE, false);
+                self.send_buf(len, Dest::Node(p.addr), p.ifindex, io);
+            }
             if self.map.expire(now_ms) > 0 {
                 self.schedule_publish(now_ms);
                 self.reconsider(now_ms);
+            }
+            if self.map.yielded() && self.map.get(self.map.own_id()).is_none() {
+                // The node that won this node's id is gone: take it back.
+                let id = self.map.own_id();
+                io.event(now_ms, Event::IdFree { id });
+                let aliases = alias_addrs(&self.links, self.primary);
+                self.map.set_own(self.primary, &aliases, self.incarnation);
+                self.map.set_own_started(self.started);
+                self.schedule_publish(now_ms);
+                self.begin_burst(now_ms);
             }
             self.last_expiry_ms = now_ms;
             self.timers[Timer::Expiry as usize] = self
@@ -584,7 +807,16 @@ impl Core {
                 }
             }
             Input::Links(links) => self.on_links(now_ms, links, io),
-            Input::Rejoin => self.begin_burst(now_ms),
+            Input::Rejoin => {
+                // A storm of SIGHUPs costs one burst.
+                let recent = self
+                    .last_rejoin_ms
+                    .is_some_and(|last| now_ms < last + REJOIN_GAP_MS);
+                if !recent && self.burst_left == 0 {
+                    self.last_rejoin_ms = Some(now_ms);
+                    self.begin_burst(now_ms);
+                }
+            }
             Input::KernelFailed => {
                 self.set(Timer::KernelRetry, now_ms + PUBLISH_RETRY_MS);
             }
@@ -595,7 +827,7 @@ impl Core {
                 self.timers = [None; Timer::COUNT];
                 self.answers.clear();
                 self.stopping = true;
-                self.begin_goodbye(now_ms, io);
+                self.begin_goodbye(now_ms, None, io);
             }
         }
     }
@@ -671,6 +903,13 @@ impl Core {
         // hold always covers the gap); a shrunk one is handled at once by
         // `reconsider`.
         self.advertised_ms = self.interval_ms();
+        if self.map.yielded() {
+            // Not a member while another node holds this id: listen only.
+            let interval = u64::from(self.advertised_ms);
+            let gap = self.rng.jitter_ms(interval, ANNOUNCE_JITTER_PERCENT);
+            self.set(Timer::Announce, now_ms + gap);
+            return;
+        }
         let ask = self.wants_map();
         let flag_bits = if ask {
             self.asks_left -= 1;
@@ -750,6 +989,7 @@ impl Core {
         repr.sequence = self.sequence;
         repr.members = u16::try_from(self.map.len()).unwrap_or(u16::MAX);
         repr.aliases.extend(own.aliases());
+        repr.auth = Some(self.trailer());
         let buf = if buf_is_goodbye {
             &mut self.goodbye
         } else {
@@ -757,7 +997,36 @@ impl Core {
         };
         // Our own identity and settings were validated when they were taken:
         // an invalid message here is a bug, and sending nothing is the answer.
-        repr.emit(buf).unwrap_or(0)
+        let len = repr.emit(buf).unwrap_or(0);
+        self.keys.sign(&mut buf[..len]);
+        len
+    }
+
+    /// The LEAVE of an address change into the goodbye buffer: the old
+    /// identity, with the new address last among the aliases (it is sent
+    /// from there). Returns its length.
+    fn emit_leave_moving_to(&mut self, new: Ipv4Addr) -> usize {
+        let Ok(mut repr) = Repr::parse(&self.goodbye[..self.goodbye_len]) else {
+            return 0;
+        };
+        if repr.aliases.is_full() {
+            repr.aliases.pop();
+        }
+        repr.aliases.push(new);
+        repr.auth = Some(self.trailer());
+        let len = repr.emit(&mut self.goodbye).unwrap_or(0);
+        self.keys.sign(&mut self.goodbye[..len]);
+        len
+    }
+
+    /// The trailer of every message this node sends, before signing: the
+    /// key id and MAC are filled in by [`Keyring::sign`].
+    fn trailer(&self) -> Auth {
+        Auth {
+            key_id: crate::auth::UNSIGNED,
+            stamp: self.started,
+            mac: [0; wire::MAC_LEN],
+        }
     }
 
     /// Sends one of our own messages: to one node out of `ifindex`, or to
@@ -844,7 +1113,15 @@ impl Core {
     /// knows besides itself and the asker), after a random delay.
     fn consider_answer(&mut self, now_ms: u64, to: Ipv4Addr, ifindex: u32) {
         let settled = self.burst_left == 0 && now_ms >= self.overload_until_ms;
-        if !settled || self.answers.iter().any(|a| a.to == to) {
+        if !settled || self.map.yielded() || self.answers.iter().any(|a| a.to == to) {
+            return;
+        }
+        if self
+            .answered_to
+            .iter()
+            .any(|&(a, at)| a == to && now_ms < at + ANSWER_REPEAT_MS)
+        {
+            self.counters.answers_limited += 1;
             return;
         }
         let others = (self.map.len() as u32).saturating_sub(2).max(1);
@@ -884,6 +1161,16 @@ impl Core {
                 Dest::Group
             };
             self.answers.retain(|a| a.ifindex != ifindex);
+            if !self.answer_bucket.take(now_ms, ANSWERS_PER_S, ANSWER_BURST) {
+                self.counters.answers_limited += 1;
+                continue;
+            }
+            if let Dest::Node(addr) = to {
+                if self.answered_to.is_full() {
+                    self.answered_to.pop_front();
+                }
+                let _ = self.answered_to.push_back((addr, now_ms));
+            }
             self.answer(now_ms, to, ifindex, io);
         }
     }
@@ -945,13 +1232,19 @@ impl Core {
         repr.flags = flags::REPLY;
         repr.sequence = self.sequence;
         repr.entries.extend(entries.iter().copied());
-        repr.emit(&mut self.buf).unwrap_or(0)
+        repr.auth = Some(self.trailer());
+        let len = repr.emit(&mut self.buf).unwrap_or(0);
+        self.keys.sign(&mut self.buf[..len]);
+        len
     }
 
     /// LEAVE under the current identity, now and [`GOODBYES`]` - 1` more
     /// times [`GOODBYE_GAP_MS`] apart.
-    fn begin_goodbye(&mut self, now_ms: u64, io: &mut impl Actions) {
+    fn begin_goodbye(&mut self, now_ms: u64, moving_to: Option<Ipv4Addr>, io: &mut impl Actions) {
         self.goodbye_len = self.emit_own(MessageType::Leave, 0, true);
+        if let Some(new) = moving_to {
+            self.goodbye_len = self.emit_leave_moving_to(new);
+        }
         self.goodbyes_left = GOODBYES;
         self.send_goodbye(now_ms, io);
     }
@@ -981,6 +1274,92 @@ impl Core {
         io.event(now_ms, Event::Dropped { src, error });
     }
 
+    fn refuse(&mut self, now_ms: u64, src: SocketAddrV4, why: Refusal, io: &mut impl Actions) {
+        self.counters.refused(why);
+        io.event(now_ms, Event::Refused { src, why });
+    }
+
+    /// Checks the MAC as `--auth` says: `Some(true)` authenticated,
+    /// `Some(false)` accepted without (off, or unsigned in permissive),
+    /// `None` refused.
+    fn authenticate(
+        &mut self,
+        now_ms: u64,
+        d: &Received<'_>,
+        repr: &Repr,
+        io: &mut impl Actions,
+    ) -> Option<bool> {
+        let mode = self.settings.auth;
+        if mode == Mode::Off {
+            return Some(false);
+        }
+        let why = match self.keys.verify(d.data, repr.auth.is_some()) {
+            Verdict::Valid => return Some(true),
+            Verdict::Unsigned if mode == Mode::Permissive => {
+                self.counters.unsigned += 1;
+                io.event(now_ms, Event::Unsigned { src: d.src });
+                return Some(false);
+            }
+            Verdict::Unsigned => Refusal::Unsigned,
+            Verdict::UnknownKey => Refusal::UnknownKey,
+            Verdict::Failed => Refusal::AuthFailed,
+        };
+        self.refuse(now_ms, d.src, why, io);
+        None
+    }
+
+    /// The sender checks (see `docs/PROTOCOL.md`, "Relaying" and "Receiver
+    /// rules"): a direct message comes from an address the sender
+    /// announces; only ANNOUNCE and LEAVE are relayed, by multicast, not
+    /// too far, by a member.
+    fn sender_ok(&mut self, now_ms: u64, d: &Received<'_>, repr: &Repr) -> bool {
+        let src = *d.src.ip();
+        if repr.hops == 0 {
+            return src == repr.addr
+                || repr.aliases.contains(&src)
+                || (repr.kind == MessageType::Sync && self.map.has_address(repr.addr, src));
+        }
+        let relayable = repr.kind != MessageType::Sync
+            && repr.flags & (flags::REPLY | flags::PROBE) == 0
+            && repr.hops <= MAX_HOPS
+            && d.multicast;
+        if !relayable {
+            return false;
+        }
+        if self
+            .relays
+            .iter()
+            .any(|&(a, until)| a == src && now_ms < until)
+        {
+            return true;
+        }
+        if !self.map.is_member_address(src) {
+            return false;
+        }
+        if self.relays.is_full() {
+            self.relays.pop_front();
+        }
+        let until = now_ms + u64::from(self.settings.interval_ms);
+        let _ = self.relays.push_back((src, until));
+        true
+    }
+
+    /// Counts a message that was not new as a replay, if it was
+    /// authenticated and came from its sender itself (a copy through a relay
+    /// or a second path is not a replay).
+    fn not_new(
+        &mut self,
+        now_ms: u64,
+        authentic: bool,
+        d: &Received<'_>,
+        repr: &Repr,
+        io: &mut impl Actions,
+    ) {
+        if authentic && repr.hops == 0 {
+            self.refuse(now_ms, d.src, Refusal::Replayed, io);
+        }
+    }
+
     fn on_datagram(&mut self, now_ms: u64, d: Received<'_>, io: &mut impl Actions) {
         self.counters.received += 1;
         let repr = match Repr::parse(d.data) {
@@ -996,27 +1375,57 @@ impl Core {
             self.counters.own_looped += 1;
             return;
         }
-        self.heard_other = true;
-        let answer = repr.flags & flags::REPLY != 0;
-        if answer {
-            // An answer to this node, or to everyone asking on that link.
-            if d.multicast {
-                self.suppress_answers(d.ifindex);
+        if !self.sender_ok(now_ms, &d, &repr) {
+            return self.refuse(now_ms, d.src, Refusal::Spoofed, io);
+        }
+        let Some(authentic) = self.authenticate(now_ms, &d, &repr, io) else {
+            return;
+        };
+        if repr.kind == MessageType::Sync {
+            // Hearsay only from a member, in an answer, and new.
+            if repr.flags & flags::REPLY == 0 {
+                return self.refuse(now_ms, d.src, Refusal::NotMember, io);
             }
-            if self.asks_left > 0 {
-                self.answered = true;
-                self.wanted = self.wanted.max(repr.members);
+            let check = self
+                .map
+                .check_member(repr.addr, repr.incarnation, repr.sequence, now_ms);
+            match check {
+                SenderCheck::Member => {}
+                SenderCheck::Stale => return self.not_new(now_ms, authentic, &d, &repr, io),
+                SenderCheck::Stranger => return self.refuse(now_ms, d.src, Refusal::NotMember, io),
             }
         }
+        self.heard_other = true;
+        let answer = repr.flags & flags::REPLY != 0;
         let accepted = match repr.kind {
-            MessageType::Announce => self.on_announce(now_ms, &repr, d, io),
-            MessageType::Leave => {
-                let removed =
-                    self.map.apply_leave(repr.addr, repr.incarnation) == LeaveOutcome::Removed;
-                if removed {
-                    self.reconsider(now_ms);
+            MessageType::Announce => {
+                let outcome = self.on_announce(now_ms, &repr, &d, io);
+                if matches!(outcome, AnnounceOutcome::Stale | AnnounceOutcome::Outdated) {
+                    self.not_new(now_ms, authentic, &d, &repr, io);
                 }
-                removed
+                matches!(
+                    outcome,
+                    AnnounceOutcome::Joined
+                        | AnnounceOutcome::Restarted
+                        | AnnounceOutcome::Refreshed
+                        | AnnounceOutcome::Returned
+                )
+            }
+            MessageType::Leave => {
+                let outcome =
+                    self.map
+                        .apply_leave(repr.addr, repr.incarnation, repr.sequence, now_ms);
+                match outcome {
+                    LeaveOutcome::Removed => {
+                        self.reconsider(now_ms);
+                        true
+                    }
+                    LeaveOutcome::Stale => {
+                        self.not_new(now_ms, authentic, &d, &repr, io);
+                        false
+                    }
+                    LeaveOutcome::Ignored => false,
+                }
             }
             MessageType::Sync => {
                 // Hearsay: held no longer than the sender holds anyone.
@@ -1029,9 +1438,19 @@ impl Core {
                         self.note_expiry(now_ms + u64::from(hold_ms));
                     }
                 }
-                false
+                true
             }
         };
+        if answer && accepted {
+            // An answer to this node, or to everyone asking on that link.
+            if d.multicast {
+                self.suppress_answers(d.ifindex);
+            }
+            if self.asks_left > 0 {
+                self.answered = true;
+                self.wanted = self.wanted.max(repr.members);
+            }
+        }
         if self.map.is_dirty() {
             self.schedule_publish(now_ms);
         }
@@ -1045,49 +1464,78 @@ impl Core {
         &mut self,
         now_ms: u64,
         repr: &Repr,
-        d: Received<'_>,
+        d: &Received<'_>,
         io: &mut impl Actions,
-    ) -> bool {
+    ) -> AnnounceOutcome {
+        let direct = repr.hops == 0;
         let a = Announcement {
             addr: repr.addr,
             aliases: &repr.aliases,
             incarnation: repr.incarnation,
             sequence: repr.sequence,
             hold_ms: repr.hold_ms,
+            started: repr.auth.map_or(0, |t| t.stamp),
+            probe_ms: if direct { repr.interval_ms } else { 0 },
+            ifindex: d.ifindex,
         };
         let outcome = self.map.apply_announce(&a, now_ms);
         let live = matches!(
             outcome,
-            AnnounceOutcome::Joined | AnnounceOutcome::Restarted | AnnounceOutcome::Refreshed
+            AnnounceOutcome::Joined
+                | AnnounceOutcome::Restarted
+                | AnnounceOutcome::Refreshed
+                | AnnounceOutcome::Returned
         );
-        if live && repr.hops == 0 {
+        if outcome == AnnounceOutcome::Returned {
+            // This node dropped a live node: it loses messages; probe.
+            self.lossy_until_ms = now_ms + LOSSY_MS;
+        }
+        if live && direct {
             if self.asks_left > 0 {
                 self.wanted = self.wanted.max(repr.members);
             }
+            let from = *d.src.ip();
+            if repr.flags & flags::PROBE != 0 && !d.multicast {
+                self.reply_probe(now_ms, from, d.ifindex, io);
+            }
             if repr.flags & flags::JOIN != 0 {
-                self.consider_answer(now_ms, *d.src.ip(), d.ifindex);
+                self.consider_answer(now_ms, from, d.ifindex);
             } else if !self.answers.is_empty() {
                 // It has what it asked for.
-                let from = *d.src.ip();
                 self.answers.retain(|p| p.to != from);
             }
         }
         match outcome {
-            AnnounceOutcome::Joined | AnnounceOutcome::Restarted => {
+            AnnounceOutcome::Joined | AnnounceOutcome::Restarted | AnnounceOutcome::Returned => {
                 self.note_expiry(now_ms + u64::from(repr.hold_ms));
                 let (id, addr) = (repr.node_id, repr.addr);
                 io.event(now_ms, Event::Joined { id, addr });
-                true
             }
-            AnnounceOutcome::Refreshed => true,
             AnnounceOutcome::Collision(c) => {
+                if c.replaced {
+                    self.note_expiry(now_ms + u64::from(repr.hold_ms));
+                }
                 if c.first_report {
                     io.event(now_ms, Event::Collision(c));
                 }
-                false
             }
-            AnnounceOutcome::Stale | AnnounceOutcome::Extended | AnnounceOutcome::Ignored => false,
+            AnnounceOutcome::Duplicate(dup) if dup.first_report => {
+                io.event(now_ms, Event::Duplicate(dup));
+            }
+            _ => {}
         }
+        outcome
+    }
+
+    /// A node probed this one (it had not heard it for a whole hold):
+    /// answer with this node's ANNOUNCE, by unicast, within a total rate.
+    fn reply_probe(&mut self, now_ms: u64, to: Ipv4Addr, ifindex: u32, io: &mut impl Actions) {
+        let rate = PROBE_REPLIES_PER_S;
+        if self.map.yielded() || !self.probe_bucket.take(now_ms, rate, rate) {
+            return;
+        }
+        self.counters.probe_replies += 1;
+        self.send_own(MessageType::Announce, Dest::Node(to), Some(ifindex), 0, io);
     }
 
     fn note_expiry(&mut self, at_ms: u64) {
@@ -1146,13 +1594,24 @@ impl Core {
                     new: new_primary,
                 },
             );
-            self.begin_goodbye(now_ms, io);
+            // Sent from the new address (the old one may be gone already):
+            // the LEAVE names it among the aliases, as the sender check asks.
+            self.begin_goodbye(now_ms, Some(new_primary), io);
         }
         let aliases = alias_addrs(&self.links, new_primary);
         let aliases_changed = !self.map.own_node().aliases().eq(aliases.iter().copied());
+        if primary_changed {
+            // A new identity is a new incarnation, started now: a live node
+            // that holds the new id already keeps it (see map::Collision).
+            self.incarnation = self.rng.next_u32() | 1;
+            let clock_s = u64::from(self.settings.clock_s) + (now_ms - self.created_ms) / 1000;
+            let clock_s = u32::try_from(clock_s).unwrap_or(u32::MAX);
+            self.started = clock_s.max(self.started.saturating_add(1));
+        }
         if primary_changed || aliases_changed {
             self.primary = new_primary;
             self.map.set_own(new_primary, &aliases, self.incarnation);
+            self.map.set_own_started(self.started);
             self.schedule_publish(now_ms);
             self.begin_burst(now_ms);
         }
@@ -1311,6 +1770,8 @@ mod tests {
             routed: false,
             budget: 1000,
             expected_nodes: 0,
+            auth: Mode::Off,
+            clock_s: 1_000_000,
         }
     }
 
@@ -1349,6 +1810,7 @@ mod tests {
         let mut r = Repr::new(kind, addr, 7, Label::DEFAULT, 1000, hold_ms);
         r.sequence = seq;
         if kind == MessageType::Sync {
+            r.flags = flags::REPLY;
             r.entries.push(SyncEntry {
                 addr: Ipv4Addr::new(10, 0, 9, 9),
                 incarnation: 3,
@@ -1691,12 +2153,12 @@ mod tests {
             rec.events.last(),
             Some(&Event::Overloaded { why, interval_ms })
         );
-        run(&mut c, &mut rec, 9400);
+        run(&mut c, &mut rec, 10_200);
         assert!(c.map().get(wire::node_id_of(peer(1))).is_some(), "held");
-        run(&mut c, &mut rec, 9500 + EXPIRY_GRANULARITY_MS);
+        run(&mut c, &mut rec, 10_250 + EXPIRY_GRANULARITY_MS);
         assert!(
             c.map().get(wire::node_id_of(peer(1))).is_none(),
-            "one hold after"
+            "one hold after, and the peer's interval of probes"
         );
         assert_eq!(c.counters().overloads, 1);
         // Overloaded, it answers nobody.
@@ -1727,7 +2189,7 @@ mod tests {
     }
 
     #[test]
-    fn an_overload_that_never_ends_still_drops_a_dead_node_after_two_holds() {
+    fn an_overload_that_never_ends_still_drops_a_dead_node_after_two_holds_and_its_probes() {
         let (mut c, mut rec) = member(13, 1);
         // The peer, heard at 4000 with a hold of 3 s, dies; this node is
         // behind on every read from then on.
@@ -1737,7 +2199,8 @@ mod tests {
             c.handle(now, Input::Behind, &mut rec);
             run(&mut c, &mut rec, now);
             let gone = c.map().get(wire::node_id_of(peer(1))).is_none();
-            assert_eq!(gone, now >= 10_000, "at {now}");
+            // Two holds, then one interval of probes.
+            assert_eq!(gone, now >= 10_750, "at {now}");
             if gone {
                 break;
             }
@@ -1791,14 +2254,27 @@ mod tests {
             true,
         );
         run(&mut c, &mut rec, 7999);
+        assert_eq!(c.counters().probes, 0, "not probed before 8000");
+        run(&mut c, &mut rec, 8749);
         assert!(
             c.map().get(wire::node_id_of(peer(3))).is_some(),
-            "kept until 8000"
+            "probed until 8750, its hold plus 3/4 of its interval"
         );
-        run(&mut c, &mut rec, 8000 + EXPIRY_GRANULARITY_MS);
+        let probes: Vec<_> = rec
+            .sent
+            .iter()
+            .filter(|s| s.3.flags & flags::PROBE != 0)
+            .map(|s| (s.0, s.1))
+            .collect();
+        let to = Dest::Node(peer(3));
+        assert_eq!(
+            probes,
+            [(8000, to), (8150, to), (8300, to), (8450, to), (8600, to)]
+        );
+        run(&mut c, &mut rec, 8750 + EXPIRY_GRANULARITY_MS);
         assert!(
             c.map().get(wire::node_id_of(peer(3))).is_none(),
-            "gone by 8100"
+            "gone by 8850"
         );
         assert_eq!(c.map().stats().expired, 1);
     }
@@ -1854,7 +2330,7 @@ mod tests {
         let reports = rec
             .events
             .iter()
-            .filter(|e| matches!(e, Event::Collision(x) if x.claimant == claimant))
+            .filter(|e| matches!(e, Event::Collision(x) if x.loser == claimant))
             .count();
         assert_eq!(reports, 1);
         assert_eq!(c.map().stats().collisions, 4);
@@ -2078,17 +2554,21 @@ mod tests {
     fn sync_entries_join_as_hearsay_and_expire_at_their_hold() {
         let mut c = core(1000, 15);
         let mut rec = Rec::default();
-        feed(
-            &mut c,
-            &mut rec,
-            100,
-            &message(MessageType::Sync, peer(20), 1, 2000),
-            IF0,
-            true,
-        );
+        let sync = message(MessageType::Sync, peer(20), 2, 2000);
         let id = wire::node_id_of(Ipv4Addr::new(10, 0, 9, 9));
+        // From a stranger: refused.
+        feed(&mut c, &mut rec, 50, &sync, IF0, true);
+        assert!(c.map().get(id).is_none());
+        assert_eq!(c.counters().not_member, 1);
+        // From a member, with REPLY, new: taken.
+        let hello = message(MessageType::Announce, peer(20), 1, 60_000);
+        feed(&mut c, &mut rec, 90, &hello, IF0, true);
+        feed(&mut c, &mut rec, 100, &sync, IF0, true);
         assert!(c.map().get(id).is_some());
         run(&mut c, &mut rec, 2100 + EXPIRY_GRANULARITY_MS);
+        assert!(c.map().get(id).is_none());
+        // The same SYNC again (a replay) brings nothing back.
+        feed(&mut c, &mut rec, 2300, &sync, IF0, true);
         assert!(c.map().get(id).is_none());
     }
 }

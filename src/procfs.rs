@@ -578,6 +578,9 @@ mod tests {
                 incarnation: 1,
                 sequence: 1,
                 hold_ms: 1000,
+                started: 0,
+                probe_ms: 0,
+                ifindex: 0,
             };
             map.apply_announce(&a, 0);
         }

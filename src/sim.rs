@@ -48,6 +48,8 @@ use crate::wire::{self, Label, MAX_MESSAGE_LEN};
 
 /// The simulated interface index of every node's one link.
 const IFINDEX: u32 = 2;
+/// The real-time clock (seconds since 1970) at the start of every run.
+const SIM_EPOCH_S: u32 = 1_800_000_000;
 /// The simulated port.
 const PORT: u16 = 7742;
 /// Deliveries are scheduled at most this far ahead (ms); longer delays are cut.
@@ -344,6 +346,10 @@ pub struct Report {
     pub boot_unicast_pairs: u64,
     /// The same over the whole run.
     pub unicast_pairs: u64,
+    /// Probes of silent nodes sent, and replies to probes, by the nodes
+    /// running at the end.
+    pub probes: u64,
+    pub probe_replies: u64,
 }
 
 impl Report {
@@ -380,6 +386,11 @@ impl Report {
             self.boot_sent as f64 / s.nodes.max(1) as f64,
             self.boot_unicast,
             self.boot_unicast_pairs
+        );
+        let _ = writeln!(
+            out,
+            "probes of silent nodes {}, replies to probes {} (nodes running at the end)",
+            self.probes, self.probe_replies
         );
         let _ = writeln!(
             out,
@@ -1214,6 +1225,8 @@ impl Sim {
             } else {
                 0
             },
+            auth: crate::auth::Mode::Off,
+            clock_s: SIM_EPOCH_S,
         }
     }
 
@@ -1232,13 +1245,9 @@ impl Sim {
         );
         self.restarts[i] += 1;
         let addr = self.world.addr[i];
-        let core = Core::new(
-            self.settings(),
-            addr,
-            &self.links(i),
-            Rng::from_seed(seed),
-            now,
-        );
+        let mut settings = self.settings();
+        settings.clock_s = SIM_EPOCH_S + (now / 1000) as u32;
+        let core = Core::new(settings, addr, &self.links(i), Rng::from_seed(seed), now);
         self.next_poll[i] = core.poll_at().unwrap_or(u64::MAX);
         self.cores[i] = Some(core);
         self.world.life[i] = Life::Running;
@@ -1622,8 +1631,8 @@ impl Sim {
     }
 
     /// Dead nodes still in a live node's map past the hold time that map
-    /// holds them for (the hold they last advertised, plus the expiry
-    /// granularity).
+    /// holds them for (the hold they last advertised, plus the window in
+    /// which they are probed, plus the expiry granularity).
     fn count_ghosts(&mut self, now: u64) {
         let dead: Vec<(Ipv4Addr, u64)> = (0..self.cores.len())
             .filter_map(|i| match self.world.life[i] {
@@ -1638,9 +1647,10 @@ impl Sim {
             for &(a, since_ms) in &dead {
                 let id = wire::node_id_of(a);
                 let held = core.map().get(id).filter(|n| n.addr == a);
-                if held
-                    .is_some_and(|n| since_ms + u64::from(n.hold_ms) + EXPIRY_GRANULARITY_MS < now)
-                {
+                let limit = |n: &crate::map::Node| {
+                    since_ms + u64::from(n.hold_ms) + u64::from(n.probe_ms) + EXPIRY_GRANULARITY_MS
+                };
+                if held.is_some_and(|n| limit(&n) < now) {
                     self.ghost_observations += 1;
                 }
             }
@@ -1719,6 +1729,18 @@ impl Sim {
             boot_unicast,
             boot_unicast_pairs,
             unicast_pairs: w.pairs.len() as u64,
+            probes: self
+                .cores
+                .iter()
+                .flatten()
+                .map(|c| c.counters().probes)
+                .sum(),
+            probe_replies: self
+                .cores
+                .iter()
+                .flatten()
+                .map(|c| c.counters().probe_replies)
+                .sum(),
             scenario: self.scenario,
         }
     }

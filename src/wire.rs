@@ -105,6 +105,9 @@ pub mod flags {
     pub const REPLY: u8 = 0x02;
     /// ANNOUNCE only: the sender is joining and asks for the map (SYNC).
     pub const JOIN: u8 = 0x04;
+    /// ANNOUNCE only, unicast: the sender has not heard the receiver for a
+    /// whole hold and asks it to answer with its own ANNOUNCE by unicast.
+    pub const PROBE: u8 = 0x08;
 }
 
 /// The common header, as laid out on the wire.
@@ -403,10 +406,12 @@ pub const fn node_id_of(addr: Ipv4Addr) -> u16 {
     u16::from_be_bytes([o[2], o[3]])
 }
 
-/// Whether `addr` may appear as a node or alias address: not 0.0.0.0, not
-/// multicast, not 255.255.255.255 (node ids are checked separately).
+/// Whether `addr` may appear as a node or alias address: not in 0.0.0.0/8
+/// ("this network"), not loopback (127.0.0.0/8), not multicast, not
+/// 255.255.255.255 (node ids are checked separately).
 pub const fn is_valid_node_addr(addr: Ipv4Addr) -> bool {
-    !(addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast())
+    let first = addr.octets()[0];
+    !(first == 0 || addr.is_loopback() || addr.is_multicast() || addr.is_broadcast())
 }
 
 /// Sets the relay count of a message in place. Relays use this instead of
@@ -1333,6 +1338,9 @@ mod tests {
     fn addresses() {
         let bad = [
             ip(0, 0, 0, 0),
+            ip(0, 1, 2, 3),
+            ip(127, 0, 0, 1),
+            ip(127, 9, 10, 11),
             ip(224, 0, 0, 1),
             ip(239, 255, 77, 42),
             ip(255, 255, 255, 255),

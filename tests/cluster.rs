@@ -900,7 +900,7 @@ fn sighup_changes_nothing_and_a_link_flap_drops_then_rejoins() {
     wait_for(Duration::from_secs(2), "SIGHUP logged", &refs(&ds), || {
         ds[0]
             .log()
-            .contains("SIGHUP: re-reading interfaces and addresses")
+            .contains("SIGHUP: re-reading interfaces, addresses and keys")
     });
     holds_for(
         Duration::from_millis(1000),
@@ -1000,7 +1000,7 @@ fn cluster_label_separates() {
 }
 
 #[test]
-fn id_collision_keeps_the_holder_and_is_logged_once() {
+fn an_id_collision_is_won_in_every_map_by_the_node_that_started_first_and_logged_once() {
     let (lab, br, nodes) = Lab::flat(2);
     let (n1, a1) = nodes[0];
     let (n2, a2) = nodes[1];
@@ -1017,34 +1017,98 @@ fn id_collision_keeps_the_holder_and_is_logged_once() {
     let n3 = lab.node("claimant");
     lab.link(n3, br, claimant, 24);
     let d3 = start(&lab, n3, claimant, "claimant", &iv);
+    // The holder started first: it keeps the id in every map.
     let line = format!(
-        "node id collision: #{id} (0x{id:04x}) is held by {a1} and also claimed by {claimant}",
+        "node id collision: #{id} (0x{id:04x}) is claimed by {a1} and {claimant}; {a1} keeps it",
+        id = nid(a1)
+    );
+    // The claimant learns that it lost, says what to do, and falls silent;
+    // every map, its own included, names the holder.
+    let lost = format!(
+        "lost node id #{id} (0x{id:04x}) to {a1}, which started first",
         id = nid(a1)
     );
     wait_for(
         CONVERGE_TIMEOUT,
-        "collision logged",
+        "claimant told it lost",
         &[&d1, &d2, &d3],
-        || d2.log().contains(&line),
+        // (The loser's map is not its own: the holder stands in its row.)
+        || d3.log().contains(&lost) && d3.nodes() == both,
     );
-    // The claimant announces every interval; the holder keeps the id, the
-    // witness never adds the claimant, and says so once, not per packet.
     holds_for(
         Duration::from_millis(1500),
         "holder keeps its id",
         &[&d1, &d2, &d3],
-        || d1.has_exactly(&both) && d2.has_exactly(&both),
+        || d1.has_exactly(&both) && d2.has_exactly(&both) && d3.nodes() == both,
     );
-    assert_eq!(d2.log().matches(&line).count(), 1, "{}", d2.log());
-    // The claimant sees the mirror image: it holds its own id.
-    assert!(
-        d3.log()
-            .contains(&format!("is held by {claimant} and also claimed by {a1}")),
-        "{}",
-        d3.log()
-    );
+    // The witness logs the collision once, if it heard the claimant at all
+    // (a claimant that hears the holder first never announces), not per packet.
+    assert!(d2.log().matches(&line).count() <= 1, "{}", d2.log());
+    assert!(d3
+        .log()
+        .contains("give it an address whose last two octets no other node has"));
     // Nodes that hear each other are not told they are alone.
     assert!(!d2.log().contains("no other node heard"), "{}", d2.log());
+}
+
+#[test]
+fn an_earlier_claimant_takes_the_id_from_a_later_holder_in_every_map() {
+    let (lab, br, nodes) = Lab::flat(2);
+    let (n1, a1) = nodes[0];
+    let (n2, a2) = nodes[1];
+    let iv = ["-i", "eth0", "--interval", "0.3"];
+    // The claimant starts first, cut off from the others (its switch port
+    // is down) ...
+    let claimant = Ipv4Addr::new(198, 19, a1.octets()[2], a1.octets()[3]);
+    let n3 = lab.node("claimant");
+    lab.link(n3, br, claimant, 24);
+    lab.set_port(n3, "eth0", false);
+    let d3 = start(&lab, n3, claimant, "claimant", &iv);
+    wait_for(CONVERGE_TIMEOUT, "claimant started", &[&d3], || {
+        d3.log().contains("starting")
+    });
+    // ... and its start is at least a second (the resolution of `started`)
+    // before the holder's.
+    let second = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let then = second();
+    poll_until(Duration::from_secs(3), "the clock's next seconds", || {
+        second() > then + 1
+    });
+    let d1 = start(&lab, n1, a1, "holder", &iv);
+    let d2 = start(&lab, n2, a2, "witness", &iv);
+    let both = set_of(&[a1, a2]);
+    wait_for(CONVERGE_TIMEOUT, "holder and witness", &[&d1, &d2], || {
+        d1.has_exactly(&both) && d2.has_exactly(&both)
+    });
+    // Connected: the claim that started first wins, in every map.
+    lab.set_port(n3, "eth0", true);
+    let winners = set_of(&[claimant, a2]);
+    let all = [&d1, &d2, &d3];
+    // (The loser's map is not its own: the winner stands in its row.)
+    let every_map =
+        || d1.nodes() == winners && d2.has_exactly(&winners) && d3.has_exactly(&winners);
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "every map names the claimant",
+        &all,
+        every_map,
+    );
+    let lost = format!(
+        "lost node id #{id} (0x{id:04x}) to {claimant}",
+        id = nid(a1)
+    );
+    assert!(d1.log().contains(&lost), "{}", d1.log());
+    holds_for(
+        Duration::from_millis(1500),
+        "the claimant keeps the id",
+        &all,
+        every_map,
+    );
 }
 
 #[test]
@@ -1249,9 +1313,16 @@ fn a_burst_of_fifty_joins_is_published_at_most_twice() {
             buf[..n].to_vec()
         })
         .collect();
+    // Each comes from its own address (a direct message must): n2 has them all.
+    for &addr in &fakes {
+        lab.ip(n2, &["addr", "add", &format!("{addr}/32"), "dev", "eth0"]);
+    }
     lab.in_netns(n2, || {
-        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        for p in &packets {
+        let socks: Vec<std::net::UdpSocket> = fakes
+            .iter()
+            .map(|&addr| std::net::UdpSocket::bind((addr, 0)).unwrap())
+            .collect();
+        for (sock, p) in socks.iter().zip(&packets) {
             sock.send_to(p, (a1, PORT)).unwrap();
         }
     });

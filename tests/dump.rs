@@ -65,6 +65,9 @@ fn howto_cluster_from_the_wire_to_dump() {
             incarnation: repr.incarnation,
             sequence: repr.sequence,
             hold_ms: repr.hold_ms,
+            started: 0,
+            probe_ms: 0,
+            ifindex: 0,
         };
         map.apply_announce(&a, 1000);
     }

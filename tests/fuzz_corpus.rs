@@ -20,6 +20,7 @@ use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use omdiscd::auth::{KeyFileError, Keyring, Mode};
 use omdiscd::cli::Command;
 use omdiscd::daemon::Config;
 use omdiscd::mapfile::{MapFileError, MapFileErrorKind};
@@ -39,6 +40,12 @@ const WIRE_FUZZ: FuzzCheck = Some(omdiscd::wire::fuzz_check);
 const MAPFILE_FUZZ: FuzzCheck = Some(omdiscd::mapfile::fuzz_check);
 #[cfg(feature = "fuzzing")]
 const NETLINK_FUZZ: FuzzCheck = Some(omdiscd::netlink::fuzz_check);
+#[cfg(feature = "fuzzing")]
+const KEYFILE_FUZZ: FuzzCheck = Some(|data| {
+    let _ = omdiscd::auth::fuzz_check(data);
+});
+#[cfg(not(feature = "fuzzing"))]
+const KEYFILE_FUZZ: FuzzCheck = None;
 #[cfg(not(feature = "fuzzing"))]
 const WIRE_FUZZ: FuzzCheck = None;
 #[cfg(not(feature = "fuzzing"))]
@@ -164,6 +171,39 @@ fn wire_seeds_parse_or_fail_as_named() {
         |data| Repr::parse(data).map(drop),
         Result::is_ok,
         WIRE_FUZZ,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// keyfile: `auth::Keyring::parse`
+
+#[test]
+fn keyfile_seeds_parse_or_fail_as_named() {
+    use KeyFileError::*;
+    let table: &[(&str, Result<Vec<u32>, KeyFileError>)] = &[
+        ("valid-one-key", Ok(vec![1])),
+        ("valid-rotation-two-keys-comments", Ok(vec![20, 19])),
+        ("valid-longest-secret-largest-id", Ok(vec![u32::MAX])),
+        ("valid-uppercase-tabs-no-newline", Ok(vec![7])),
+        ("bad-empty", Err(Empty)),
+        ("bad-comment-only", Err(Empty)),
+        ("bad-one-word", Err(BadLine(1))),
+        ("bad-three-words", Err(BadLine(1))),
+        ("bad-key-id-0", Err(BadKeyId(1))),
+        ("bad-key-id-too-large", Err(BadKeyId(1))),
+        ("bad-secret-short", Err(BadSecret(1))),
+        ("bad-secret-odd-length", Err(BadSecret(1))),
+        ("bad-secret-not-hex", Err(BadSecret(1))),
+        ("bad-duplicate-key-id", Err(DuplicateKeyId(2))),
+        ("bad-nine-keys", Err(TooManyKeys)),
+        ("bad-too-long", Err(TooLong)),
+    ];
+    replay(
+        "keyfile",
+        table,
+        |data| Keyring::parse(data).map(|k| k.ids().collect()),
+        Result::is_ok,
+        KEYFILE_FUZZ,
     );
 }
 
@@ -372,6 +412,8 @@ fn cli_seeds_parse_or_fail_as_named() {
                 setpe: "/x/setpe".into(),
                 label: label("lab-A"),
                 debug: true,
+                key_file: Some("/k".into()),
+                auth: Mode::Permissive,
             }),
         ),
         (
@@ -429,7 +471,18 @@ fn cli_seeds_parse_or_fail_as_named() {
         ),
         (
             "bad-hold-below-interval",
-            fail("invalid value '4' for --hold: shorter than the interval (5s)"),
+            fail(
+                "invalid value '9' for --hold: shorter than 2 x the interval (10s): \
+                 one lost announcement, or the +-20 % jitter, would drop a live node",
+            ),
+        ),
+        (
+            "bad-auth-without-key-file",
+            fail("option '--auth' enforce needs '--key-file' (the keys to sign and check with)"),
+        ),
+        (
+            "bad-auth-unknown-mode",
+            fail("invalid value 'sometimes' for --auth: not off, permissive or enforce"),
         ),
         (
             "bad-interface-twice",

@@ -97,6 +97,7 @@ fn loopback_in_current_namespace() {
     assert_eq!(lo.name.as_str(), "lo");
     assert!(lo.up && lo.loopback);
     assert_eq!(nl.link(1).unwrap(), Some(lo));
+    // Only loopback addresses: the first (a single-machine try).
     assert_eq!(nl.primary_ipv4(1).unwrap(), Some(Ipv4Addr::LOCALHOST));
 }
 

@@ -1,27 +1,40 @@
 //! Proves the design rule "no heap allocation after start-up": a counting
 //! global allocator watches the daemon's thread while its real epoll loop
-//! receives announcements (asking for the map, so it answers with SYNCs),
-//! leaves, SYNCs and garbage over a real socket,
-//! expires nodes, publishes the map file, logs, and handles signals.
+//! receives signed announcements (asking for the map, so it answers with
+//! SYNCs), leaves, SYNCs, unsigned, forged and spoofed messages and garbage
+//! over a real socket, checks every MAC, probes and expires nodes,
+//! publishes the map file, logs, and handles signals (SIGHUP re-reads the
+//! key file).
+//!
+//! It runs in a network namespace of its own (the test thread unshares
+//! one), on `lo` with 10.77.0.1/16, so that every sender has an address of
+//! its own: loopback addresses are never node addresses.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
+use omdiscd::auth::{Keyring, Mode};
 use omdiscd::daemon::Config;
 use omdiscd::daemon::Daemon;
-use omdiscd::wire::{self, Label, MessageType, Repr, SyncEntry};
+use omdiscd::wire::{self, Auth, Label, MessageType, Repr, SyncEntry};
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::watched;
+
+const SECRET: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+fn keys() -> Keyring {
+    Keyring::parse(format!("4 {SECRET}\n").as_bytes()).unwrap()
+}
 
 fn packet(kind: MessageType, addr: Ipv4Addr, seq: u32, label: Label) -> Vec<u8> {
     let mut entries = ArrayVec::new();
     if kind == MessageType::Sync {
         for i in 0..20u8 {
             entries.push(SyncEntry {
-                addr: Ipv4Addr::new(127, 9, 1, i + 1),
+                addr: Ipv4Addr::new(10, 77, 9, i + 1),
                 incarnation: 5,
                 hold_ms: 400,
             });
@@ -41,16 +54,35 @@ fn packet(kind: MessageType, addr: Ipv4Addr, seq: u32, label: Label) -> Vec<u8> 
         members: 0,
         aliases: ArrayVec::new(),
         entries,
-        auth: None,
+        auth: Some(Auth {
+            key_id: 0,
+            stamp: 1_000,
+            mac: [0; wire::MAC_LEN],
+        }),
     };
     let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];
     let n = repr.emit(&mut buf).unwrap();
     buf.truncate(n);
+    keys().sign(&mut buf);
     buf
+}
+
+/// Runs `ip` in this thread's network namespace.
+fn ip(args: &[&str]) {
+    let st = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ip {args:?}");
 }
 
 #[test]
 fn the_event_loop_does_not_allocate() {
+    // A network namespace for this thread alone (and the `ip` it runs).
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (run as root)");
+    ip(&["link", "set", "lo", "up"]);
+    // On lo the whole /16 is local: every node below can bind its address.
+    ip(&["addr", "add", "10.77.0.1/16", "dev", "lo"]);
     let dir = std::env::temp_dir().join(format!("omd-noalloc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     // An openMosix 2.4 kernel stand-in: publishing writes mospe and runs setpe
@@ -73,8 +105,17 @@ fn the_event_loop_does_not_allocate() {
         &log_file,
     )));
 
-    let port = 20000 + (std::process::id() % 20000) as u16;
+    let key_file = dir.join("keys");
+    std::fs::write(&key_file, format!("4 {SECRET}\n")).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let port = 7742;
     let cfg = Config {
+        key_file: Some(key_file),
+        auth: Mode::Enforce,
         daemonize: false,
         interfaces: vec!["lo".to_string()],
         port,
@@ -91,35 +132,58 @@ fn the_event_loop_does_not_allocate() {
     // Everything the sender needs is made before counting starts.
     let label = Label([0; 16]);
     let foreign = Label(*b"elsewhere\0\0\0\0\0\0\0");
-    let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), port);
     let nodes: Vec<Ipv4Addr> = (1..=200u16)
-        .map(|i| Ipv4Addr::new(127, 3, (i >> 8) as u8 + 1, i as u8))
+        .map(|i| Ipv4Addr::new(10, 77, (i >> 8) as u8 + 1, i as u8))
         .collect();
-    let mut rounds: Vec<Vec<Vec<u8>>> = Vec::new();
+    // Every node sends from its own address (a direct message must).
+    let bind = |a: Ipv4Addr| UdpSocket::bind(SocketAddrV4::new(a, 0)).unwrap();
+    let sockets: Vec<UdpSocket> = nodes.iter().map(|&a| bind(a)).collect();
+    let sync_from = Ipv4Addr::new(10, 77, 9, 9);
+    let stranger = bind(sync_from);
+    let newcomer_addr = Ipv4Addr::new(10, 77, 200, 1);
+    let newcomer_socket = bind(newcomer_addr);
+    // (sending socket, datagram)
+    let mut rounds: Vec<Vec<(&UdpSocket, Vec<u8>)>> = Vec::new();
     for seq in 1..=5u32 {
-        let mut round: Vec<Vec<u8>> = nodes
+        let mut round: Vec<(&UdpSocket, Vec<u8>)> = nodes
             .iter()
-            .map(|&a| {
-                let mut p = packet(MessageType::Announce, a, seq, label);
+            .zip(&sockets)
+            .map(|(&a, s)| {
+                let mut p = packet(MessageType::Announce, a, seq * 10, label);
                 // They all ask for the map: answered by multicast SYNCs.
                 p[6] |= wire::flags::JOIN;
-                p
+                keys().sign(&mut p);
+                (s, p)
             })
             .collect();
-        round.push(packet(MessageType::Announce, nodes[0], seq, foreign));
-        round.push(packet(
-            MessageType::Sync,
-            Ipv4Addr::new(127, 3, 9, 9),
-            seq,
-            label,
-        ));
-        round.push(packet(MessageType::Leave, nodes[seq as usize], seq, label));
-        round.push(b"garbage that is not ours".to_vec());
-        round.push(vec![b'O', b'M', b'D', b'S', 1, 1, 0, 0, 0, 3]);
+        let s0 = &sockets[0];
+        round.push((s0, packet(MessageType::Announce, nodes[0], seq, foreign)));
+        // A SYNC from a stranger, a replay, a LEAVE.
+        round.push((&stranger, packet(MessageType::Sync, sync_from, seq, label)));
+        round.push((s0, packet(MessageType::Announce, nodes[0], seq * 10, label)));
+        let i = seq as usize;
+        let leave = packet(MessageType::Leave, nodes[i], seq * 10 + 1, label);
+        round.push((&sockets[i], leave));
+        // Forged: a wrong MAC, unsigned, an unknown key, a spoofed source.
+        let mut forged = packet(MessageType::Announce, nodes[7], seq * 10 + 1, label);
+        forged[18] ^= 1; // the sequence number: still a valid message
+        round.push((&sockets[7], forged));
+        let mut unsigned = packet(MessageType::Announce, nodes[8], seq * 10 + 1, label);
+        let at = unsigned.len() - 24;
+        unsigned[at..].fill(0);
+        round.push((&sockets[8], unsigned));
+        let mut unknown = packet(MessageType::Announce, nodes[9], seq * 10 + 1, label);
+        let at = unknown.len() - 24;
+        unknown[at..at + 4].copy_from_slice(&99u32.to_be_bytes());
+        round.push((&sockets[9], unknown));
+        let spoofed = packet(MessageType::Announce, nodes[10], seq * 10 + 1, label);
+        round.push((&sockets[11], spoofed));
+        round.push((s0, b"garbage that is not ours".to_vec()));
+        round.push((s0, vec![b'O', b'M', b'D', b'S', 1, 1, 0, 0, 0, 3]));
         let mut too_long = packet(MessageType::Announce, nodes[9], seq, label);
         too_long.extend_from_slice(&[0; 600]);
-        round.push(too_long);
+        round.push((s0, too_long));
         rounds.push(round);
     }
     // Warm up: first announcements, first publish, lazy one-time set-ups.
@@ -134,8 +198,8 @@ fn the_event_loop_does_not_allocate() {
     counting_alloc::reset();
     let mut peak = 0;
     for round in &rounds {
-        for p in round {
-            sender.send_to(p, to).unwrap();
+        for (socket, p) in round {
+            socket.send_to(p, to).unwrap();
         }
         let t = Instant::now();
         while t.elapsed() < Duration::from_millis(60) {
@@ -163,14 +227,9 @@ fn the_event_loop_does_not_allocate() {
     // logged with its OS error, which std would format into a `String`.
     std::fs::create_dir(dir.join(".openmosix.map.tmp")).unwrap();
     std::fs::remove_file(&setpe).unwrap();
-    let newcomer = packet(
-        MessageType::Announce,
-        Ipv4Addr::new(127, 3, 200, 1),
-        1,
-        label,
-    );
+    let newcomer = packet(MessageType::Announce, newcomer_addr, 1, label);
     counting_alloc::reset();
-    sender.send_to(&newcomer, to).unwrap();
+    newcomer_socket.send_to(&newcomer, to).unwrap();
     let t = Instant::now();
     while t.elapsed() < Duration::from_millis(300) {
         watched(|| daemon.step(Some(Duration::from_millis(20)))).unwrap();
@@ -200,6 +259,16 @@ fn the_event_loop_does_not_allocate() {
         c.answers >= 1 && c.syncs >= 2,
         "the asks were answered: {c:?}"
     );
+    assert!(
+        c.auth_failed >= 5 && c.unsigned >= 5 && c.unknown_key >= 5,
+        "every forgery refused: {c:?}"
+    );
+    assert!(
+        c.spoofed >= 5 && c.not_member >= 5 && c.replayed >= 4,
+        "{c:?}"
+    );
+    // Each of the 200 silent nodes is probed with probability 32 / 200.
+    assert!(c.probes >= 10, "silent nodes were probed: {c:?}");
     assert_eq!(allocations, 0, "heap allocations in the steady state");
     assert!(
         log_text.contains("Is a directory (os error 21)"),
