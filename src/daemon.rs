@@ -34,7 +34,7 @@ use crate::sys::{getrandom_u64, monotonic_ms, Epoll, IoErr, SignalFd, TimerFd};
 use crate::udp::{McastSocket, RecvBatch};
 use crate::wire::{Label, ParseError};
 use crate::wire::{LABEL_LEN, MAX_HOLD_MS};
-use crate::{debug, info, mapfile, notice, warn};
+use crate::{info, mapfile, notice, warn};
 
 /// The version shown by `--version` and logged at start.
 pub const VERSION: &str = env!("OMDISCD_VERSION");
@@ -364,10 +364,16 @@ impl Actions for Shell {
                 Level::Info,
                 format_args!("accepted an unsigned message from {src} (--auth permissive)"),
             ),
-            Event::IdFree { id } => {
-                notice!("node id #{id} is free again: rejoining the cluster")
-            }
-            Event::Joined { id, addr } => debug!("node #{id} ({addr}) joined"),
+            Event::IdFree { id } => limited(
+                Limit::Collision,
+                Level::Notice,
+                format_args!("node id #{id} is free again: rejoining the cluster"),
+            ),
+            Event::Joined { id, addr } => limited(
+                Limit::Joined,
+                Level::Debug,
+                format_args!("node #{id} ({addr}) joined"),
+            ),
             Event::Lonely { intervals } => warn!(
                 "no other node heard for {intervals} intervals on {}: if this is not the only node, check that multicast {} reaches this host (a switch with IGMP snooping and no querier drops it; so does a firewall)",
                 self.ifaces.first().map_or("?", |i| i.name.as_str()),
@@ -448,6 +454,11 @@ impl Daemon {
     /// everything the loop will use and creates the core (which schedules
     /// the first announcement and publish).
     pub fn new(cfg: &Config) -> Result<Daemon, StartError> {
+        // The key file first: a bad one stops start-up before any socket.
+        let keys = match &cfg.key_file {
+            Some(path) => Keyring::load(path).map_err(|e| StartError::KeyFile(path.clone(), e))?,
+            None => Keyring::default(),
+        };
         let io = |what| move |e| StartError::Io(what, e);
         let mut nl = Netlink::open().map_err(io("opening netlink"))?;
         let mut wanted = ArrayVec::new();
@@ -488,10 +499,6 @@ impl Daemon {
         let kernel = Kernel::new(backend, &cfg.proc_root, &cfg.setpe, &map_file)
             .map_err(io("preparing the kernel interface"))?;
 
-        let keys = match &cfg.key_file {
-            Some(path) => Keyring::load(path).map_err(|e| StartError::KeyFile(path.clone(), e))?,
-            None => Keyring::default(),
-        };
         let settings = Settings {
             interval_ms: cfg.interval_ms,
             hold_ms: cfg.hold_ms(),
@@ -730,7 +737,12 @@ impl Daemon {
         match Keyring::load(path) {
             Ok(keys) => {
                 if let Some(signing) = keys.ids().next() {
-                    info!("keys re-read: signing with key id {signing}");
+                    crate::log::limited(
+                        Limit::Keys,
+                        LOG_LIMIT_MS,
+                        Level::Info,
+                        format_args!("keys re-read: signing with key id {signing}"),
+                    );
                 }
                 self.core.set_keys(keys);
             }

@@ -91,11 +91,15 @@ pub enum Limit {
     Signal,
     /// Lines of the change log (joins and leaves) beyond the burst.
     Changes,
+    /// A node joined (debug).
+    Joined,
+    /// The key file was re-read (SIGHUP).
+    Keys,
 }
 
 impl Limit {
     /// Number of kinds (and of rate-limit slots).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
 }
 
 /// A fixed buffer implementing `fmt::Write` that truncates instead of failing,

@@ -395,6 +395,25 @@ impl ClusterMap {
         self.slots[self.own as usize].started = started;
     }
 
+    /// A claim to `id` by `addr` with `started` comes before the claim of
+    /// the node that holds it now (see [`Collision`]).
+    pub fn claim_beats(&self, id: NodeId, started: u32, addr: Ipv4Addr) -> bool {
+        let s = &self.slots[id as usize];
+        claim_key(started, u32::from(addr)) < claim_key(s.started, s.addr)
+    }
+
+    /// This node's new identity has the id `id`, which a live node claimed
+    /// first: the old own entry leaves the map, and this node yields `id`
+    /// to that node (see [`ClusterMap::yielded`]) until it is gone.
+    pub fn yield_own(&mut self, id: NodeId) {
+        if self.own != 0 && self.own != id && !self.yielded {
+            self.remove(self.own, 0);
+        }
+        self.own = id;
+        self.yielded = true;
+        self.dirty = true;
+    }
+
     /// This node lost its own id to an earlier claim (see [`Collision`]);
     /// it is back once the winner has left the map.
     pub fn yielded(&self) -> bool {

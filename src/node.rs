@@ -742,21 +742,22 @@ impl Core {
                 self.schedule_publish(now_ms);
                 self.reconsider(now_ms);
             }
-            if self.map.yielded() && self.map.get(self.map.own_id()).is_none() {
-                // The node that won this node's id is gone: take it back.
-                let id = self.map.own_id();
-                io.event(now_ms, Event::IdFree { id });
-                let aliases = alias_addrs(&self.links, self.primary);
-                self.map.set_own(self.primary, &aliases, self.incarnation);
-                self.map.set_own_started(self.started);
-                self.schedule_publish(now_ms);
-                self.begin_burst(now_ms);
-            }
             self.last_expiry_ms = now_ms;
             self.timers[Timer::Expiry as usize] = self
                 .map
                 .next_expiry_ms()
                 .map(|t| t.max(now_ms + EXPIRY_GRANULARITY_MS));
+        }
+        if self.map.yielded() && self.map.get(self.map.own_id()).is_none() {
+            // The node that won this node's id is gone (it left or expired):
+            // take the id back.
+            let id = self.map.own_id();
+            io.event(now_ms, Event::IdFree { id });
+            let aliases = alias_addrs(&self.links, self.primary);
+            self.map.set_own(self.primary, &aliases, self.incarnation);
+            self.map.set_own_started(self.started);
+            self.schedule_publish(now_ms);
+            self.begin_burst(now_ms);
         }
         if self.due(Timer::Lonely, now_ms) {
             self.timers[Timer::Lonely as usize] = None;
@@ -1608,12 +1609,37 @@ impl Core {
             let clock_s = u32::try_from(clock_s).unwrap_or(u32::MAX);
             self.started = clock_s.max(self.started.saturating_add(1));
         }
-        if primary_changed || aliases_changed {
+        // While another node holds this node's id, only a new address
+        // matters (the aliases are taken when it comes back).
+        let yielded_still = self.map.yielded() && !primary_changed;
+        if (primary_changed || aliases_changed) && !yielded_still {
             self.primary = new_primary;
-            self.map.set_own(new_primary, &aliases, self.incarnation);
-            self.map.set_own_started(self.started);
+            let id = wire::node_id_of(new_primary);
+            let holder = self.map.get(id).filter(|n| {
+                (id != self.map.own_id() || self.map.yielded()) && n.addr != new_primary
+            });
+            match holder {
+                Some(h) if !self.map.claim_beats(id, self.started, new_primary) => {
+                    // Onto a live node's id, which it claimed first: a
+                    // collision this node loses (the node stays in the map).
+                    self.map.yield_own(id);
+                    let c = Collision {
+                        id,
+                        winner: h.addr,
+                        loser: new_primary,
+                        replaced: false,
+                        own_lost: true,
+                        first_report: true,
+                    };
+                    io.event(now_ms, Event::Collision(c));
+                }
+                _ => {
+                    self.map.set_own(new_primary, &aliases, self.incarnation);
+                    self.map.set_own_started(self.started);
+                    self.begin_burst(now_ms);
+                }
+            }
             self.schedule_publish(now_ms);
-            self.begin_burst(now_ms);
         }
         if came_up {
             self.begin_burst(now_ms);
@@ -2548,6 +2574,78 @@ mod tests {
         assert_eq!(k.dropped[ParseError::Truncated.index()], 1);
         assert_eq!((k.foreign_cluster, k.own_looped), (1, 1));
         assert_eq!(c.map().len(), 1);
+    }
+
+    #[test]
+    fn an_address_change_onto_a_live_nodes_id_loses_to_it_until_it_leaves() {
+        let mut c = core(1000, 21);
+        let mut rec = Rec::default();
+        let peer = Ipv4Addr::new(10, 0, 1, 5);
+        let id = wire::node_id_of(peer);
+        // The peer started long before this node (its trailer's stamp).
+        let from_peer = |kind, seq| {
+            let mut r = Repr::new(kind, peer, 7, Label::DEFAULT, 1000, 60_000);
+            r.sequence = seq;
+            r.auth = Some(Auth {
+                key_id: 0,
+                stamp: 500_000,
+                mac: [0; wire::MAC_LEN],
+            });
+            let mut buf = vec![0; wire::MAX_MESSAGE_LEN];
+            let n = r.emit(&mut buf).unwrap();
+            buf.truncate(n);
+            buf
+        };
+        feed(
+            &mut c,
+            &mut rec,
+            100,
+            &from_peer(MessageType::Announce, 1),
+            IF0,
+            true,
+        );
+        run(&mut c, &mut rec, 1000);
+        // This node moves onto 10.9.1.5: the peer's id.
+        let new = Ipv4Addr::new(10, 9, 1, 5);
+        assert_eq!(wire::node_id_of(new), id);
+        c.handle(1000, Input::Links(&[link(IF0, new)]), &mut rec);
+        let lost = Collision {
+            id,
+            winner: peer,
+            loser: new,
+            replaced: false,
+            own_lost: true,
+            first_report: true,
+        };
+        assert!(
+            rec.events.contains(&Event::Collision(lost)),
+            "{:?}",
+            rec.events
+        );
+        assert!(c.map().yielded());
+        assert_eq!(c.map().get(id).unwrap().addr, peer, "the peer stays");
+        // Silent while the peer holds the id: only the LEAVE of the old address.
+        rec.sent.clear();
+        run(&mut c, &mut rec, 5000);
+        assert!(
+            rec.sent.iter().all(|s| s.3.kind == MessageType::Leave),
+            "{:?}",
+            rec.sent
+        );
+        // The peer leaves: this node takes the id and announces.
+        feed(
+            &mut c,
+            &mut rec,
+            5000,
+            &from_peer(MessageType::Leave, 2),
+            IF0,
+            true,
+        );
+        run(&mut c, &mut rec, 6000);
+        assert!(!c.map().yielded());
+        assert_eq!(c.map().get(id).unwrap().addr, new);
+        assert!(rec.events.contains(&Event::IdFree { id }));
+        assert!(rec.announces().len() >= 2, "back with a burst");
     }
 
     #[test]

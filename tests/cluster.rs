@@ -1384,3 +1384,98 @@ fn relays_chain_announces_and_leaves_across_three_networks() {
     );
     eprintln!("MEASURED relay chain: LEAVE across two relays in {gone:?}");
 }
+
+#[test]
+fn two_daemons_on_one_host_are_reported_on_both_sides_and_the_maps_stay_still() {
+    let (lab, _br, nodes) = Lab::flat(2);
+    let (n1, a1) = nodes[0];
+    let (n2, a2) = nodes[1];
+    let iv = ["-i", "eth0", "--interval", "0.3"];
+    let d1 = start(&lab, n1, a1, "witness", &iv);
+    let first = start(&lab, n2, a2, "first", &iv);
+    let both = set_of(&[a1, a2]);
+    wait_for(CONVERGE_TIMEOUT, "converged", &[&d1, &first], || {
+        d1.has_exactly(&both) && first.has_exactly(&both)
+    });
+    // A second daemon on the same host: the same address, another incarnation.
+    let second = start(&lab, n2, a2, "second", &iv);
+    let all = [&d1, &first, &second];
+    let own_line = format!("another node announces this node's address {a2}");
+    let witness_line = format!("two nodes announce {a2}");
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "the duplicate seen on every side",
+        &all,
+        || {
+            d1.log().contains(&witness_line)
+                && first.log().contains(&own_line)
+                && second.log().contains(&own_line)
+        },
+    );
+    // Detected, logged once, and the witness's map neither changes nor is
+    // rewritten (it was, about 3 times a second, before).
+    let publishes = || d1.log().matches("configuration changed").count();
+    let before = publishes();
+    holds_for(
+        Duration::from_secs(3),
+        "the witness's map stays still",
+        &all,
+        || d1.has_exactly(&both) && publishes() == before,
+    );
+    assert_eq!(d1.log().matches(&witness_line).count(), 1, "{}", d1.log());
+    assert_eq!(first.log().matches(&own_line).count(), 1, "{}", first.log());
+}
+
+#[test]
+fn a_storm_of_sighups_and_sigusr1s_costs_one_burst_and_a_few_lines() {
+    let (lab, _br, nodes) = Lab::flat(3);
+    let (n1, a1) = nodes[0];
+    let (n2, a2) = nodes[1];
+    let (listener, _) = nodes[2];
+    let iv = ["-i", "eth0", "--interval", "0.3"];
+    let d1 = start(&lab, n1, a1, "target", &iv);
+    let d2 = start(&lab, n2, a2, "peer", &iv);
+    let both = set_of(&[a1, a2]);
+    wait_for(CONVERGE_TIMEOUT, "converged", &[&d1, &d2], || {
+        d1.has_exactly(&both) && d2.has_exactly(&both)
+    });
+    let sock = lab.in_netns(listener, || mcast_receiver(GROUP, PORT, "eth0"));
+    // Announcements from the target in `window`.
+    let count = |window: Duration| {
+        let end = Instant::now() + window;
+        let mut n = 0;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            if let Some((data, from)) = recv_timeout(&sock, left) {
+                let ok = omdiscd::wire::Repr::parse(&data)
+                    .is_ok_and(|r| r.kind == omdiscd::wire::MessageType::Announce);
+                if ok && from.ip() == std::net::IpAddr::V4(a1) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let quiet = count(Duration::from_secs(3));
+    for _ in 0..1000 {
+        d1.proc().signal(Signal::SIGHUP);
+        d1.proc().signal(Signal::SIGUSR1);
+    }
+    let storm = count(Duration::from_secs(3));
+    println!("announcements in 3 s: {quiet} before the storm, {storm} after it began");
+    // One new burst (three announcements) at most, not one per signal.
+    assert!(
+        storm <= quiet + 4,
+        "{storm} announcements in the 3 s after the storm, {quiet} before"
+    );
+    let log = d1.log();
+    let sighup_lines = log.matches("SIGHUP: re-reading").count();
+    let counter_lines = log.matches("counters: ").count();
+    println!("log lines: {sighup_lines} SIGHUP, {counter_lines} counters");
+    assert!(sighup_lines <= 2, "{sighup_lines} SIGHUP lines:\n{log}");
+    // Two lines per SIGUSR1 served, at most one served a second.
+    assert!(
+        counter_lines <= 2 * 5,
+        "{counter_lines} counter lines:\n{log}"
+    );
+    assert!(d1.has_exactly(&both) && d2.has_exactly(&both));
+}
