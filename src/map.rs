@@ -54,6 +54,10 @@ struct Slot {
     alias_count: u8,
     /// The sequence number is not known yet (entry learned from a SYNC).
     sequence_unknown: bool,
+    /// Which of the 64 sequence numbers up to `sequence` have been heard
+    /// (bit i: `sequence - i`): a message that arrives late, after a later
+    /// one, counts once, a copy of it never (RFC 4303's anti-replay window).
+    seen: u64,
     /// Probes sent since it was last heard.
     probes: u8,
     /// It left with a LEAVE: that incarnation never comes back.
@@ -451,11 +455,15 @@ impl ClusterMap {
             if own {
                 return AnnounceOutcome::Ignored;
             }
-            let newer = slot.sequence_unknown || serial_newer(a.sequence, slot.sequence);
-            if !newer || slot.left {
+            let fresh = if slot.left {
+                None
+            } else {
+                accept_sequence(slot, a.sequence)
+            };
+            let Some(newest) = fresh else {
                 self.stats.stale += 1;
                 return AnnounceOutcome::Stale;
-            }
+            };
             if !live {
                 // Back after it expired here: a partition healed, or this
                 // node lost what it sent.
@@ -469,11 +477,15 @@ impl ClusterMap {
                 };
             }
             let slot = &mut self.slots[id as usize];
-            slot.sequence = a.sequence;
-            slot.sequence_unknown = false;
+            note_sequence(slot, a.sequence);
             slot.last_seen_ms = now_ms;
-            slot.hold_ms = a.hold_ms;
             slot.probes = 0;
+            if !newest {
+                // Late (a later message came first): it shows the node is
+                // alive, but says nothing newer about it.
+                return AnnounceOutcome::Refreshed;
+            }
+            slot.hold_ms = a.hold_ms;
             if slot.started == 0 {
                 slot.started = a.started;
             }
@@ -577,12 +589,11 @@ impl ClusterMap {
         if s.addr != u32::from(addr) || s.incarnation != incarnation {
             return SenderCheck::Stranger;
         }
-        if !s.sequence_unknown && !serial_newer(sequence, s.sequence) {
+        if accept_sequence(s, sequence).is_none() {
             self.stats.stale += 1;
             return SenderCheck::Stale;
         }
-        s.sequence = sequence;
-        s.sequence_unknown = false;
+        note_sequence(s, sequence);
         s.last_seen_ms = now_ms;
         s.probes = 0;
         SenderCheck::Member
@@ -734,12 +745,10 @@ impl ClusterMap {
         None
     }
 
-    /// The node `id` is not probed in this silence: it is dropped as soon as
-    /// its hold has run out.
+    /// The node `id` is not probed in this silence: it is dropped at the end
+    /// of the window all the same (its next announcement may still come).
     pub fn skip_probes(&mut self, id: NodeId) {
-        let s = &mut self.slots[id as usize];
-        s.probes = PROBES;
-        s.probe_ms = 0;
+        self.slots[id as usize].probes = PROBES;
     }
 
     /// The earliest time (ms) at which a node is due a probe or expires, if
@@ -853,6 +862,9 @@ impl ClusterMap {
             started: a.started,
             probe_ms: probe_window(a.probe_ms),
             ifindex: a.ifindex,
+            // What the node sent before the first message heard from it
+            // does not count.
+            seen: u64::MAX,
             ..Slot::new_zeroed()
         };
         set_aliases(slot, a.aliases);
@@ -898,6 +910,35 @@ impl ClusterMap {
     fn final_expiry(&self, id: NodeId) -> u64 {
         let probe_ms = u64::from(self.slots[id as usize].probe_ms);
         self.expiry(id).saturating_add(probe_ms)
+    }
+}
+
+/// Whether a message with `sequence` from the node in `s` (its known
+/// incarnation) is new: `Some(true)` newer than any heard, `Some(false)`
+/// older but within the window and not heard yet, `None` heard already or
+/// too old (a copy or a replay).
+fn accept_sequence(s: &Slot, sequence: u32) -> Option<bool> {
+    if s.sequence_unknown || serial_newer(sequence, s.sequence) {
+        return Some(true);
+    }
+    let back = s.sequence.wrapping_sub(sequence);
+    (back < 64 && s.seen & (1 << back) == 0).then_some(false)
+}
+
+/// Records that `sequence` (accepted by [`accept_sequence`]) was heard.
+fn note_sequence(s: &mut Slot, sequence: u32) {
+    if s.sequence_unknown {
+        s.sequence = sequence;
+        s.sequence_unknown = false;
+        s.seen = u64::MAX;
+    } else if serial_newer(sequence, s.sequence) {
+        let ahead = sequence.wrapping_sub(s.sequence);
+        s.seen = if ahead < 64 { (s.seen << ahead) | 1 } else { 1 };
+        // (A jump of 64 or more forgets the window: what is older than the
+        // new number is then too old anyway.)
+        s.sequence = sequence;
+    } else {
+        s.seen |= 1 << s.sequence.wrapping_sub(sequence);
     }
 }
 
@@ -1039,6 +1080,55 @@ mod tests {
         );
         assert_eq!(map.get(2638).unwrap().incarnation, 8);
         assert_eq!(map.stats().stale, 2);
+    }
+
+    #[test]
+    fn a_message_that_arrives_after_a_later_one_counts_once_and_its_copies_never() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&ann(a, 7, 10), 0);
+        assert_eq!(map.check_member(a, 7, 13, 1), SenderCheck::Member);
+        // 11 and 12 were overtaken by 13: each counts once.
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 12), 2),
+            AnnounceOutcome::Refreshed
+        );
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 12), 3),
+            AnnounceOutcome::Stale
+        );
+        assert_eq!(map.check_member(a, 7, 11, 4), SenderCheck::Member);
+        assert_eq!(map.check_member(a, 7, 11, 5), SenderCheck::Stale);
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 10), 6),
+            AnnounceOutcome::Stale
+        );
+        assert_eq!(map.get(2638).unwrap().sequence, 13, "the newest stays");
+        // 64 behind is too old; a jump of more than 64 starts a new window.
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 13 + 64), 7),
+            AnnounceOutcome::Refreshed
+        );
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 13), 8),
+            AnnounceOutcome::Stale
+        );
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 14), 9),
+            AnnounceOutcome::Refreshed
+        );
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 200), 10),
+            AnnounceOutcome::Refreshed
+        );
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 199), 11),
+            AnnounceOutcome::Refreshed
+        );
+        assert_eq!(
+            map.apply_announce(&ann(a, 7, 199), 12),
+            AnnounceOutcome::Stale
+        );
     }
 
     #[test]
