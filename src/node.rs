@@ -1242,6 +1242,11 @@ impl Core {
     /// LEAVE under the current identity, now and [`GOODBYES`]` - 1` more
     /// times [`GOODBYE_GAP_MS`] apart.
     fn begin_goodbye(&mut self, now_ms: u64, moving_to: Option<Ipv4Addr>, io: &mut impl Actions) {
+        if self.map.yielded() {
+            // Not a member: nobody holds this node, so it has nothing to leave.
+            self.goodbyes_left = 0;
+            return;
+        }
         self.goodbye_len = self.emit_own(MessageType::Leave, 0, true);
         if let Some(new) = moving_to {
             self.goodbye_len = self.emit_leave_moving_to(new);
