@@ -47,8 +47,9 @@ struct Slot {
     /// When it left (LEAVE or expiry); 0 while live. The slot keeps what it
     /// knew of the departed incarnation, so replays of it are recognised.
     departed_ms: u64,
-    /// Another incarnation of this address that was refused, and its newest
-    /// sequence number: if it keeps sending, two live nodes share the address.
+    /// Another incarnation of this address (refused, or replaced by this
+    /// one), and its newest sequence number heard: if it keeps sending newer
+    /// ones, two live nodes share the address; older ones are replays.
     rival_incarnation: u32,
     rival_sequence: u32,
     alias_count: u8,
@@ -847,11 +848,20 @@ impl ClusterMap {
         if slot.addr != u32::from(a.addr) || !same_aliases(slot, a.aliases) {
             self.modified.insert(id);
         }
-        let collision_claimant = if slot.addr == u32::from(a.addr) {
+        let same_addr = slot.addr == u32::from(a.addr);
+        let collision_claimant = if same_addr {
             0
         } else {
             slot.collision_claimant
         };
+        // A restart: what was heard of the incarnation it replaces stays
+        // known, so a recording of it is told from a live duplicate.
+        let (rival_incarnation, rival_sequence) =
+            if same_addr && slot.incarnation != a.incarnation && !slot.sequence_unknown {
+                (slot.incarnation, slot.sequence)
+            } else {
+                (0, 0)
+            };
         *slot = Slot {
             last_seen_ms: now_ms,
             addr: a.addr.into(),
@@ -865,6 +875,8 @@ impl ClusterMap {
             // What the node sent before the first message heard from it
             // does not count.
             seen: u64::MAX,
+            rival_incarnation,
+            rival_sequence,
             ..Slot::new_zeroed()
         };
         set_aliases(slot, a.aliases);
@@ -1292,9 +1304,9 @@ mod tests {
             AnnounceOutcome::Restarted
         );
         map.mark_published();
-        // The earlier one goes on: refused once, then known as a duplicate.
-        let out = map.apply_announce(&started(ann(a, 7, 2), 100), 2);
-        assert_eq!(out, AnnounceOutcome::Outdated);
+        // The earlier one goes on, newer than anything heard of it: a duplicate.
+        let out = map.apply_announce(&started(ann(a, 7, 1), 100), 2);
+        assert_eq!(out, AnnounceOutcome::Outdated, "heard already");
         let out = map.apply_announce(&started(ann(a, 7, 3), 100), 3);
         let dup = Duplicate {
             addr: a,
@@ -1317,6 +1329,24 @@ mod tests {
         let out = map.apply_announce(&started(ann(OWN, 5, 2), 7), 7);
         assert!(matches!(out, AnnounceOutcome::Duplicate(d) if d.own && d.first_report));
         assert_eq!(map.own_node().incarnation, 1);
+    }
+
+    #[test]
+    fn a_recording_of_the_incarnation_a_restart_replaced_is_a_replay_not_a_duplicate() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&started(ann(a, 7, 1), 100), 0);
+        map.apply_announce(&started(ann(a, 7, 2), 100), 1);
+        let out = map.apply_announce(&started(ann(a, 8, 1), 200), 2);
+        assert_eq!(out, AnnounceOutcome::Restarted);
+        for seq in [1, 2, 1, 2] {
+            let out = map.apply_announce(&started(ann(a, 7, seq), 100), 3);
+            assert_eq!(out, AnnounceOutcome::Outdated, "recorded seq {seq}");
+        }
+        assert_eq!(map.stats().duplicates, 0);
+        // The old incarnation sending something new: it is alive.
+        let out = map.apply_announce(&started(ann(a, 7, 3), 100), 4);
+        assert!(matches!(out, AnnounceOutcome::Duplicate(d) if d.first_report));
     }
 
     #[test]
