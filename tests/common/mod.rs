@@ -50,6 +50,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// Real omdiscd daemons in a lab: start, map files, counters, waits.
+pub mod daemons;
+
 /// Every lab name starts with this.
 pub const NAME_PREFIX: &str = "omd";
 /// Names the test run (lower-case letters and digits, 1 to 16); set by

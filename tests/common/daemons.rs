@@ -1,0 +1,397 @@
+//! Real omdiscd daemons in a [`Lab`]: starting them with safe paths, reading
+//! the map files they publish (independently of the daemon's own parser),
+//! reading their counters (SIGUSR1) from their logs, and waiting with
+//! deadlines that print every map and log on failure.
+//!
+//! ```ignore
+//! let d = start(&lab, node, addr, "n1", &["-i", "eth0", "--interval", "0.3"]);
+//! wait_for(CONVERGE_TIMEOUT, "alone", &[&d], || d.has_exactly(&set_of(&[addr])));
+//! assert_eq!(d.counters().get("unsigned"), 0);
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::{poll_for, Lab, NodeId, Proc, POLL_INTERVAL};
+
+/// The daemon under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
+/// The default multicast group and port.
+pub const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 42);
+pub const PORT: u16 = 7742;
+/// Generous upper bound for anything that should happen "within a few
+/// intervals".
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a daemon may take to log its counters after SIGUSR1.
+pub const COUNTERS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The openMosix node id of an address: `(o3 << 8) | o4`.
+pub fn nid(a: Ipv4Addr) -> u16 {
+    let o = a.octets();
+    (u16::from(o[2]) << 8) | u16::from(o[3])
+}
+
+/// A map entry: node id and address.
+pub type Entry = (u16, Ipv4Addr);
+
+pub fn entry(a: Ipv4Addr) -> Entry {
+    (nid(a), a)
+}
+
+pub fn set_of(addrs: &[Ipv4Addr]) -> BTreeSet<Entry> {
+    addrs.iter().map(|&a| entry(a)).collect()
+}
+
+/// A map file read back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapView {
+    /// From the `# this-node: ID ADDR` comment.
+    pub this_node: Option<Entry>,
+    /// The first range line, when its count is 1 (the own node's line).
+    pub first: Option<Entry>,
+    /// Every node, ranges expanded.
+    pub nodes: BTreeSet<Entry>,
+    /// `ID ADDR ALIAS` lines.
+    pub aliases: BTreeSet<Entry>,
+}
+
+/// Parses a map file (`ID ADDR COUNT` ranges, `ID ADDR ALIAS` lines, the
+/// `# this-node:` comment); panics on anything else.
+pub fn parse_map(text: &str) -> MapView {
+    let mut v = MapView::default();
+    let mut first_seen = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("# this-node:") {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            assert_eq!(f.len(), 2, "bad this-node line {line:?} in:\n{text}");
+            v.this_node = Some((f[0].parse().unwrap(), f[1].parse().unwrap()));
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "bad map line {line:?} in:\n{text}");
+        let id: u16 = f[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad id {line:?}:\n{text}"));
+        let addr: Ipv4Addr = f[1]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad address {line:?}:\n{text}"));
+        if f[2] == "ALIAS" {
+            v.aliases.insert((id, addr));
+            continue;
+        }
+        let count: u32 = f[2]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad count {line:?}:\n{text}"));
+        assert!(count >= 1, "count 0 in {line:?}");
+        if !first_seen {
+            first_seen = true;
+            if count == 1 {
+                v.first = Some((id, addr));
+            }
+        }
+        for k in 0..count {
+            let a = Ipv4Addr::from(u32::from(addr) + k);
+            let i = u16::try_from(u32::from(id) + k).expect("range within ids");
+            assert_eq!(i, nid(a), "id/address mismatch in {line:?}:\n{text}");
+            v.nodes.insert((i, a));
+        }
+    }
+    v
+}
+
+/// The map file parsed, or `None` while it does not exist yet.
+pub fn read_map(path: &Path) -> Option<MapView> {
+    fs::read_to_string(path).ok().map(|t| parse_map(&t))
+}
+
+/// A running (or stopped) daemon of a test, with what identifies it.
+pub struct Daemon {
+    pub node: NodeId,
+    pub addr: Ipv4Addr,
+    pub map: PathBuf,
+    pub proc: Option<Proc>,
+}
+
+impl Daemon {
+    pub fn view(&self) -> MapView {
+        read_map(&self.map).unwrap_or_default()
+    }
+
+    pub fn nodes(&self) -> BTreeSet<Entry> {
+        self.view().nodes
+    }
+
+    /// The map is exactly `want`, with this node first and in `this-node`.
+    pub fn has_exactly(&self, want: &BTreeSet<Entry>) -> bool {
+        let v = self.view();
+        let own = Some(entry(self.addr));
+        v.this_node == own && v.first == own && v.nodes == *want
+    }
+
+    pub fn lists(&self, a: Ipv4Addr) -> bool {
+        self.nodes().contains(&entry(a))
+    }
+
+    pub fn proc(&self) -> &Proc {
+        self.proc.as_ref().expect("daemon was started")
+    }
+
+    /// Everything the daemon logged so far (it runs with `-n`: stdout).
+    pub fn log(&self) -> String {
+        self.proc
+            .as_ref()
+            .map(Proc::stdout_text)
+            .unwrap_or_default()
+    }
+
+    /// The counters as the daemon logs them on SIGUSR1, read now: the two
+    /// `counters:` lines (not the `dropped NAME: N` lines: see
+    /// [`Daemon::counters_with_drops`]).
+    ///
+    /// The daemon logs them at most once a second, so this may take a
+    /// second: it signals again every 250 ms until a new block shows.
+    pub fn counters(&self) -> Counters {
+        self.read_counters(false)
+    }
+
+    /// [`Daemon::counters`] with the `dropped NAME: N` lines. Those follow
+    /// the `counters:` lines (one per non-zero drop counter), so the block
+    /// is only known to be complete once the next one has begun: this
+    /// takes a second more.
+    pub fn counters_with_drops(&self) -> Counters {
+        self.read_counters(true)
+    }
+
+    fn read_counters(&self, drops: bool) -> Counters {
+        const RETRY: Duration = Duration::from_millis(250);
+        let before = counter_blocks(&self.log()).len();
+        let blocks = if drops { 2 } else { 1 };
+        let what = format!("{} logs its counters (SIGUSR1)", self.addr);
+        let mut signalled: Option<Instant> = None;
+        let mut block = String::new();
+        wait_for(COUNTERS_TIMEOUT, &what, &[self], || {
+            let log = self.log();
+            let all = counter_blocks(&log);
+            let done = all.len() >= before + blocks
+                || (!drops && all.get(before).is_some_and(|b| has_second_line(b)));
+            if done {
+                block = all[before].to_owned();
+                return true;
+            }
+            // Another one, in case the last came within the daemon's
+            // one-second gap and was ignored.
+            if all.len() < before + blocks && signalled.is_none_or(|t| t.elapsed() >= RETRY) {
+                assert!(
+                    self.proc().signal(Signal::SIGUSR1),
+                    "{} has exited\n{}",
+                    self.addr,
+                    diag(&[self])
+                );
+                signalled = Some(Instant::now());
+            }
+            false
+        });
+        Counters::parse(&block)
+    }
+}
+
+/// The block holds the whole second `counters:` line.
+fn has_second_line(block: &str) -> bool {
+    block
+        .find("counters: auth_failed")
+        .is_some_and(|at| block[at..].contains('\n'))
+}
+
+/// The counter blocks of a log, each from its first `counters:` line up to
+/// the next block (the last one may be incomplete).
+fn counter_blocks(log: &str) -> Vec<&str> {
+    let is_first = |line: &str| line.contains("counters: ") && line.contains(" nodes, interval ");
+    let mut starts = Vec::new();
+    let mut at = 0;
+    for line in log.split_inclusive('\n') {
+        if is_first(line) {
+            starts.push(at);
+        }
+        at += line.len();
+    }
+    let ends = starts.iter().skip(1).copied().chain([log.len()]);
+    starts.iter().zip(ends).map(|(&s, e)| &log[s..e]).collect()
+}
+
+/// One reading of a daemon's counters, by the names it logs them under:
+/// `received`, `auth_failed`, `unsigned`, `answers limited`, `nodes`, ...,
+/// and `dropped NAME` for the drop counters (absent ones are 0).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub BTreeMap<String, u64>);
+
+impl Counters {
+    /// Parses one block of `counters:` and `dropped NAME: N` lines.
+    pub fn parse(block: &str) -> Counters {
+        let mut c = BTreeMap::new();
+        for line in block.lines() {
+            if let Some((_, rest)) = line.split_once("counters: ") {
+                for item in rest.split(", ") {
+                    // "answers 3 (1 multicast": the parenthesis is another item.
+                    let item = item.split(" (").next().unwrap_or("");
+                    let words: Vec<&str> = item.split_whitespace().collect();
+                    let Some((last, name)) = words.split_last() else {
+                        continue;
+                    };
+                    if let Ok(v) = last.parse() {
+                        c.insert(name.join(" "), v);
+                    } else if let Some((first, name)) = words.split_first() {
+                        // "3 nodes"
+                        if let Ok(v) = first.parse() {
+                            c.insert(name.join(" "), v);
+                        }
+                    }
+                }
+            } else if let Some(at) = line.find("dropped ") {
+                let rest = &line[at..];
+                if let Some((name, v)) = rest.split_once(": ") {
+                    if let Ok(v) = v.trim().parse() {
+                        c.insert(name.to_owned(), v);
+                    }
+                }
+            }
+        }
+        assert!(
+            c.contains_key("auth_failed") && c.contains_key("received"),
+            "not a counters block:\n{block}"
+        );
+        Counters(c)
+    }
+
+    /// The counter `name`; 0 for a `dropped NAME` that was not logged.
+    /// Panics for any other name that is not there (a typo, or a renamed
+    /// counter).
+    pub fn get(&self, name: &str) -> u64 {
+        match self.0.get(name) {
+            Some(&v) => v,
+            None if name.starts_with("dropped ") => 0,
+            None => panic!("no counter {name:?} in {:?}", self.0),
+        }
+    }
+}
+
+/// Everything about the daemons, for a failure message.
+pub fn diag(ds: &[&Daemon]) -> String {
+    let mut s = String::new();
+    for d in ds {
+        let map = fs::read_to_string(&d.map).unwrap_or_else(|e| format!("(no map: {e})"));
+        let (out, err, status) = match &d.proc {
+            Some(p) => (
+                p.stdout_text(),
+                p.stderr_text(),
+                format!("{:?}", p.try_wait()),
+            ),
+            None => Default::default(),
+        };
+        s.push_str(&format!(
+            "=== {} ({}) status {status}\n--- map\n{map}--- stdout\n{out}--- stderr\n{err}\n",
+            d.addr,
+            d.map.display()
+        ));
+    }
+    s
+}
+
+/// Polls `f` until it holds; on timeout panics with `what` and the daemons'
+/// maps and logs. Returns the time it took.
+pub fn wait_for(
+    timeout: Duration,
+    what: &str,
+    ds: &[&Daemon],
+    f: impl FnMut() -> bool,
+) -> Duration {
+    match poll_for(timeout, f) {
+        Some(t) => t,
+        None => panic!(
+            "timed out after {timeout:?} waiting for: {what}\n{}",
+            diag(ds)
+        ),
+    }
+}
+
+/// Checks for the whole of `window` (from now) that `f` keeps holding.
+pub fn holds_for(window: Duration, what: &str, ds: &[&Daemon], mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        assert!(
+            f(),
+            "no longer true after {:?}: {what}\n{}",
+            start.elapsed(),
+            diag(ds)
+        );
+        if start.elapsed() >= window {
+            return;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+pub fn map_path(lab: &Lab, name: &str) -> PathBuf {
+    lab.dir().join(format!("{name}.map"))
+}
+
+/// An empty directory to use as `--proc-root`, so no real /proc/hpc is seen.
+pub fn empty_proc_root(lab: &Lab) -> PathBuf {
+    let p = lab.dir().join("empty-proc");
+    fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// Starts `omdiscd -n --map-file DIR/NAME.map --proc-root EMPTY args...` in
+/// `node`. `args` must carry the interval and interfaces.
+pub fn start(lab: &Lab, node: NodeId, addr: Ipv4Addr, name: &str, args: &[&str]) -> Daemon {
+    let map = map_path(lab, name);
+    let mut d = Daemon {
+        node,
+        addr,
+        map,
+        proc: None,
+    };
+    d.proc = Some(spawn_daemon(lab, &d, &empty_proc_root(lab), args));
+    d
+}
+
+pub fn spawn_daemon(lab: &Lab, d: &Daemon, proc_root: &Path, args: &[&str]) -> Proc {
+    let map = d.map.to_str().unwrap().to_owned();
+    let root = proc_root.to_str().unwrap().to_owned();
+    let mut full: Vec<&str> = vec!["-n", "--map-file", &map, "--proc-root", &root];
+    full.extend_from_slice(args);
+    lab.spawn(d.node, Path::new(BIN), &full)
+}
+
+pub fn all_have(ds: &[Daemon], want: &BTreeSet<Entry>) -> bool {
+    ds.iter().all(|d| d.has_exactly(want))
+}
+
+pub fn refs(ds: &[Daemon]) -> Vec<&Daemon> {
+    ds.iter().collect()
+}
+
+/// Writes `text` as a key file `DIR/NAME` of the lab, mode 0600 (what
+/// `--key-file` asks for).
+pub fn key_file(lab: &Lab, name: &str, text: &str) -> PathBuf {
+    let p = lab.dir().join(name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&p)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
+    f.write_all(text.as_bytes()).unwrap();
+    p
+}
