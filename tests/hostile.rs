@@ -890,19 +890,11 @@ fn a_replayed_announce_and_leave_of_a_node_that_left_do_not_bring_it_back() {
 /// PROTOCOL.md ("Receiver rules": not new, direct and authenticated) both
 /// are `replayed`.
 ///
-/// Found here: the second replay, being newer than the first, is taken for
-/// a live second incarnation of the address: counted `duplicates` instead
-/// of `replayed`, and every receiver warns "two nodes announce ADDR (an
-/// address conflict, or two omdiscd on one host)". An attacker with a
-/// recording of a node's previous incarnation can keep raising that false
-/// alarm on every node for as long as the node lives (one replay a little
-/// newer than the last each time). The receiver replaced the old
-/// incarnation's entry and forgot its last sequence number, so it cannot
-/// tell the recording (sequence numbers it has heard already) from a live
-/// duplicate (newer ones).
+/// This test found that the second replay, being newer than the first, was
+/// taken for a live second incarnation of the address (`duplicates`, and a
+/// false address-conflict warning on every node): a restart now keeps the
+/// last sequence number heard of the incarnation it replaced.
 #[test]
-#[ignore = "BUG: a replayed recording of a restarted node's previous incarnation is counted \
-            `duplicates` and logged as an address conflict, not counted `replayed`"]
 fn a_replayed_recording_of_a_restarted_nodes_previous_incarnation_is_replayed_not_a_duplicate() {
     let mut c = Cluster::new(Mode::Enforce, 3, 3);
     let sniffer = c.sniffer();
