@@ -50,6 +50,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub mod daemons;
+
 /// Every lab name starts with this.
 pub const NAME_PREFIX: &str = "omd";
 /// Names the test run (lower-case letters and digits, 1 to 16); set by
