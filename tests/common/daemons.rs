@@ -1,29 +1,27 @@
-//! Real omdiscd daemons in a [`Lab`]: starting them with safe paths, reading
-//! the map files they publish (independently of the daemon's own parser),
-//! reading their counters (SIGUSR1) from their logs, and waiting with
-//! deadlines that print every map and log on failure.
+//! Real omdiscd daemons in a [`Lab`](super::Lab): starting them with safe
+//! paths (`-n`, a map file in the lab dir, an empty `--proc-root`), reading
+//! their map files back with an independent parser, waiting on them with
+//! deadlines (failures show every map and log), their `counters:` lines
+//! (SIGUSR1), and an [`Observer`] that listens to the group.
 //!
-//! ```ignore
-//! let d = start(&lab, node, addr, "n1", &["-i", "eth0", "--interval", "0.3"]);
-//! wait_for(CONVERGE_TIMEOUT, "alone", &[&d], || d.has_exactly(&set_of(&[addr])));
-//! assert_eq!(d.counters().get("unsigned"), 0);
-//! ```
+//! Shared by tests/cluster.rs, tests/hostile.rs and tests/lossy.rs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{poll_for, Lab, NodeId, Proc, POLL_INTERVAL};
+use super::*;
 
-/// The daemon under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
-/// The default multicast group and port.
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 42);
 pub const PORT: u16 = 7742;
 /// Generous upper bound for anything that should happen "within a few
@@ -38,7 +36,6 @@ pub fn nid(a: Ipv4Addr) -> u16 {
     (u16::from(o[2]) << 8) | u16::from(o[3])
 }
 
-/// A map entry: node id and address.
 pub type Entry = (u16, Ipv4Addr);
 
 pub fn entry(a: Ipv4Addr) -> Entry {
@@ -49,7 +46,7 @@ pub fn set_of(addrs: &[Ipv4Addr]) -> BTreeSet<Entry> {
     addrs.iter().map(|&a| entry(a)).collect()
 }
 
-/// A map file read back.
+/// A map file read back, independently of the daemon's own parser.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MapView {
     /// From the `# this-node: ID ADDR` comment.
@@ -62,8 +59,6 @@ pub struct MapView {
     pub aliases: BTreeSet<Entry>,
 }
 
-/// Parses a map file (`ID ADDR COUNT` ranges, `ID ADDR ALIAS` lines, the
-/// `# this-node:` comment); panics on anything else.
 pub fn parse_map(text: &str) -> MapView {
     let mut v = MapView::default();
     let mut first_seen = false;
@@ -147,14 +142,210 @@ impl Daemon {
         self.proc.as_ref().expect("daemon was started")
     }
 
-    /// Everything the daemon logged so far (it runs with `-n`: stdout).
     pub fn log(&self) -> String {
         self.proc
             .as_ref()
             .map(Proc::stdout_text)
             .unwrap_or_default()
     }
+}
 
+/// Everything about the daemons, for a failure message.
+pub fn diag(ds: &[&Daemon]) -> String {
+    let mut s = String::new();
+    for d in ds {
+        let map = fs::read_to_string(&d.map).unwrap_or_else(|e| format!("(no map: {e})"));
+        let (out, err, status) = match &d.proc {
+            Some(p) => (
+                p.stdout_text(),
+                p.stderr_text(),
+                format!("{:?}", p.try_wait()),
+            ),
+            None => Default::default(),
+        };
+        s.push_str(&format!(
+            "=== {} ({}) status {status}\n--- map\n{map}--- stdout\n{out}--- stderr\n{err}\n",
+            d.addr,
+            d.map.display()
+        ));
+    }
+    s
+}
+
+/// Polls `f` until it holds; on timeout panics with `what` and the daemons'
+/// maps and logs. Returns the time it took.
+pub fn wait_for(
+    timeout: Duration,
+    what: &str,
+    ds: &[&Daemon],
+    f: impl FnMut() -> bool,
+) -> Duration {
+    match poll_for(timeout, f) {
+        Some(t) => t,
+        None => panic!(
+            "timed out after {timeout:?} waiting for: {what}\n{}",
+            diag(ds)
+        ),
+    }
+}
+
+/// Checks for the whole of `window` (from now) that `f` keeps holding.
+pub fn holds_for(window: Duration, what: &str, ds: &[&Daemon], mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        assert!(
+            f(),
+            "no longer true after {:?}: {what}\n{}",
+            start.elapsed(),
+            diag(ds)
+        );
+        if start.elapsed() >= window {
+            return;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+pub fn map_path(lab: &Lab, name: &str) -> PathBuf {
+    lab.dir().join(format!("{name}.map"))
+}
+
+/// An empty directory to use as `--proc-root`, so no real /proc/hpc is seen.
+pub fn empty_proc_root(lab: &Lab) -> PathBuf {
+    let p = lab.dir().join("empty-proc");
+    fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// Starts `omdiscd -n --map-file DIR/NAME.map --proc-root EMPTY args...` in
+/// `node`. `args` must carry the interval and interfaces.
+pub fn start(lab: &Lab, node: NodeId, addr: Ipv4Addr, name: &str, args: &[&str]) -> Daemon {
+    let root = empty_proc_root(lab);
+    start_with_root(lab, node, addr, name, &root, args)
+}
+
+pub fn start_with_root(
+    lab: &Lab,
+    node: NodeId,
+    addr: Ipv4Addr,
+    name: &str,
+    proc_root: &Path,
+    args: &[&str],
+) -> Daemon {
+    let map = map_path(lab, name);
+    let mut d = Daemon {
+        node,
+        addr,
+        map,
+        proc: None,
+    };
+    d.proc = Some(spawn_daemon(lab, &d, proc_root, args));
+    d
+}
+
+pub fn spawn_daemon(lab: &Lab, d: &Daemon, proc_root: &Path, args: &[&str]) -> Proc {
+    let map = d.map.to_str().unwrap().to_owned();
+    let root = proc_root.to_str().unwrap().to_owned();
+    let mut full: Vec<&str> = vec!["-n", "--map-file", &map, "--proc-root", &root];
+    full.extend_from_slice(args);
+    lab.spawn(d.node, Path::new(BIN), &full)
+}
+
+pub fn all_have(ds: &[Daemon], want: &BTreeSet<Entry>) -> bool {
+    ds.iter().all(|d| d.has_exactly(want))
+}
+
+pub fn refs(ds: &[Daemon]) -> Vec<&Daemon> {
+    ds.iter().collect()
+}
+
+/// Collects (time, sender address, message type, flags, hops) of every
+/// omdiscd datagram seen on the group from a listener socket, until stopped.
+pub struct Observer {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// One datagram an [`Observer`] saw.
+#[derive(Clone, Copy, Debug)]
+pub struct Seen {
+    /// When it arrived.
+    pub at: Instant,
+    /// Its sender's address field (the originator, also when relayed).
+    pub addr: Ipv4Addr,
+    /// Its message type (1 ANNOUNCE, 2 LEAVE, 3 SYNC).
+    pub kind: u8,
+    pub flags: u8,
+    /// Relay count: 0 from the originator.
+    pub hops: u8,
+}
+
+impl Observer {
+    pub fn new(lab: &Lab, node: NodeId) -> Observer {
+        let sock = lab.in_netns(node, || mcast_receiver(GROUP, PORT, "eth0"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, seen2) = (Arc::clone(&stop), Arc::clone(&seen));
+        let handle = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                if let Some((d, _)) = recv_timeout(&sock, Duration::from_millis(20)) {
+                    if d.len() >= 48 && &d[..4] == b"OMDS" {
+                        seen2.lock().unwrap().push(Seen {
+                            at: Instant::now(),
+                            addr: Ipv4Addr::new(d[44], d[45], d[46], d[47]),
+                            kind: d[5],
+                            flags: d[6],
+                            hops: d[7],
+                        });
+                    }
+                }
+            }
+        });
+        Observer {
+            stop,
+            seen,
+            handle: Some(handle),
+        }
+    }
+
+    /// When the first ANNOUNCE from `a` arrived, if one did.
+    pub fn first_announce(&self, a: Ipv4Addr) -> Option<Instant> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.addr == a && s.kind == 1)
+            .map(|s| s.at)
+    }
+
+    /// Everything seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// When the last datagram from `a` (any type, any hops) arrived.
+    pub fn last_from(&self, a: Ipv4Addr) -> Option<Instant> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|s| s.addr == a)
+            .map(|s| s.at)
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Daemon {
     /// The counters as the daemon logs them on SIGUSR1, read now: the two
     /// `counters:` lines (not the `dropped NAME: N` lines: see
     /// [`Daemon::counters_with_drops`]).
@@ -285,101 +476,17 @@ impl Counters {
     }
 }
 
-/// Everything about the daemons, for a failure message.
-pub fn diag(ds: &[&Daemon]) -> String {
-    let mut s = String::new();
-    for d in ds {
-        let map = fs::read_to_string(&d.map).unwrap_or_else(|e| format!("(no map: {e})"));
-        let (out, err, status) = match &d.proc {
-            Some(p) => (
-                p.stdout_text(),
-                p.stderr_text(),
-                format!("{:?}", p.try_wait()),
-            ),
-            None => Default::default(),
-        };
-        s.push_str(&format!(
-            "=== {} ({}) status {status}\n--- map\n{map}--- stdout\n{out}--- stderr\n{err}\n",
-            d.addr,
-            d.map.display()
-        ));
-    }
-    s
-}
+impl std::ops::Index<&str> for Counters {
+    type Output = u64;
 
-/// Polls `f` until it holds; on timeout panics with `what` and the daemons'
-/// maps and logs. Returns the time it took.
-pub fn wait_for(
-    timeout: Duration,
-    what: &str,
-    ds: &[&Daemon],
-    f: impl FnMut() -> bool,
-) -> Duration {
-    match poll_for(timeout, f) {
-        Some(t) => t,
-        None => panic!(
-            "timed out after {timeout:?} waiting for: {what}\n{}",
-            diag(ds)
-        ),
-    }
-}
-
-/// Checks for the whole of `window` (from now) that `f` keeps holding.
-pub fn holds_for(window: Duration, what: &str, ds: &[&Daemon], mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    loop {
-        assert!(
-            f(),
-            "no longer true after {:?}: {what}\n{}",
-            start.elapsed(),
-            diag(ds)
-        );
-        if start.elapsed() >= window {
-            return;
+    /// `counters["name"]`: as [`Counters::get`].
+    fn index(&self, name: &str) -> &u64 {
+        match self.0.get(name) {
+            Some(v) => v,
+            None if name.starts_with("dropped ") => &0,
+            None => panic!("no counter {name:?} in {:?}", self.0),
         }
-        std::thread::sleep(POLL_INTERVAL);
     }
-}
-
-pub fn map_path(lab: &Lab, name: &str) -> PathBuf {
-    lab.dir().join(format!("{name}.map"))
-}
-
-/// An empty directory to use as `--proc-root`, so no real /proc/hpc is seen.
-pub fn empty_proc_root(lab: &Lab) -> PathBuf {
-    let p = lab.dir().join("empty-proc");
-    fs::create_dir_all(&p).unwrap();
-    p
-}
-
-/// Starts `omdiscd -n --map-file DIR/NAME.map --proc-root EMPTY args...` in
-/// `node`. `args` must carry the interval and interfaces.
-pub fn start(lab: &Lab, node: NodeId, addr: Ipv4Addr, name: &str, args: &[&str]) -> Daemon {
-    let map = map_path(lab, name);
-    let mut d = Daemon {
-        node,
-        addr,
-        map,
-        proc: None,
-    };
-    d.proc = Some(spawn_daemon(lab, &d, &empty_proc_root(lab), args));
-    d
-}
-
-pub fn spawn_daemon(lab: &Lab, d: &Daemon, proc_root: &Path, args: &[&str]) -> Proc {
-    let map = d.map.to_str().unwrap().to_owned();
-    let root = proc_root.to_str().unwrap().to_owned();
-    let mut full: Vec<&str> = vec!["-n", "--map-file", &map, "--proc-root", &root];
-    full.extend_from_slice(args);
-    lab.spawn(d.node, Path::new(BIN), &full)
-}
-
-pub fn all_have(ds: &[Daemon], want: &BTreeSet<Entry>) -> bool {
-    ds.iter().all(|d| d.has_exactly(want))
-}
-
-pub fn refs(ds: &[Daemon]) -> Vec<&Daemon> {
-    ds.iter().collect()
 }
 
 /// Writes `text` as a key file `DIR/NAME` of the lab, mode 0600 (what
