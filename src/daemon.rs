@@ -26,7 +26,7 @@ use crate::log::{Level, Limit};
 use crate::netlink::{self, Netlink};
 use crate::node::{
     Actions, Bucket, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published,
-    Received, Settings,
+    Received, Settings, OVERLOAD_LATE_MS,
 };
 use crate::procfs::{Backend, Kernel, KernelError, MapFileWriter};
 use crate::rng::Rng;
@@ -615,6 +615,15 @@ impl Daemon {
     /// One round of the loop: what is due, one epoll wait (at most
     /// `max_wait`, for tests), the events it returned.
     pub fn step(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        // Back from a stall (SIGSTOP, a starved machine): what arrived
+        // meanwhile is read before anything expires for want of it.
+        let late = self
+            .core
+            .poll_at()
+            .is_some_and(|at| monotonic_ms() >= at + OVERLOAD_LATE_MS);
+        if late {
+            self.on_readable();
+        }
         self.core.poll(monotonic_ms(), &mut self.io);
         let Some(deadline) = self.core.poll_at() else {
             return Ok(());

@@ -752,8 +752,8 @@ impl ClusterMap {
         self.slots[id as usize].probes = PROBES;
     }
 
-    /// The earliest time (ms) at which a node is due a probe or expires, if
-    /// any other node is known.
+    /// The earliest time (ms) at which a node's hold runs out (its first
+    /// probe) or it is dropped, if any other node is known ...
     pub fn next_expiry_ms(&self) -> Option<u64> {
         self.live
             .iter()
@@ -761,7 +761,26 @@ impl ClusterMap {
             .map(|id| {
                 let s = &self.slots[id as usize];
                 let last = self.final_expiry(id);
-                if s.probe_ms != 0 && s.probes < PROBES && id != self.own {
+                if s.probe_ms != 0 && s.probes == 0 && id != self.own {
+                    next_probe_of(s, self.grace_from_ms).min(last)
+                } else {
+                    last
+                }
+            })
+            .min()
+    }
+
+    /// ... and the earliest at which a node whose hold has run out is due
+    /// its next probe or its drop (these come closer together than the
+    /// expiry granularity allows when the interval is short).
+    pub fn next_probe_ms(&self) -> Option<u64> {
+        self.live
+            .iter()
+            .filter(|&id| id != self.own && self.slots[id as usize].probes > 0)
+            .map(|id| {
+                let s = &self.slots[id as usize];
+                let last = self.final_expiry(id);
+                if s.probes < PROBES {
                     next_probe_of(s, self.grace_from_ms).min(last)
                 } else {
                     last

@@ -743,10 +743,16 @@ impl Core {
                 self.reconsider(now_ms);
             }
             self.last_expiry_ms = now_ms;
-            self.timers[Timer::Expiry as usize] = self
+            let expiry = self
                 .map
                 .next_expiry_ms()
                 .map(|t| t.max(now_ms + EXPIRY_GRANULARITY_MS));
+            // Probes of a silent node keep their spacing, however short.
+            let probe = self.map.next_probe_ms().map(|t| t.max(now_ms + 1));
+            self.timers[Timer::Expiry as usize] = match (expiry, probe) {
+                (Some(e), Some(p)) => Some(e.min(p)),
+                (e, p) => e.or(p),
+            };
         }
         if self.map.yielded() && self.map.get(self.map.own_id()).is_none() {
             // The node that won this node's id is gone (it left or expired):
@@ -2308,6 +2314,27 @@ mod tests {
             "gone by 8850"
         );
         assert_eq!(c.map().stats().expired, 1);
+    }
+
+    #[test]
+    fn a_short_interval_still_gets_five_probes_spread_over_three_quarters_of_it() {
+        let mut c = core(200, 5);
+        let mut rec = Rec::default();
+        let mut r = Repr::new(MessageType::Announce, peer(3), 7, Label::DEFAULT, 200, 1000);
+        r.sequence = 1;
+        let mut buf = vec![0; wire::MAX_MESSAGE_LEN];
+        let n = r.emit(&mut buf).unwrap();
+        feed(&mut c, &mut rec, 1000, &buf[..n], IF0, true);
+        run(&mut c, &mut rec, 3000);
+        let probes: Vec<u64> = rec
+            .sent
+            .iter()
+            .filter(|s| s.3.flags & flags::PROBE != 0)
+            .map(|s| s.0)
+            .collect();
+        // The hold ran out at 2000; 3/4 of 200 ms is 150 ms.
+        assert_eq!(probes, [2000, 2030, 2060, 2090, 2120]);
+        assert!(c.map().get(wire::node_id_of(peer(3))).is_none());
     }
 
     #[test]
