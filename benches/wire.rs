@@ -1,13 +1,24 @@
 //! Wire codec cost, with a plain 76-byte copy as the baseline in the same run so
 //! results can be read as ratios independent of the machine.
+//!
+//! The cost of authentication is measured against parsing: the group
+//! `auth_100B` times `Repr::parse`, `Keyring::verify` and `Keyring::sign` of
+//! the same signed 100-byte ANNOUNCE (76 bytes and the trailer), so the cost of
+//! the MAC reads as a multiple of the cost of parsing.
+//!
+//! `cargo bench --bench wire -- --warm-up-time 1 --measurement-time 3`
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use omdiscd::auth::{Keyring, Verdict};
 use omdiscd::wire::{
-    Label, MessageType, Repr, SyncEntry, ANNOUNCE_LEN, MAX_HOLD_MS, MAX_MESSAGE_LEN,
-    MAX_SYNC_ENTRIES,
+    Auth, Label, MessageType, Repr, SyncEntry, ANNOUNCE_LEN, MAC_LEN, MAX_HOLD_MS, MAX_MESSAGE_LEN,
+    MAX_SYNC_ENTRIES, TRAILER_LEN,
 };
+
+/// A key file with one 32-byte key (id 1): what `--key-file` reads.
+const KEY_FILE: &[u8] = b"1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
 
 fn announce() -> Repr {
     let mut r = Repr::new(
@@ -49,6 +60,39 @@ fn encode(r: &Repr) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
+/// The announce of [`announce`] with its trailer (stamp 1), signed with the
+/// first key of `keys`: 100 bytes.
+fn signed_announce(keys: &Keyring) -> Vec<u8> {
+    let mut r = announce();
+    r.auth = Some(Auth {
+        key_id: 0,
+        stamp: 1,
+        mac: [0; MAC_LEN],
+    });
+    let mut msg = encode(&r);
+    assert_eq!(msg.len(), ANNOUNCE_LEN + TRAILER_LEN);
+    keys.sign(&mut msg);
+    assert_eq!(keys.verify(&msg, true), Verdict::Valid);
+    msg
+}
+
+fn bench_auth(c: &mut Criterion) {
+    let keys = Keyring::parse(KEY_FILE).expect("a valid key file");
+    let msg = signed_announce(&keys);
+    let mut g = c.benchmark_group("auth_100B");
+    g.bench_function("parse_announce_signed", |b| {
+        b.iter(|| Repr::parse(black_box(&msg[..])))
+    });
+    g.bench_function("verify", |b| {
+        b.iter(|| keys.verify(black_box(&msg[..]), true))
+    });
+    g.bench_function("sign", |b| {
+        let mut out = msg.clone();
+        b.iter(|| keys.sign(black_box(&mut out[..])))
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let announce_repr = announce();
     let announce_bytes = encode(&announce_repr);
@@ -79,5 +123,5 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_auth);
 criterion_main!(benches);

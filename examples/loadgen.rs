@@ -1,54 +1,88 @@
 //! Load generator for measuring omdiscd (used by `scripts/measure`).
 //!
 //! ```text
-//! loadgen send --port P [--to 127.0.0.1] [--nodes N] [--stride S] [--count K] [--rate PPS] [--duration SECS]
+//! loadgen send --port P [--to 10.77.0.1] [--net 10.77.0.0] [--nodes N] [--stride S]
+//!              [--count K] [--rate PPS] [--duration SECS] [--stamp T] [--key-file F]
 //! loadgen sink --port P [--batch B]
 //! ```
 //!
-//! `send` builds valid protocol v1 ANNOUNCEs (with `omdiscd::wire::Repr`) for N
-//! distinct nodes 127.1.y.z (node ids 2, 2+S, 2+2S, ...; the default S = 1 gives
-//! consecutive ids and addresses, which the map file compresses into one line,
-//! S = 2 gives one map file line per node), and sends K of them round-robin,
-//! each node's sequence number increasing by one per round, as unicast UDP to
-//! `--to:--port`: as fast as possible (`sendmmsg`, 64 a call), or paced at
-//! `--rate` packets per second; `--duration` stops early. It prints one
-//! `loadgen: ...` line and one machine-readable `loadgen-result ...` line.
+//! `send` builds valid protocol v1 ANNOUNCEs (with `omdiscd::wire::Repr`), each
+//! with the 24-byte trailer (100 bytes), for N distinct nodes in the /16 of
+//! `--net`: node id `i` is `A.B.(i >> 8).(i & 255)`, ids 2, 2+S, 2+2S, ... (the
+//! default S = 1 gives consecutive ids and addresses, which the map file
+//! compresses into one line; S = 2 gives one map file line per node). It sends
+//! K of them round-robin, each node's sequence number increasing by one per
+//! round, as unicast UDP to `--to:--port`: as fast as possible (`sendmmsg`, 64
+//! a call), or paced at `--rate` packets per second; `--duration` stops early.
 //!
-//! `sink` is the baseline receiver: it binds 127.0.0.1:P with the daemon's
-//! receive buffer size and only reads datagrams (`recv`, or `recvmmsg` of B when
-//! `--batch B` > 1), until 500 ms pass without one after the first. It prints
-//! what it received, its kernel drop count (from /proc/net/udp) and its CPU time.
+//! Every ANNOUNCE leaves from the address it announces, as the receiver rules
+//! ask of a direct message: each message of a `sendmmsg` batch carries its own
+//! `IP_PKTINFO` control message whose `ipi_spec_dst` is that node's address and
+//! whose `ipi_ifindex` is `lo`, so nothing leaves the host. The node addresses
+//! must be local: `scripts/measure` runs this in a private network namespace
+//! with 10.77.0.1/16 on `lo` (on `lo` the whole /16 is local).
 //!
-//! Loopback only: `--to` must be in 127.0.0.0/8.
+//! The trailer's `stamp` (the sender's start time) is `--stamp` (default: now,
+//! in seconds since 1970) and the incarnation is new per run, so a later run
+//! with a larger stamp replaces the nodes of an earlier one (a restart). Without
+//! `--key-file` the messages are unsigned (key id 0, as `--auth off` sends
+//! them); with it, each is signed with the first key of that file
+//! (`omdiscd::auth::Keyring`), after its sequence number is set.
+//!
+//! It prints one `loadgen: ...` line and one machine-readable
+//! `loadgen-result ...` line.
+//!
+//! `sink` is the baseline receiver: it binds 0.0.0.0:P (as the daemon does)
+//! with the daemon's receive buffer size and only reads datagrams (`recv`, or
+//! `recvmmsg` of B when `--batch B` > 1), until 500 ms pass without one after
+//! the first. It prints what it received, its kernel drop count (from
+//! /proc/net/udp) and its CPU time.
 use std::io;
-use std::mem;
+use std::mem::{self, size_of};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::process::exit;
-use std::time::{Duration, Instant};
+use std::ptr;
+use std::time::{Duration, Instant, SystemTime};
 
-use omdiscd::wire::{field, Label, MessageType, Repr, ANNOUNCE_LEN};
+use omdiscd::auth::Keyring;
+use omdiscd::wire::{field, Auth, Label, MessageType, Repr, ANNOUNCE_LEN, MAC_LEN, TRAILER_LEN};
 
+/// An ANNOUNCE without aliases, with its trailer.
+const MSG_LEN: usize = ANNOUNCE_LEN + TRAILER_LEN;
 const SEND_BATCH: usize = 64;
 const MAX_BATCH: usize = 64;
 const BUF_LEN: usize = 2048;
 /// The daemon's receive buffer (`omdiscd::daemon::RCVBUF_BYTES`).
 const RCVBUF: libc::c_int = 4 << 20;
+/// The highest node id: A.B.255.255 would be the broadcast address of the /16.
+const MAX_ID: usize = 65_534;
+/// Room for one `IP_PKTINFO` cmsg (`CMSG_SPACE` of 12 bytes: 32 on 64-bit).
+const CMSG_LEN: usize = 32;
+
+/// A control-message buffer aligned like `cmsghdr`, as `CMSG_FIRSTHDR` assumes.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct CmsgBuf([u8; CMSG_LEN]);
 
 struct Opts {
     port: u16,
     to: Ipv4Addr,
+    net: Ipv4Addr,
     nodes: usize,
     count: u64,
     rate: Option<f64>,
     duration: Option<f64>,
     batch: usize,
     stride: usize,
+    stamp: u32,
+    key_file: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadgen send --port P [--to 127.0.0.1] [--nodes N] [--stride S] [--count K] [--rate PPS] [--duration SECS]\n       loadgen sink --port P [--batch B]"
+        "usage: loadgen send --port P [--to 10.77.0.1] [--net 10.77.0.0] [--nodes N] [--stride S] [--count K]\n                    [--rate PPS] [--duration SECS] [--stamp T] [--key-file F]\n       loadgen sink --port P [--batch B]"
     );
     exit(2)
 }
@@ -60,16 +94,26 @@ fn value<T: std::str::FromStr>(opt: &str, v: &str) -> T {
     })
 }
 
+fn now_s() -> u32 {
+    let s = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs());
+    u32::try_from(s).unwrap_or(u32::MAX).max(1)
+}
+
 fn parse_opts(args: &[String]) -> Opts {
     let mut o = Opts {
         port: 0,
-        to: Ipv4Addr::LOCALHOST,
+        to: Ipv4Addr::new(10, 77, 0, 1),
+        net: Ipv4Addr::new(10, 77, 0, 0),
         nodes: 1000,
         count: 1_000_000,
         rate: None,
         duration: None,
         batch: 1,
         stride: 1,
+        stamp: now_s(),
+        key_file: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -77,24 +121,36 @@ fn parse_opts(args: &[String]) -> Opts {
         match a.as_str() {
             "--port" => o.port = value(a, v),
             "--to" => o.to = value(a, v),
+            "--net" => o.net = value(a, v),
             "--nodes" => o.nodes = value(a, v),
             "--count" => o.count = value(a, v),
             "--rate" => o.rate = Some(value(a, v)),
             "--duration" => o.duration = Some(value(a, v)),
             "--batch" => o.batch = value(a, v),
             "--stride" => o.stride = value(a, v),
+            "--stamp" => o.stamp = value(a, v),
+            "--key-file" => o.key_file = Some(PathBuf::from(v)),
             _ => usage(),
         }
     }
     if o.port == 0 {
         usage();
     }
-    if !o.to.is_loopback() {
-        eprintln!("loadgen: refusing to send to {}: loopback only", o.to);
+    let [a, b, _, _] = o.net.octets();
+    let [ta, tb, _, _] = o.to.octets();
+    if !(o.to.is_loopback() || (ta, tb) == (a, b)) {
+        eprintln!(
+            "loadgen: refusing to send to {}: only to 127.0.0.0/8 or {a}.{b}.0.0/16 (the nodes' own /16 on lo)",
+            o.to
+        );
         exit(2);
     }
-    if o.nodes == 0 || o.stride == 0 || (o.nodes - 1).saturating_mul(o.stride) > 65_533 {
-        eprintln!("loadgen: --nodes N and --stride S need 1 <= N, 1 <= S, 2 + (N-1)*S <= 65535");
+    if o.nodes == 0 || o.stride == 0 || (o.nodes - 1).saturating_mul(o.stride) > MAX_ID - 2 {
+        eprintln!("loadgen: --nodes N and --stride S need 1 <= N, 1 <= S, 2 + (N-1)*S <= {MAX_ID}");
+        exit(2);
+    }
+    if o.stamp == 0 {
+        eprintln!("loadgen: --stamp must be at least 1");
         exit(2);
     }
     if o.batch == 0 || o.batch > MAX_BATCH {
@@ -104,34 +160,107 @@ fn parse_opts(args: &[String]) -> Opts {
     o
 }
 
-/// One encoded ANNOUNCE per node; the sequence field is patched per packet.
-fn templates(nodes: usize, stride: usize) -> Vec<[u8; ANNOUNCE_LEN]> {
+/// The address of node `i` of the run: A.B.hi.lo of its id.
+fn node_addr(o: &Opts, i: usize) -> Ipv4Addr {
+    let id = u16::try_from(2 + i * o.stride).expect("checked by parse_opts");
+    let [a, b, _, _] = o.net.octets();
+    let [hi, lo] = id.to_be_bytes();
+    Ipv4Addr::new(a, b, hi, lo)
+}
+
+/// One encoded ANNOUNCE per node, unsigned; the sequence field is patched
+/// (and the message signed) per packet.
+fn templates(o: &Opts) -> Vec<[u8; MSG_LEN]> {
     let incarnation = std::process::id() | 1;
-    (0..nodes)
+    (0..o.nodes)
         .map(|i| {
-            let id = u16::try_from(2 + i * stride).expect("checked by parse_opts");
-            let [hi, lo] = id.to_be_bytes();
-            let addr = Ipv4Addr::new(127, 1, hi, lo);
-            let repr = Repr::new(
+            let mut repr = Repr::new(
                 MessageType::Announce,
-                addr,
+                node_addr(o, i),
                 incarnation,
                 Label::DEFAULT,
                 2_000,
                 600_000,
             );
-            let mut buf = [0u8; ANNOUNCE_LEN];
+            repr.auth = Some(Auth {
+                key_id: 0,
+                stamp: o.stamp,
+                mac: [0; MAC_LEN],
+            });
+            let mut buf = [0u8; MSG_LEN];
             let n = repr.emit(&mut buf).expect("valid ANNOUNCE");
-            assert_eq!(n, ANNOUNCE_LEN);
+            assert_eq!(n, MSG_LEN);
             buf
         })
         .collect()
 }
 
+fn sockaddr_in(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is a plain C struct (with padding); all zeroes is valid.
+    let mut sa: libc::sockaddr_in = unsafe { mem::zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = port.to_be();
+    sa.sin_addr.s_addr = u32::from_ne_bytes(ip.octets());
+    sa
+}
+
+/// Writes an `IP_PKTINFO` cmsg (out of `ifindex`, from `src`) into `cbuf`
+/// and points `h` at it.
+fn set_pktinfo(h: &mut libc::msghdr, cbuf: &mut CmsgBuf, ifindex: u32, src: Ipv4Addr) {
+    let info = libc::in_pktinfo {
+        ipi_ifindex: ifindex as libc::c_int,
+        ipi_spec_dst: libc::in_addr {
+            s_addr: u32::from_ne_bytes(src.octets()),
+        },
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) } as usize;
+    assert!(space <= CMSG_LEN);
+    h.msg_control = cbuf.0.as_mut_ptr().cast();
+    h.msg_controllen = space as _;
+    // SAFETY: msg_control points at CMSG_LEN (>= space) bytes aligned for
+    // cmsghdr, so the first header and its data fit.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(h);
+        (*cmsg).cmsg_level = libc::IPPROTO_IP;
+        (*cmsg).cmsg_type = libc::IP_PKTINFO;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
+        ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in_pktinfo>(), info);
+    }
+}
+
+/// Exits unless this host can send from the first and last node address.
+fn check_local(o: &Opts) {
+    for addr in [node_addr(o, 0), node_addr(o, o.nodes - 1)] {
+        if let Err(e) = UdpSocket::bind((addr, 0)) {
+            eprintln!(
+                "loadgen: cannot send from {addr} ({e}): the nodes' addresses must be local; run in a network namespace with {}/16 on lo (see scripts/measure)",
+                o.to
+            );
+            exit(1);
+        }
+    }
+}
+
 fn send(o: &Opts) {
-    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    sock.connect((o.to, o.port)).expect("connect");
-    let tpl = templates(o.nodes, o.stride);
+    check_local(o);
+    let keys = o.key_file.as_ref().map(|p| {
+        Keyring::load(p).unwrap_or_else(|e| {
+            eprintln!("loadgen: key file {}: {e}", p.display());
+            exit(1)
+        })
+    });
+    // SAFETY: the name is a NUL-terminated C string.
+    let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+    if lo == 0 {
+        eprintln!("loadgen: no interface lo");
+        exit(1);
+    }
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind");
+    let mut dst = sockaddr_in(o.to, o.port);
+    let tpl = templates(o);
+    let addrs: Vec<Ipv4Addr> = (0..o.nodes).map(|i| node_addr(o, i)).collect();
     let rate = o.rate.filter(|r| *r > 0.0);
     // Paced: about one call per millisecond.
     let batch = match rate {
@@ -139,7 +268,8 @@ fn send(o: &Opts) {
         None => SEND_BATCH,
     };
     let deadline = o.duration.map(Duration::from_secs_f64);
-    let mut bufs = vec![[0u8; ANNOUNCE_LEN]; SEND_BATCH];
+    let mut bufs = vec![[0u8; MSG_LEN]; SEND_BATCH];
+    let mut cbufs = vec![CmsgBuf([0; CMSG_LEN]); SEND_BATCH];
     // SAFETY: iovec is a plain C struct; all zeroes (a null pointer) is valid.
     let mut iov: Vec<libc::iovec> = vec![unsafe { mem::zeroed() }; SEND_BATCH];
     // SAFETY: mmsghdr is a plain C struct; all zeroes (null pointers) is valid.
@@ -164,16 +294,24 @@ fn send(o: &Opts) {
             let seq = (p / o.nodes as u64) as u32 + 1;
             bufs[j] = tpl[node];
             bufs[j][field::SEQUENCE].copy_from_slice(&seq.to_be_bytes());
+            if let Some(keys) = &keys {
+                keys.sign(&mut bufs[j]);
+            }
             iov[j] = libc::iovec {
                 iov_base: bufs[j].as_mut_ptr().cast(),
-                iov_len: ANNOUNCE_LEN,
+                iov_len: MSG_LEN,
             };
-            hdrs[j].msg_hdr.msg_iov = &mut iov[j];
-            hdrs[j].msg_hdr.msg_iovlen = 1;
+            let h = &mut hdrs[j].msg_hdr;
+            h.msg_name = ptr::addr_of_mut!(dst).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_iov = &mut iov[j];
+            h.msg_iovlen = 1;
+            set_pktinfo(h, &mut cbufs[j], lo, addrs[node]);
         }
         let mut off = 0;
         while off < n {
-            // SAFETY: hdrs[off..n] point at live iovecs and buffers.
+            // SAFETY: hdrs[off..n] point at live names, iovecs, buffers and
+            // control buffers, which the kernel only reads.
             let r = unsafe {
                 libc::sendmmsg(
                     sock.as_raw_fd(),
@@ -183,7 +321,7 @@ fn send(o: &Opts) {
                 )
             };
             if r < 0 {
-                // E.g. ECONNREFUSED from an earlier ICMP error: skip one packet.
+                // E.g. ENOBUFS: skip one packet.
                 errors += 1;
                 off += 1;
             } else {
@@ -194,11 +332,21 @@ fn send(o: &Opts) {
         k += n as u64;
     }
     let secs = start.elapsed().as_secs_f64();
+    let signed = match (&keys, &o.key_file) {
+        (Some(k), Some(p)) => format!(
+            "signed with key {} of {}",
+            k.ids().next().unwrap_or(0),
+            p.display()
+        ),
+        _ => "unsigned".to_string(),
+    };
     println!(
-        "loadgen: sent {sent} ANNOUNCEs ({} nodes, ids 2..={} step {}) to {}:{} in {secs:.3} s: {:.0} packets/s, send errors {errors}",
+        "loadgen: sent {sent} ANNOUNCEs ({} nodes {}..={} step {}, {MSG_LEN} bytes, {signed}, stamp {}) to {}:{} in {secs:.3} s: {:.0} packets/s, send errors {errors}",
         o.nodes,
-        2 + (o.nodes - 1) * o.stride,
+        addrs[0],
+        addrs[o.nodes - 1],
         o.stride,
+        o.stamp,
         o.to,
         o.port,
         sent as f64 / secs
@@ -227,8 +375,8 @@ fn cpu_secs() -> (f64, f64) {
 
 fn sink(o: &Opts) {
     let sock =
-        UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, o.port))).unwrap_or_else(|e| {
-            eprintln!("loadgen sink: bind 127.0.0.1:{}: {e}", o.port);
+        UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, o.port))).unwrap_or_else(|e| {
+            eprintln!("loadgen sink: bind 0.0.0.0:{}: {e}", o.port);
             exit(1)
         });
     let fd = sock.as_raw_fd();
@@ -239,7 +387,7 @@ fn sink(o: &Opts) {
             libc::SOL_SOCKET,
             opt,
             (&v as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
+            size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if set(libc::SO_RCVBUFFORCE, RCVBUF) != 0 {
