@@ -452,6 +452,21 @@ fn forged_announces_unsigned_or_with_a_wrong_key_never_enter_a_map() {
         .collect();
     assert_eq!(counted, per_forger);
     c.refused_exactly(&[&at_fake, &at_own, &at_n2]);
+    // The key never shows in a log (after SIGUSR1 and a SIGHUP's re-read),
+    // nor in what --dump prints.
+    let secret = KEY.split_whitespace().nth(1).unwrap();
+    for d in &c.ds {
+        assert!(d.proc().signal(Signal::SIGHUP));
+        let _ = d.counters();
+        assert!(!d.log().contains(secret), "{}: the key in the log", d.addr);
+        let dump = std::process::Command::new(BIN)
+            .args(["--dump", "--map-file"])
+            .arg(&d.map)
+            .output()
+            .unwrap();
+        assert!(dump.status.success());
+        assert!(!String::from_utf8_lossy(&dump.stdout).contains(secret));
+    }
 }
 
 /// Attack 2: a LEAVE of a live node with its sniffed incarnation and newer
