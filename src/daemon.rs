@@ -25,10 +25,11 @@ use crate::cli::{
 use crate::log::{Level, Limit};
 use crate::netlink::{self, Netlink};
 use crate::node::{
-    Actions, Bucket, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published,
-    Received, Settings, OVERLOAD_LATE_MS,
+    Actions, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received,
+    Settings, OVERLOAD_LATE_MS,
 };
 use crate::procfs::{Backend, Kernel, KernelError, MapFileWriter};
+use crate::rate::Bucket;
 use crate::rng::Rng;
 use crate::sys::{getrandom_u64, monotonic_ms, Epoll, IoErr, SignalFd, TimerFd};
 use crate::udp::{McastSocket, RecvBatch};

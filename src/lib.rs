@@ -12,6 +12,7 @@ pub mod mapfile;
 pub mod netlink;
 pub mod node;
 pub mod procfs;
+pub mod rate;
 pub mod rng;
 pub mod sim;
 pub mod sys;

@@ -33,6 +33,7 @@ use crate::map::{
     AnnounceOutcome, Announcement, ClusterMap, Collision, Duplicate, LeaveOutcome, NodeId,
     SenderCheck,
 };
+use crate::rate::Bucket;
 use crate::rng::Rng;
 use crate::wire::{self, flags, Auth, Label, MessageType, ParseError, Repr, SyncEntry};
 
@@ -427,42 +428,6 @@ impl Counters {
             Refusal::Spoofed => &mut self.spoofed,
             Refusal::NotMember => &mut self.not_member,
         } += 1;
-    }
-}
-
-/// A token bucket: `rate` tokens per second, at most `burst` at once.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Bucket {
-    /// Thousandths of a token.
-    milli: u64,
-    last_ms: u64,
-}
-
-impl Bucket {
-    pub(crate) const fn full(burst: u64) -> Bucket {
-        Bucket {
-            milli: burst * 1000,
-            last_ms: 0,
-        }
-    }
-
-    /// Takes a token at `now_ms` if there is one; `rate` tokens per second
-    /// refill it.
-    pub(crate) fn take(&mut self, now_ms: u64, rate: u64, burst: u64) -> bool {
-        self.take_per(now_ms, rate, burst, 1000)
-    }
-
-    /// [`Bucket::take`] with `rate` tokens per `per_ms` milliseconds.
-    pub(crate) fn take_per(&mut self, now_ms: u64, rate: u64, burst: u64, per_ms: u64) -> bool {
-        let elapsed = now_ms.saturating_sub(self.last_ms);
-        self.last_ms = self.last_ms.max(now_ms);
-        let refill = (elapsed * rate * 1000).checked_div(per_ms).unwrap_or(0);
-        self.milli = (self.milli + refill).min(burst * 1000);
-        if self.milli < 1000 {
-            return false;
-        }
-        self.milli -= 1000;
-        true
     }
 }
 
