@@ -757,7 +757,7 @@ impl Daemon {
                 self.core.set_keys(keys);
             }
             Err(e) => crate::log::limited(
-                Limit::PublishError,
+                Limit::Keys,
                 LOG_LIMIT_MS,
                 Level::Error,
                 format_args!("key file {}: {e}; keeping the keys in use", path.display()),

@@ -93,7 +93,7 @@ pub enum Limit {
     Changes,
     /// A node joined (debug).
     Joined,
-    /// The key file was re-read (SIGHUP).
+    /// The key file was re-read (SIGHUP), or could not be.
     Keys,
 }
 
