@@ -746,13 +746,14 @@ impl Daemon {
         };
         match Keyring::load(path) {
             Ok(keys) => {
-                if let Some(signing) = keys.ids().next() {
-                    crate::log::limited(
-                        Limit::Keys,
-                        LOG_LIMIT_MS,
-                        Level::Info,
-                        format_args!("keys re-read: signing with key id {signing}"),
-                    );
+                // Said when the key ids change (each step of a rotation);
+                // a storm of SIGHUPs over the same file says nothing more.
+                if keys != *self.core.keys() {
+                    if let Some(signing) = keys.ids().next() {
+                        info!(
+                            "keys re-read: signing with key id {signing}, accepting ids {keys:?}"
+                        );
+                    }
                 }
                 self.core.set_keys(keys);
             }

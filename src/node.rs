@@ -588,6 +588,11 @@ impl Core {
         self.keys.ids().next()
     }
 
+    /// The keys it signs and checks with.
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
     /// When this incarnation started (seconds since 1970, its own clock).
     pub fn started(&self) -> u32 {
         self.started

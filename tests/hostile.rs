@@ -14,6 +14,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -1006,6 +1007,78 @@ fn off_mode_refuses_a_spoofed_source_and_a_loopback_address_but_not_a_right_sour
     wait_for(
         Duration::from_secs(2),
         "off mode takes a forgery from the right source (documented)",
+        &c.refs(),
+        || c.all_exactly(&want),
+    );
+}
+
+/// Key rotation without downtime, as docs/SECURITY.md says: add the new key
+/// second, make it first, remove the old one, each step on every node with a
+/// SIGHUP. The maps stay complete all along and nothing is refused. A key
+/// file that is bad at a SIGHUP keeps the keys in use.
+#[test]
+fn keys_rotate_in_three_sighup_steps_without_a_gap_and_a_bad_file_keeps_the_old_keys() {
+    let c = Cluster::new(Mode::Enforce, 3, 3);
+    let path = c.lab.dir().join("cluster.key");
+    let old = KEY.trim_end();
+    let new = "2 a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    let want = c.running();
+    let step = |text: &str, what: &str, ids: &str| {
+        fs::write(&path, text).unwrap();
+        let line = format!("keys re-read: signing with key id {ids}");
+        let before: Vec<usize> =
+            c.ds.iter()
+                .map(|d| d.log().matches(&line).count())
+                .collect();
+        for d in &c.ds {
+            assert!(d.proc().signal(Signal::SIGHUP));
+        }
+        wait_for(CONVERGE_TIMEOUT, what, &c.refs(), || {
+            c.ds.iter()
+                .zip(&before)
+                .all(|(d, &n)| d.log().matches(&line).count() > n)
+        });
+        holds_for(Duration::from_millis(1500), what, &c.refs(), || {
+            c.all_exactly(&want)
+        });
+    };
+    step(
+        &format!("{old}\n{new}\n"),
+        "step 1: the new key added",
+        "1, accepting ids [1, 2]",
+    );
+    step(
+        &format!("{new}\n{old}\n"),
+        "step 2: the new key signs",
+        "2, accepting ids [2, 1]",
+    );
+    step(
+        &format!("{new}\n"),
+        "step 3: the old key removed",
+        "2, accepting ids [2]",
+    );
+    for d in &c.ds {
+        let n = d.counters();
+        for name in ["auth_failed", "unknown_key", "unsigned"] {
+            assert_eq!(n.get(name), 0, "{}: {name} during the rotation", d.addr);
+        }
+    }
+    // A broken file at a SIGHUP: logged, the keys in use stay.
+    fs::write(&path, "2 not-hex\n").unwrap();
+    for d in &c.ds {
+        assert!(d.proc().signal(Signal::SIGHUP));
+    }
+    let why = format!(
+        "key file {}: line 1: the secret is not 32 to 64 bytes in hex",
+        path.display()
+    );
+    wait_for(CONVERGE_TIMEOUT, "the bad file logged", &c.refs(), || {
+        c.ds.iter()
+            .all(|d| d.log().contains(&why) && d.log().contains("keeping the keys in use"))
+    });
+    holds_for(
+        Duration::from_millis(1500),
+        "the old keys kept",
         &c.refs(),
         || c.all_exactly(&want),
     );
