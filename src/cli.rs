@@ -126,6 +126,9 @@ nodes, and publish the cluster map to the kernel and to a map file.
                              messages); default enforce with --key-file
       --map-file PATH        where to publish the map
                              (default /run/omdiscd/openmosix.map)
+      --pid-file PATH        lock file that keeps a second omdiscd from using
+                             the same map file; holds the PID (default: the
+                             map file's path with .pid added)
       --proc-root DIR        where procfs is mounted (default /proc)
       --setpe PATH           setpe program that loads the map into an
                              openMosix 2.4 kernel (default /sbin/setpe)
@@ -133,6 +136,10 @@ nodes, and publish the cluster map to the kernel and to a map file.
       --dump                 print the published map (like showmap) and exit
   -h, --help                 show this help and exit
   -V, --version              show the version and exit
+
+Exit status: 0 success; 1 the daemon could not start (network, key file,
+lock file) or --dump found no usable map; 2 bad usage; 3 another omdiscd
+holds the lock file (--pid-file).
 ";
 
 /// Parses the arguments after `argv[0]`.
@@ -195,6 +202,7 @@ enum Opt {
     Cluster,
     KeyFile,
     Auth,
+    PidFile,
     Debug,
     Dump,
     Help,
@@ -218,6 +226,7 @@ impl Opt {
             b"cluster" => Opt::Cluster,
             b"key-file" => Opt::KeyFile,
             b"auth" => Opt::Auth,
+            b"pid-file" => Opt::PidFile,
             b"debug" => Opt::Debug,
             b"dump" => Opt::Dump,
             b"help" => Opt::Help,
@@ -335,6 +344,7 @@ impl State {
             Opt::ProcRoot => cfg.proc_root = path(name, value)?,
             Opt::Setpe => cfg.setpe = path(name, value)?,
             Opt::KeyFile => cfg.key_file = Some(path(name, value)?),
+            Opt::PidFile => cfg.pid_file = Some(path(name, value)?),
             Opt::Auth => {
                 let v = utf8(name, &value)?;
                 let mode = Mode::NAMES

@@ -31,7 +31,9 @@ use crate::node::{
 use crate::procfs::{Backend, Kernel, KernelError, MapFileWriter};
 use crate::rate::Bucket;
 use crate::rng::Rng;
-use crate::sys::{getrandom_u64, monotonic_ms, Epoll, IoErr, SignalFd, TimerFd};
+use crate::sys::{
+    getrandom_u64, monotonic_ms, Epoll, IoErr, LockError, PidLock, SignalFd, TimerFd,
+};
 use crate::udp::{McastSocket, RecvBatch};
 use crate::wire::{Label, ParseError};
 use crate::wire::{LABEL_LEN, MAX_HOLD_MS};
@@ -101,6 +103,9 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// From `--auth`; `enforce` by default with a key file, else `off`.
     pub auth: Mode,
+    /// From `--pid-file`; `None` means the map file's path with `.pid`
+    /// added. Use [`Config::pid_file`].
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -121,11 +126,21 @@ impl Default for Config {
             debug: false,
             key_file: None,
             auth: Mode::Off,
+            pid_file: None,
         }
     }
 }
 
 impl Config {
+    /// The lock file: `--pid-file`, or the map file's path and `.pid`.
+    pub fn pid_file(&self) -> PathBuf {
+        self.pid_file.clone().unwrap_or_else(|| {
+            let mut p = self.map_file.clone().into_os_string();
+            p.push(".pid");
+            PathBuf::from(p)
+        })
+    }
+
     /// The effective hold time: `--hold`, or 5 x interval, never above [`MAX_HOLD_MS`]
     /// so it always fits the wire format's range.
     pub fn hold_ms(&self) -> u32 {
@@ -148,7 +163,25 @@ pub enum StartError {
     Netlink(netlink::NlError),
     /// The key file is unusable.
     KeyFile(PathBuf, KeyFileError),
+    /// Another omdiscd holds the lock file (its PID, if it says).
+    AlreadyRunning(PathBuf, Option<u32>),
+    /// The lock file cannot be made or locked.
+    PidFile(PathBuf, io::Error),
 }
+
+impl StartError {
+    /// The exit status: [`EXIT_ALREADY_RUNNING`] when another daemon runs,
+    /// else 1.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            StartError::AlreadyRunning(..) => EXIT_ALREADY_RUNNING,
+            _ => 1,
+        }
+    }
+}
+
+/// Exit status when another omdiscd holds the lock file.
+pub const EXIT_ALREADY_RUNNING: u8 = 3;
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -163,6 +196,20 @@ impl fmt::Display for StartError {
             StartError::Io(what, e) => write!(f, "{what}: {}", IoErr(e)),
             StartError::Netlink(e) => write!(f, "reading interfaces over netlink: {e}"),
             StartError::KeyFile(path, e) => write!(f, "key file {}: {e}", path.display()),
+            StartError::AlreadyRunning(path, pid) => {
+                write!(f, "another omdiscd is running")?;
+                if let Some(pid) = pid {
+                    write!(f, " (PID {pid})")?;
+                }
+                write!(
+                    f,
+                    ": it holds {}; stop it first, or give this one another --map-file or --pid-file",
+                    path.display()
+                )
+            }
+            StartError::PidFile(path, e) => {
+                write!(f, "lock file {}: {}", path.display(), IoErr(e))
+            }
         }
     }
 }
@@ -448,6 +495,8 @@ pub struct Daemon {
     key_file: Option<PathBuf>,
     /// SIGUSR1 logs the counters again no sooner than this.
     counters_at_ms: u64,
+    /// `--pid-file`, locked for the daemon's life.
+    lock: PidLock,
 }
 
 impl Daemon {
@@ -460,6 +509,15 @@ impl Daemon {
             Some(path) => Keyring::load(path).map_err(|e| StartError::KeyFile(path.clone(), e))?,
             None => Keyring::default(),
         };
+        // One daemon per map file: the lock before anything else is opened.
+        let pid_path = cfg.pid_file();
+        let lock = PidLock::take(&pid_path).map_err(|e| match e {
+            LockError::Held(pid) => StartError::AlreadyRunning(pid_path.clone(), pid),
+            LockError::NotRegular => {
+                StartError::PidFile(pid_path.clone(), io::Error::from_raw_os_error(libc::EEXIST))
+            }
+            LockError::Io(e) => StartError::PidFile(pid_path.clone(), e),
+        })?;
         let io = |what| move |e| StartError::Io(what, e);
         let mut nl = Netlink::open().map_err(io("opening netlink"))?;
         let mut wanted = ArrayVec::new();
@@ -526,6 +584,7 @@ impl Daemon {
             },
             key_file: cfg.key_file.clone(),
             counters_at_ms: 0,
+            lock,
             routed: settings.routed,
             explicit,
             wanted,
@@ -596,6 +655,12 @@ impl Daemon {
             self.io.kernel.backend().describe()
         );
         Ok(())
+    }
+
+    /// Writes this process's PID into the lock file again (after
+    /// daemonizing, the PID is the grandchild's).
+    pub fn rewrite_pid(&self) -> io::Result<()> {
+        self.lock.write_pid()
     }
 
     /// The protocol core (its map, counters and identity).
@@ -1079,6 +1144,11 @@ impl fmt::Display for Addr {
 pub fn absolutize(cfg: &mut Config) -> io::Result<()> {
     let cwd = std::env::current_dir()?;
     for p in [&mut cfg.map_file, &mut cfg.proc_root, &mut cfg.setpe] {
+        if p.is_relative() {
+            *p = cwd.join(&*p);
+        }
+    }
+    for p in [&mut cfg.pid_file, &mut cfg.key_file].into_iter().flatten() {
         if p.is_relative() {
             *p = cwd.join(&*p);
         }

@@ -85,13 +85,16 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
         Ok(d) => d,
         Err(e) => {
             report_start_error(&e, cfg.daemonize);
-            return ExitCode::FAILURE;
+            return ExitCode::from(e.exit_status());
         }
     };
     if cfg.daemonize {
         if let Err(e) = omdiscd::sys::daemonize() {
             error!("cannot become a daemon: {e}");
             return ExitCode::FAILURE;
+        }
+        if let Err(e) = daemon.rewrite_pid() {
+            error!("writing the PID into the lock file: {e}");
         }
     }
     if let Err(e) = daemon.start() {

@@ -1142,6 +1142,17 @@ fn two_daemons_on_one_host_are_reported_on_both_sides_and_the_maps_stay_still() 
     );
     assert_eq!(d1.log().matches(&witness_line).count(), 1, "{}", d1.log());
     assert_eq!(first.log().matches(&own_line).count(), 1, "{}", first.log());
+    // A third on the first one's map file is refused: one daemon per map
+    // file (the lock file next to it holds the first one's PID).
+    let third = start(&lab, n2, a2, "first", &iv);
+    let status = third
+        .proc()
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("the third exits");
+    assert_eq!(status.code(), Some(3), "{}", diag(&[&third]));
+    let said = format!("another omdiscd is running (PID {})", first.proc().pid());
+    assert!(third.log().contains(&said), "{}", diag(&[&third]));
+    assert!(first.proc().try_wait().is_none(), "the first runs on");
 }
 
 #[test]

@@ -414,6 +414,7 @@ fn cli_seeds_parse_or_fail_as_named() {
                 debug: true,
                 key_file: Some("/k".into()),
                 auth: Mode::Permissive,
+                pid_file: Some("/p".into()),
             }),
         ),
         (
