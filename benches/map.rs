@@ -164,13 +164,13 @@ fn bench_render(c: &mut Criterion) {
     for n in [1_000usize, 5_000] {
         let map = filled_map(&node_addrs(n, 2));
         let mut out = String::with_capacity(64 * (n + 8));
-        mapfile::render(&map, "0.1.0", &mut out).expect("render");
+        mapfile::render(&map, "0.1.0", None, &mut out).expect("render");
         assert_eq!(out.lines().count(), n + 4, "one line per node");
         let cap = out.capacity();
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 out.clear();
-                mapfile::render(black_box(&map), "0.1.0", &mut out).expect("render");
+                mapfile::render(black_box(&map), "0.1.0", None, &mut out).expect("render");
                 black_box(out.len())
             })
         });

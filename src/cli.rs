@@ -139,7 +139,8 @@ nodes, and publish the cluster map to the kernel and to a map file.
 
 Exit status: 0 success; 1 the daemon could not start (network, key file,
 lock file) or --dump found no usable map; 2 bad usage; 3 another omdiscd
-holds the lock file (--pid-file).
+holds the lock file (--pid-file); 4 --dump printed a stale map (the omdiscd
+that wrote it is not running).
 ";
 
 /// Parses the arguments after `argv[0]`.

@@ -1170,7 +1170,7 @@ mod tests {
         let peers = (2..=40).map(|i| Ipv4Addr::new(10, 0, 0, i));
         let map = test_map(Ipv4Addr::new(10, 0, 0, 1), peers);
         let mut text = String::new();
-        crate::mapfile::render(&map, "test", &mut text).unwrap();
+        crate::mapfile::render(&map, "test", None, &mut text).unwrap();
         std::fs::write(&path, text).unwrap();
         assert_eq!(previous_map_size(&path), 40);
         std::fs::write(&path, "not a map\n").unwrap();

@@ -8,6 +8,9 @@ use omdiscd::daemon::{self, Daemon, StartError};
 use omdiscd::log::{self, Sink};
 use omdiscd::{error, mapfile};
 
+/// `--dump`'s exit status for a map whose writer is not running.
+const EXIT_STALE_MAP: u8 = 4;
+
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
@@ -56,7 +59,19 @@ fn dump(path: &std::path::Path) -> ExitCode {
             if out.write_all(mapfile::showmap(&map).as_bytes()).is_err() {
                 return ExitCode::FAILURE;
             }
-            ExitCode::SUCCESS
+            // A map whose writer is gone is what a stopped daemon left.
+            match map.writer {
+                Some(w) if !omdiscd::sys::process_exists(w.pid) => {
+                    eprintln!(
+                        "omdiscd: warning: the map file {} is stale: the omdiscd that wrote it (PID {}) is not running; it was written {} s after 1970",
+                        path.display(),
+                        w.pid,
+                        w.time_s
+                    );
+                    ExitCode::from(EXIT_STALE_MAP)
+                }
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             eprintln!("omdiscd: malformed map file {}: {e}", path.display());

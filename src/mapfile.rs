@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! # openMosix map written by omdiscd 0.1.0: do not edit, rewritten on every change
+//! # writer: pid 1234 time 1764460800
 //! # this-node: 2780 192.168.10.220
 //! # nodes: 5
 //! 2780 192.168.10.220 1
@@ -26,16 +27,36 @@ use crate::map::{ClusterMap, Node, NodeId};
 /// Marker of the comment that names this node.
 pub const THIS_NODE_TAG: &str = "# this-node:";
 
+/// Marker of the comment that names the process that wrote the file and
+/// when (seconds since 1970), so `--dump` can tell a stale map.
+pub const WRITER_TAG: &str = "# writer:";
+
+/// Who wrote a map file, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Writer {
+    pub pid: u32,
+    /// Seconds since 1970.
+    pub time_s: u64,
+}
+
 /// Most node lines printed in full in the change log; beyond, only joins and leaves.
 pub const CHANGE_LOG_FULL_LIMIT: usize = 64;
 
 /// Writes the map in the map file format. Does not allocate.
-pub fn render<W: Write>(map: &ClusterMap, version: &str, out: &mut W) -> fmt::Result {
+pub fn render<W: Write>(
+    map: &ClusterMap,
+    version: &str,
+    writer: Option<Writer>,
+    out: &mut W,
+) -> fmt::Result {
     let own = map.own_node();
     writeln!(
         out,
         "# openMosix map written by omdiscd {version}: do not edit, rewritten on every change"
     )?;
+    if let Some(w) = writer {
+        writeln!(out, "{WRITER_TAG} pid {} time {}", w.pid, w.time_s)?;
+    }
     writeln!(out, "{THIS_NODE_TAG} {} {}", own.id, own.addr)?;
     writeln!(out, "# nodes: {}", map.len())?;
     let mut run: Option<(Node, u32)> = None;
@@ -119,6 +140,9 @@ pub fn change_log(map: &ClusterMap, mut line: impl FnMut(fmt::Arguments<'_>)) {
 pub struct ParsedMap {
     /// This node, from the `# this-node:` comment.
     pub own: Option<(NodeId, String)>,
+    /// From the `# writer:` comment (a file without one, or with one
+    /// that does not read, has none).
+    pub writer: Option<Writer>,
     /// Ranges in file order.
     pub ranges: Vec<RangeLine>,
     /// Alias lines in file order.
@@ -204,6 +228,15 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedMap, MapFileError> {
                 return Err(err(MapFileErrorKind::BadThisNode));
             }
             parsed.own = Some((id, addr.to_string()));
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix(WRITER_TAG) {
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            if let ["pid", pid, "time", t] = w[..] {
+                if let (Ok(pid), Ok(time_s)) = (pid.parse(), t.parse()) {
+                    parsed.writer = Some(Writer { pid, time_s });
+                }
+            }
             continue;
         }
         let content = match trimmed.find('#') {
@@ -321,7 +354,7 @@ mod tests {
 
     fn rendered(map: &ClusterMap) -> String {
         let mut s = String::new();
-        render(map, "test", &mut s).unwrap();
+        render(map, "test", None, &mut s).unwrap();
         s
     }
 
@@ -621,6 +654,25 @@ Base Node-Id Address          Count
             ranges > 500 && aliases > 500 && longest >= 10,
             "{ranges} {aliases} {longest}"
         );
+    }
+
+    #[test]
+    fn the_writer_line_names_pid_and_time_and_reads_back() {
+        let w = Writer {
+            pid: 4321,
+            time_s: 1_764_460_800,
+        };
+        let mut s = String::new();
+        render(&howto_map(), "test", Some(w), &mut s).unwrap();
+        assert!(s.contains("\n# writer: pid 4321 time 1764460800\n"), "{s}");
+        assert_eq!(parse(s.as_bytes()).unwrap().writer, Some(w));
+        // Without one, or with one that does not read: none, and no error.
+        assert_eq!(
+            parse(rendered(&howto_map()).as_bytes()).unwrap().writer,
+            None
+        );
+        let odd = "# writer: pid x time 1\n2780 192.168.10.220 1\n";
+        assert_eq!(parse(odd.as_bytes()).unwrap().writer, None);
     }
 
     #[test]

@@ -187,7 +187,13 @@ impl MapFileWriter {
             len: 0,
             error: None,
         };
-        let rendered = mapfile::render(map, version, &mut w);
+        let writer = mapfile::Writer {
+            pid: std::process::id(),
+            time_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let rendered = mapfile::render(map, version, Some(writer), &mut w);
         w.flush()?;
         if let Some(e) = w.error {
             return Err(e);
@@ -550,7 +556,7 @@ mod tests {
         let map = map_of(4);
         w.write(&map, "t").unwrap();
         let mut expected = String::new();
-        mapfile::render(&map, "t", &mut expected).unwrap();
+        mapfile::render(&map, "t", None, &mut expected).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
         // The directory disappears under us: it is made again.
         std::fs::remove_dir_all(dir.join("sub/dir")).unwrap();

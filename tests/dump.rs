@@ -77,8 +77,13 @@ fn howto_cluster_from_the_wire_to_dump() {
         .write(&map, "test")
         .unwrap();
 
+    // The writer (this process) runs: the map is live, exit 0.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let writer = format!("# writer: pid {} time ", std::process::id());
+    assert!(text.contains(&writer), "{text}");
     let out = dump(&path);
     assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         "My Node-Id: 0x0adc
@@ -92,6 +97,39 @@ Base Node-Id Address          Count
 0x0a56       192.168.10.86    1
 "
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_map_whose_writer_is_gone_is_printed_with_a_warning_and_exit_4() {
+    let dir = temp_dir("stale");
+    // A PID that is not running: a child that has exited and been reaped.
+    let mut child = Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    let path = dir.join("openmosix.map");
+    let text = format!(
+        "# openMosix map written by omdiscd 0.1.0: do not edit, rewritten on every change\n\
+         # writer: pid {gone} time 1764460800\n\
+         # this-node: 2780 192.168.10.220\n\
+         # nodes: 1\n\
+         2780 192.168.10.220 1\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = dump(&path);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("My Node-Id: 0x0adc"), "{stdout}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let want = format!(
+        "omdiscd: warning: the map file {} is stale: the omdiscd that wrote it (PID {gone}) is not running",
+        path.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    // A hand-written map names no writer: printed as it is, exit 0.
+    std::fs::write(&path, "2780 192.168.10.220 1\n").unwrap();
+    let out = dump(&path);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

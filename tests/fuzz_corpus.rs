@@ -218,6 +218,7 @@ fn mapfile_seeds_parse_or_fail_as_named() {
         ("valid-howto", Ok(())),
         ("valid-handwritten", Ok(())),
         ("valid-aliases-only", Ok(())),
+        ("valid-with-writer", Ok(())),
         // 255.255.255.254 and .255: up to the last address, not past it.
         ("valid-range-ends-at-last-address", Ok(())),
         ("bad-missing-field", err(1, MissingField)),
