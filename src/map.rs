@@ -268,6 +268,10 @@ pub struct Node {
     pub expires_ms: u64,
     /// ... and how long it is then probed before it is dropped.
     pub probe_ms: u32,
+    /// For a node that is gone: when it left, and whether with a goodbye
+    /// (LEAVE) rather than by expiry.
+    pub departed_ms: u64,
+    pub said_goodbye: bool,
 }
 
 impl Node {
@@ -926,6 +930,8 @@ impl ClusterMap {
             hold_ms: s.hold_ms,
             expires_ms: self.expiry(id),
             probe_ms: s.probe_ms,
+            departed_ms: s.departed_ms,
+            said_goodbye: s.left,
         }
     }
 

@@ -87,6 +87,29 @@ pub fn render<W: Write>(
     Ok(())
 }
 
+/// Why a node left, for the change log: ` (goodbye)` or ` (expired after
+/// N s of silence)`.
+struct Why<'a>(&'a Node);
+
+impl fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        if n.said_goodbye {
+            f.write_str(" (goodbye)")
+        } else if n.departed_ms > n.last_seen_ms {
+            let silent_ms = n.departed_ms - n.last_seen_ms;
+            write!(
+                f,
+                " (expired after {}.{} s of silence)",
+                silent_ms / 1000,
+                silent_ms % 1000 / 100
+            )
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Emits the lines the openMosix kernel printed when its map changed. For a
 /// large map only the nodes that joined or left since the last publish are
 /// listed, with a count, so a cluster of thousands does not flood the log.
@@ -102,6 +125,28 @@ pub fn change_log(map: &ClusterMap, mut line: impl FnMut(fmt::Arguments<'_>)) {
                 "openMosix #{} is at IP address {}",
                 node.id, node.addr
             ));
+        }
+        // Then what changed, by name: who came, who went and why.
+        let mut listed = 0;
+        for node in map.joined().filter(|n| n.id != own) {
+            if listed < CHANGE_LOG_FULL_LIMIT {
+                listed += 1;
+                line(format_args!(
+                    "openMosix #{} (IP address {}) joined the cluster",
+                    node.id, node.addr
+                ));
+            }
+        }
+        for node in map.left() {
+            if listed < CHANGE_LOG_FULL_LIMIT {
+                listed += 1;
+                line(format_args!(
+                    "openMosix #{} (IP address {}) left the cluster{}",
+                    node.id,
+                    node.addr,
+                    Why(&node)
+                ));
+            }
         }
         return;
     }
@@ -123,8 +168,10 @@ pub fn change_log(map: &ClusterMap, mut line: impl FnMut(fmt::Arguments<'_>)) {
         if listed < CHANGE_LOG_FULL_LIMIT {
             listed += 1;
             line(format_args!(
-                "openMosix #{} (IP address {}) left the cluster",
-                node.id, node.addr
+                "openMosix #{} (IP address {}) left the cluster{}",
+                node.id,
+                node.addr,
+                Why(&node)
             ));
         }
     }
@@ -469,7 +516,7 @@ Base Node-Id Address          Count
     }
 
     #[test]
-    fn change_log_small_map_lists_every_node() {
+    fn change_log_small_map_lists_every_node_then_who_came_and_who_went_and_why() {
         let map = howto_map();
         let mut lines = Vec::new();
         change_log(&map, |a| lines.push(a.to_string()));
@@ -482,6 +529,27 @@ Base Node-Id Address          Count
                 "openMosix #2634 is at IP address 192.168.10.74",
                 "openMosix #2638 is at IP address 192.168.10.78",
                 "openMosix #2646 is at IP address 192.168.10.86",
+                "openMosix #2627 (IP address 192.168.10.67) joined the cluster",
+                "openMosix #2634 (IP address 192.168.10.74) joined the cluster",
+                "openMosix #2638 (IP address 192.168.10.78) joined the cluster",
+                "openMosix #2646 (IP address 192.168.10.86) joined the cluster",
+            ]
+        );
+        // Then one leaves with a goodbye and one falls silent: each says why.
+        let mut map = howto_map();
+        map.mark_published();
+        map.apply_leave(Ipv4Addr::new(192, 168, 10, 67), 3, 2, 10);
+        map.expire(6000);
+        let mut lines = Vec::new();
+        change_log(&map, |a| lines.push(a.to_string()));
+        assert_eq!(
+            lines[1..],
+            [
+                "openMosix #2780 is at IP address 192.168.10.220",
+                "openMosix #2627 (IP address 192.168.10.67) left the cluster (goodbye)",
+                "openMosix #2634 (IP address 192.168.10.74) left the cluster (expired after 6.0 s of silence)",
+                "openMosix #2638 (IP address 192.168.10.78) left the cluster (expired after 6.0 s of silence)",
+                "openMosix #2646 (IP address 192.168.10.86) left the cluster (expired after 6.0 s of silence)",
             ]
         );
     }
@@ -515,7 +583,7 @@ Base Node-Id Address          Count
             vec![
                 "openMosix configuration changed: This is openMosix #1 (of 101 configured)",
                 "openMosix #456 is at IP address 10.0.1.200",
-                "openMosix #263 (IP address 10.0.1.7) left the cluster",
+                "openMosix #263 (IP address 10.0.1.7) left the cluster (goodbye)",
                 "openMosix: 1 joined, 1 left (0 of these not listed), 100 nodes unchanged",
             ]
         );
