@@ -555,9 +555,13 @@ mod tests {
         let mut w = MapFileWriter::new(&path).unwrap();
         let map = map_of(4);
         w.write(&map, "t").unwrap();
+        // Whole, and naming this process as its writer.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let writer = mapfile::parse(text.as_bytes()).unwrap().writer.unwrap();
+        assert_eq!(writer.pid, std::process::id());
         let mut expected = String::new();
-        mapfile::render(&map, "t", None, &mut expected).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+        mapfile::render(&map, "t", Some(writer), &mut expected).unwrap();
+        assert_eq!(text, expected);
         // The directory disappears under us: it is made again.
         std::fs::remove_dir_all(dir.join("sub/dir")).unwrap();
         w.write(&map, "t").unwrap();
