@@ -110,6 +110,29 @@ impl fmt::Display for Why<'_> {
     }
 }
 
+/// The nodes that left since the last publish, and why, while fewer than
+/// [`CHANGE_LOG_FULL_LIMIT`] lines are `listed`; returns how many left.
+fn list_left(
+    map: &ClusterMap,
+    listed: &mut usize,
+    line: &mut impl FnMut(fmt::Arguments<'_>),
+) -> usize {
+    let mut left = 0;
+    for node in map.left() {
+        left += 1;
+        if *listed < CHANGE_LOG_FULL_LIMIT {
+            *listed += 1;
+            line(format_args!(
+                "openMosix #{} (IP address {}) left the cluster{}",
+                node.id,
+                node.addr,
+                Why(&node)
+            ));
+        }
+    }
+    left
+}
+
 /// Emits the lines the openMosix kernel printed when its map changed. For a
 /// large map only the nodes that joined or left since the last publish are
 /// listed, with a count, so a cluster of thousands does not flood the log.
@@ -137,22 +160,12 @@ pub fn change_log(map: &ClusterMap, mut line: impl FnMut(fmt::Arguments<'_>)) {
                 ));
             }
         }
-        for node in map.left() {
-            if listed < CHANGE_LOG_FULL_LIMIT {
-                listed += 1;
-                line(format_args!(
-                    "openMosix #{} (IP address {}) left the cluster{}",
-                    node.id,
-                    node.addr,
-                    Why(&node)
-                ));
-            }
-        }
+        list_left(map, &mut listed, &mut line);
         return;
     }
     // A cold boot of thousands of nodes joins them all at once: list at most
     // CHANGE_LOG_FULL_LIMIT of the changes, count the rest.
-    let (mut joined, mut left, mut listed) = (0usize, 0usize, 0usize);
+    let (mut joined, mut listed) = (0usize, 0usize);
     for node in map.joined() {
         joined += 1;
         if listed < CHANGE_LOG_FULL_LIMIT {
@@ -163,18 +176,7 @@ pub fn change_log(map: &ClusterMap, mut line: impl FnMut(fmt::Arguments<'_>)) {
             ));
         }
     }
-    for node in map.left() {
-        left += 1;
-        if listed < CHANGE_LOG_FULL_LIMIT {
-            listed += 1;
-            line(format_args!(
-                "openMosix #{} (IP address {}) left the cluster{}",
-                node.id,
-                node.addr,
-                Why(&node)
-            ));
-        }
-    }
+    let left = list_left(map, &mut listed, &mut line);
     line(format_args!(
         "openMosix: {joined} joined, {left} left ({} of these not listed), {} nodes unchanged",
         joined + left - listed,
