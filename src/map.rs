@@ -194,7 +194,7 @@ pub struct Duplicate {
 
 /// A silent node to probe: its hold ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Probe {
+pub(crate) struct Probe {
     pub id: NodeId,
     pub addr: Ipv4Addr,
     pub ifindex: u32,
@@ -234,7 +234,7 @@ pub enum AnnounceOutcome {
 
 /// Whether a message comes from a member (see [`ClusterMap::check_member`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SenderCheck {
+pub(crate) enum SenderCheck {
     /// A live member, this incarnation, a newer sequence number.
     Member,
     /// A live member, this incarnation, but not a newer sequence number.
@@ -400,13 +400,13 @@ impl ClusterMap {
 
     /// Sets when this node's incarnation started (seconds of its real-time
     /// clock), for the collision tie-break.
-    pub fn set_own_started(&mut self, started: u32) {
+    pub(crate) fn set_own_started(&mut self, started: u32) {
         self.slots[self.own as usize].started = started;
     }
 
     /// A claim to `id` by `addr` with `started` comes before the claim of
     /// the node that holds it now (see [`Collision`]).
-    pub fn claim_beats(&self, id: NodeId, started: u32, addr: Ipv4Addr) -> bool {
+    pub(crate) fn claim_beats(&self, id: NodeId, started: u32, addr: Ipv4Addr) -> bool {
         let s = &self.slots[id as usize];
         claim_key(started, u32::from(addr)) < claim_key(s.started, s.addr)
     }
@@ -414,7 +414,7 @@ impl ClusterMap {
     /// This node's new identity has the id `id`, which a live node claimed
     /// first: the old own entry leaves the map, and this node yields `id`
     /// to that node (see [`ClusterMap::yielded`]) until it is gone.
-    pub fn yield_own(&mut self, id: NodeId) {
+    pub(crate) fn yield_own(&mut self, id: NodeId) {
         if self.own != 0 && self.own != id && !self.yielded {
             self.remove(self.own, 0);
         }
@@ -579,7 +579,7 @@ impl ClusterMap {
     /// Whether a message from `addr` (`incarnation`, `sequence`) comes from
     /// a live member and is new; if so, it counts as news from it (its
     /// sequence number and hold are renewed).
-    pub fn check_member(
+    pub(crate) fn check_member(
         &mut self,
         addr: Ipv4Addr,
         incarnation: u32,
@@ -605,7 +605,7 @@ impl ClusterMap {
     }
 
     /// `src` is the address or an alias of the live node `addr`.
-    pub fn has_address(&self, addr: Ipv4Addr, src: Ipv4Addr) -> bool {
+    pub(crate) fn has_address(&self, addr: Ipv4Addr, src: Ipv4Addr) -> bool {
         let id = node_id_of(addr);
         let s = &self.slots[id as usize];
         id != 0
@@ -616,7 +616,7 @@ impl ClusterMap {
 
     /// `addr` is the address or an alias of some live node (a relay). A
     /// search of the map unless it is a node's primary address.
-    pub fn is_member_address(&self, addr: Ipv4Addr) -> bool {
+    pub(crate) fn is_member_address(&self, addr: Ipv4Addr) -> bool {
         let id = node_id_of(addr);
         if id != 0 && self.live.contains(id) && self.slots[id as usize].addr == u32::from(addr) {
             return true;
@@ -727,7 +727,7 @@ impl ClusterMap {
     /// The next node after `after` (all with `None`) whose hold has run out
     /// and that is due a probe at `now_ms`: [`PROBES`] of them, spread over
     /// its interval. Counts the probe.
-    pub fn next_probe(&mut self, now_ms: u64, after: Option<NodeId>) -> Option<Probe> {
+    pub(crate) fn next_probe(&mut self, now_ms: u64, after: Option<NodeId>) -> Option<Probe> {
         let grace = self.grace_from_ms;
         let own = self.own;
         for id in self.live.iter_after(after) {
@@ -752,7 +752,7 @@ impl ClusterMap {
 
     /// The node `id` is not probed in this silence: it is dropped at the end
     /// of the window all the same (its next announcement may still come).
-    pub fn skip_probes(&mut self, id: NodeId) {
+    pub(crate) fn skip_probes(&mut self, id: NodeId) {
         self.slots[id as usize].probes = PROBES;
     }
 
@@ -777,7 +777,7 @@ impl ClusterMap {
     /// ... and the earliest at which a node whose hold has run out is due
     /// its next probe or its drop (these come closer together than the
     /// expiry granularity allows when the interval is short).
-    pub fn next_probe_ms(&self) -> Option<u64> {
+    pub(crate) fn next_probe_ms(&self) -> Option<u64> {
         self.live
             .iter()
             .filter(|&id| id != self.own && self.slots[id as usize].probes > 0)
