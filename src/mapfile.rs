@@ -313,7 +313,12 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedMap, MapFileError> {
         let count: u32 = third
             .parse()
             .ok()
-            .filter(|&c| c >= 1 && id as u32 + c - 1 <= u16::MAX as u32)
+            .filter(|&c| {
+                // Checked: a count up to 4294967295 must be a line error,
+                // never an overflow.
+                let last = (c >= 1).then(|| u32::from(id).checked_add(c - 1)).flatten();
+                last.is_some_and(|last| last <= u32::from(u16::MAX))
+            })
             .ok_or(err(MapFileErrorKind::BadCount))?;
         if let Ok(ip) = addr.parse::<Ipv4Addr>() {
             if u32::from(ip).checked_add(count - 1).is_none() {

@@ -227,6 +227,7 @@ fn mapfile_seeds_parse_or_fail_as_named() {
         ("bad-address", err(1, BadAddress)),
         ("bad-count-id-overflow", err(1, BadCount)),
         ("bad-count-addr-overflow", err(1, BadCount)),
+        ("bad-count-4294967295", err(2, BadCount)),
         ("bad-this-node-id-0", err(1, BadThisNode)),
         ("bad-not-text", err(2, NotText)),
     ];
