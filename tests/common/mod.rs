@@ -750,23 +750,32 @@ pub fn mcast_receiver(group: Ipv4Addr, port: u16, ifname: &str) -> UdpSocket {
 
 /// Receives one datagram, waiting at most `timeout`; `None` on timeout.
 pub fn recv_timeout(sock: &UdpSocket, timeout: Duration) -> Option<(Vec<u8>, SocketAddr)> {
-    let timeout = timeout.max(Duration::from_millis(1));
-    sock.set_read_timeout(Some(timeout)).expect("SO_RCVTIMEO");
+    let deadline = Instant::now() + timeout.max(Duration::from_millis(1));
     let mut buf = vec![0u8; 65536];
-    match sock.recv_from(&mut buf) {
-        Ok((n, from)) => {
-            buf.truncate(n);
-            Some((buf, from))
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
         }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            None
+        sock.set_read_timeout(Some(left)).expect("SO_RCVTIMEO");
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                buf.truncate(n);
+                return Some((buf, from));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None
+            }
+            // A signal to this process (a child of another test exiting)
+            // interrupts the wait: wait out the rest.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("recv_from failed: {e}"),
         }
-        Err(e) => panic!("recv_from failed: {e}"),
     }
 }
 
