@@ -192,6 +192,13 @@ pub struct Duplicate {
     pub first_report: bool,
 }
 
+/// See [`ClusterMap::next_deadlines`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Deadlines {
+    pub expiry: Option<u64>,
+    pub probing: Option<u64>,
+}
+
 /// A silent node to probe: its hold ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Probe {
@@ -756,41 +763,31 @@ impl ClusterMap {
         self.slots[id as usize].probes = PROBES;
     }
 
-    /// The earliest time (ms) at which a node's hold runs out (its first
-    /// probe) or it is dropped, if any other node is known ...
-    pub fn next_expiry_ms(&self) -> Option<u64> {
-        self.live
-            .iter()
-            .filter(|&id| !self.holds_own(id))
-            .map(|id| {
-                let s = &self.slots[id as usize];
-                let last = self.final_expiry(id);
-                if s.probe_ms != 0 && s.probes == 0 && id != self.own {
-                    next_probe_of(s, self.grace_from_ms).min(last)
-                } else {
-                    last
-                }
-            })
-            .min()
-    }
-
-    /// ... and the earliest at which a node whose hold has run out is due
-    /// its next probe or its drop (these come closer together than the
-    /// expiry granularity allows when the interval is short).
-    pub(crate) fn next_probe_ms(&self) -> Option<u64> {
-        self.live
-            .iter()
-            .filter(|&id| id != self.own && self.slots[id as usize].probes > 0)
-            .map(|id| {
-                let s = &self.slots[id as usize];
-                let last = self.final_expiry(id);
-                if s.probes < PROBES {
-                    next_probe_of(s, self.grace_from_ms).min(last)
-                } else {
-                    last
-                }
-            })
-            .min()
+    /// When the map next needs its owner, in one pass over the nodes:
+    /// `expiry`, the earliest time (ms) at which a node's hold runs out (its
+    /// first probe) or it is dropped, and `probing`, the earliest at which a
+    /// node already being probed is due its next probe or its drop (these
+    /// come closer together than the expiry granularity allows when the
+    /// interval is short). `None`s with no other node.
+    pub fn next_deadlines(&self) -> Deadlines {
+        let mut d = Deadlines::default();
+        let earliest = |slot: &mut Option<u64>, t: u64| *slot = Some(slot.map_or(t, |s| s.min(t)));
+        for id in self.live.iter().filter(|&id| !self.holds_own(id)) {
+            let s = &self.slots[id as usize];
+            let last = self.final_expiry(id);
+            let probing = id != self.own && s.probe_ms != 0 && s.probes < PROBES;
+            let next = if probing {
+                next_probe_of(s, self.grace_from_ms).min(last)
+            } else {
+                last
+            };
+            if id != self.own && s.probes > 0 {
+                earliest(&mut d.probing, next);
+            } else {
+                earliest(&mut d.expiry, next);
+            }
+        }
+        d
     }
 
     /// Holds every node at least until its hold time has passed from
@@ -1382,7 +1379,7 @@ mod tests {
         x.probe_ms = 2000;
         x.ifindex = 3;
         map.apply_announce(&x, 0);
-        assert_eq!(map.next_expiry_ms(), Some(6000));
+        assert_eq!(map.next_deadlines().expiry, Some(6000));
         assert_eq!(map.next_probe(5999, None), None);
         let mut sent = Vec::new();
         for t in (6000..9000).step_by(100) {
@@ -1402,7 +1399,7 @@ mod tests {
         x.sequence = 2;
         assert_eq!(map.apply_announce(&x, 6100), AnnounceOutcome::Refreshed);
         assert_eq!(map.expire(7499), 0);
-        assert_eq!(map.next_expiry_ms(), Some(12_100));
+        assert_eq!(map.next_deadlines().expiry, Some(12_100));
         // A node heard only through a relay is not probed.
         let b = Ipv4Addr::new(192, 168, 10, 79);
         map.apply_announce(&ann(b, 7, 1), 0);
@@ -1475,11 +1472,11 @@ mod tests {
         );
         assert_eq!(map.apply_leave(a, 7, 2, 10), LeaveOutcome::Removed);
         assert_eq!(map.apply_leave(a, 7, 3, 10), LeaveOutcome::Ignored);
-        assert_eq!(map.next_expiry_ms(), Some(7000));
+        assert_eq!(map.next_deadlines().expiry, Some(7000));
         assert_eq!(map.expire(6999), 0);
         assert_eq!(map.expire(7000), 1);
         assert_eq!(ids(&map), vec![2780]);
-        assert_eq!(map.next_expiry_ms(), None);
+        assert_eq!(map.next_deadlines().expiry, None);
         assert_eq!(map.expire(u64::MAX), 0, "own node never expires");
         assert_eq!(map.apply_leave(OWN, 1, 9, 10), LeaveOutcome::Ignored);
     }

@@ -713,12 +713,10 @@ impl Core {
                 self.reconsider(now_ms);
             }
             self.last_expiry_ms = now_ms;
-            let expiry = self
-                .map
-                .next_expiry_ms()
-                .map(|t| t.max(now_ms + EXPIRY_GRANULARITY_MS));
+            let next = self.map.next_deadlines();
+            let expiry = next.expiry.map(|t| t.max(now_ms + EXPIRY_GRANULARITY_MS));
             // Probes of a silent node keep their spacing, however short.
-            let probe = self.map.next_probe_ms().map(|t| t.max(now_ms + 1));
+            let probe = next.probing.map(|t| t.max(now_ms + 1));
             self.timers[Timer::Expiry as usize] = match (expiry, probe) {
                 (Some(e), Some(p)) => Some(e.min(p)),
                 (e, p) => e.or(p),
