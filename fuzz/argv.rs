@@ -68,12 +68,22 @@ pub fn check(data: &[u8]) -> Result<Command, UsageError> {
                     && cfg.label[text.len()..].iter().all(|&b| b == 0),
                 "label {label:?}"
             );
-            for p in [&cfg.map_file, &cfg.proc_root, &cfg.setpe] {
+            let optional = [&cfg.control_socket, &cfg.metrics_file, &cfg.on_change];
+            for p in [&cfg.map_file, &cfg.proc_root, &cfg.setpe]
+                .into_iter()
+                .chain(optional.into_iter().flatten())
+            {
                 assert!(!p.as_os_str().is_empty(), "empty path accepted");
             }
         }
-        Ok(Command::Dump { map_file }) => {
+        Ok(Command::Dump {
+            map_file, control, ..
+        }) => {
             assert!(!map_file.as_os_str().is_empty(), "empty path accepted");
+            assert!(!control.as_os_str().is_empty(), "empty path accepted");
+        }
+        Ok(Command::Stats { control, .. }) => {
+            assert!(!control.as_os_str().is_empty(), "empty path accepted");
         }
         Ok(Command::Help | Command::Version) => {}
     }

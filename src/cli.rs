@@ -13,8 +13,12 @@
 //! line; then `-V/--version`; then the first error; then the command.
 //!
 //! Values must be UTF-8, except the paths (`--map-file`, `--proc-root`, `--setpe`,
-//! `--key-file`),
+//! `--key-file`, `--pid-file`, `--control-socket`, `--metrics-file`, `--on-change`),
 //! because a Linux path may be any bytes.
+//!
+//! With `--cmdline`, [`parse_with_kernel`] first applies the kernel command
+//! line's `omdiscd.<option>=<value>` and `omdiscd.<flag>` words, then the
+//! real command line, which wins.
 #![forbid(unsafe_code)]
 
 use std::ffi::{OsStr, OsString};
@@ -28,6 +32,7 @@ use std::path::PathBuf;
 pub use crate::wire::{LABEL_LEN, MAX_HOLD_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS};
 
 use crate::auth::Mode;
+use crate::control::{StatsFormat, View};
 use crate::daemon::Config;
 
 /// Multicast group when `--group` is not given (organisation-local scope, RFC 2365).
@@ -66,9 +71,19 @@ pub const MAX_IFNAME_LEN: usize = 15;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the daemon.
-    Run(Config),
-    /// Print the published map and exit.
-    Dump { map_file: PathBuf },
+    Run(Box<Config>),
+    /// Print the map (asking the running daemon, else reading the map file)
+    /// and exit.
+    Dump {
+        map_file: PathBuf,
+        control: PathBuf,
+        view: View,
+    },
+    /// Print the running daemon's counters and exit.
+    Stats {
+        control: PathBuf,
+        format: StatsFormat,
+    },
     /// Print [`USAGE`] and exit successfully.
     Help,
     /// Print the version and exit successfully.
@@ -95,7 +110,8 @@ pub const USAGE_HINT: &str = "Try 'omdiscd --help' for more information.";
 /// The `--help` text. Keep the defaults in step with the constants above (a test checks).
 pub const USAGE: &str = "\
 Usage: omdiscd [OPTIONS]
-       omdiscd --dump [--map-file PATH]
+       omdiscd --dump [--format showmap|map|json|hosts] [--map-file PATH]
+       omdiscd --stats [--format text|json|prometheus] [--map-file PATH]
 Announce this node to the openMosix cluster by UDP multicast, learn the other
 nodes, and publish the cluster map to the kernel and to a map file.
 
@@ -132,15 +148,31 @@ nodes, and publish the cluster map to the kernel and to a map file.
       --proc-root DIR        where procfs is mounted (default /proc)
       --setpe PATH           setpe program that loads the map into an
                              openMosix 2.4 kernel (default /sbin/setpe)
+      --control-socket PATH  the daemon's control socket, mode 0600, used by
+                             --dump and --stats (default: the map file's path
+                             with .sock added)
+      --metrics-file PATH    write every counter in the Prometheus text format
+                             to PATH every 10 s (node_exporter textfile)
+      --on-change PROG       run PROG after each change of the map, with the
+                             change in its environment (OMDISCD_JOINED, ...)
+      --cmdline              also take omdiscd.<option>=<value> settings from
+                             the kernel command line; options given here win
   -d, --debug                log debug messages too
-      --dump                 print the published map (like showmap) and exit
+      --dump                 print the map (like showmap) and exit: asks the
+                             running daemon, else reads the map file
+      --stats                print the running daemon's counters and exit
+      --format FMT           --dump: showmap (default), map, json or hosts;
+                             --stats: text (default), json or prometheus
   -h, --help                 show this help and exit
   -V, --version              show the version and exit
 
+setpe and the --on-change program are killed if they run longer than 10 s.
+
 Exit status: 0 success; 1 the daemon could not start (network, key file,
-lock file) or --dump found no usable map; 2 bad usage; 3 another omdiscd
-holds the lock file (--pid-file); 4 --dump printed a stale map (the omdiscd
-that wrote it is not running).
+lock file, control socket, kernel command line) or --dump/--stats found no
+daemon and no usable map; 2 bad usage; 3 another omdiscd holds the lock
+file (--pid-file); 4 --dump printed a stale map (the omdiscd that wrote it
+is not running).
 ";
 
 /// Parses the arguments after `argv[0]`.
@@ -149,10 +181,45 @@ where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
-    let mut args = args.into_iter().map(Into::into);
+    parse_into(State::default(), None, args)
+}
+
+/// Like [`parse`], after applying the settings of the kernel command line
+/// `kernel` (the contents of `/proc/cmdline`): each word
+/// `omdiscd.<long-option>=<value>` acts as `--<long-option>=<value>`, and
+/// `omdiscd.<flag>` as `--<flag>`; other words are ignored. Options on the
+/// real command line win (even `-i`, which may otherwise be given once).
+pub fn parse_with_kernel<I, S>(kernel: &[u8], args: I) -> Result<Command, UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
     let mut state = State::default();
+    let mut error = None;
+    for word in kernel.split(|b| b.is_ascii_whitespace()) {
+        let Some(setting) = word.strip_prefix(b"omdiscd.") else {
+            continue;
+        };
+        if let Err(e) = state.kernel_setting(setting) {
+            error.get_or_insert(err(format!("{e} (on the kernel command line)")));
+        }
+    }
+    state.interface_given = false;
+    state.run_option = None;
+    parse_into(state, error, args)
+}
+
+fn parse_into<I, S>(
+    mut state: State,
+    mut first_error: Option<UsageError>,
+    args: I,
+) -> Result<Command, UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let mut args = args.into_iter().map(Into::into);
     // Keep going after an error so a later -h/--help still wins.
-    let mut first_error = None;
     while let Some(arg) = args.next() {
         if let Err(e) = state.step(&arg, &mut args) {
             first_error.get_or_insert(e);
@@ -204,8 +271,14 @@ enum Opt {
     KeyFile,
     Auth,
     PidFile,
+    ControlSocket,
+    MetricsFile,
+    OnChange,
+    Cmdline,
     Debug,
     Dump,
+    Stats,
+    Format,
     Help,
     Version,
 }
@@ -228,8 +301,14 @@ impl Opt {
             b"key-file" => Opt::KeyFile,
             b"auth" => Opt::Auth,
             b"pid-file" => Opt::PidFile,
+            b"control-socket" => Opt::ControlSocket,
+            b"metrics-file" => Opt::MetricsFile,
+            b"on-change" => Opt::OnChange,
+            b"cmdline" => Opt::Cmdline,
             b"debug" => Opt::Debug,
             b"dump" => Opt::Dump,
+            b"stats" => Opt::Stats,
+            b"format" => Opt::Format,
             b"help" => Opt::Help,
             b"version" => Opt::Version,
             _ => return None,
@@ -251,14 +330,40 @@ impl Opt {
     fn takes_value(self) -> bool {
         !matches!(
             self,
-            Opt::Nodaemon | Opt::Debug | Opt::Dump | Opt::Help | Opt::Version
+            Opt::Nodaemon
+                | Opt::Debug
+                | Opt::Dump
+                | Opt::Stats
+                | Opt::Cmdline
+                | Opt::Help
+                | Opt::Version
         )
     }
 
-    /// Options that only make sense when running (everything but --map-file and the
-    /// commands), so `--dump` can refuse them instead of ignoring them.
+    /// Options that only make sense when running (everything but the paths
+    /// that find the daemon, `--format` and the commands), so `--dump` and
+    /// `--stats` can refuse them instead of ignoring them.
     fn run_only(self) -> bool {
-        !matches!(self, Opt::MapFile | Opt::Dump | Opt::Help | Opt::Version)
+        !matches!(
+            self,
+            Opt::MapFile
+                | Opt::ControlSocket
+                | Opt::Format
+                | Opt::Dump
+                | Opt::Stats
+                | Opt::Help
+                | Opt::Version
+        )
+    }
+
+    /// Settings the kernel command line may give: the daemon's, not the
+    /// commands.
+    fn kernel_may_set(self) -> bool {
+        match self {
+            Opt::MapFile | Opt::ControlSocket => true,
+            Opt::Cmdline => false,
+            _ => self.run_only(),
+        }
     }
 }
 
@@ -268,6 +373,9 @@ struct State {
     help: bool,
     version: bool,
     dump: bool,
+    stats: bool,
+    /// `--format` as spelled and its value (its meaning depends on the command).
+    format: Option<(String, String)>,
     options_ended: bool,
     interface_given: bool,
     /// The first run-only option as the user spelled it, for the --dump error.
@@ -279,6 +387,28 @@ struct State {
 }
 
 impl State {
+    /// One `omdiscd.` word of the kernel command line, without the prefix.
+    fn kernel_setting(&mut self, setting: &[u8]) -> Result<(), UsageError> {
+        let (name, value) = match setting.iter().position(|&b| b == b'=') {
+            Some(eq) => (&setting[..eq], Some(&setting[eq + 1..])),
+            None => (setting, None),
+        };
+        let spelled = format!("omdiscd.{}", String::from_utf8_lossy(name));
+        let opt = Opt::long(name)
+            .filter(|o| o.kernel_may_set())
+            .ok_or_else(|| err(format!("unknown setting {}", quote(spelled.as_ref()))))?;
+        // The kernel keeps double quotes around a value with spaces.
+        let value = value.map(|v| {
+            let v = v.strip_prefix(b"\"").unwrap_or(v);
+            OsStr::from_bytes(v.strip_suffix(b"\"").unwrap_or(v)).to_os_string()
+        });
+        match (opt.takes_value(), value) {
+            (true, None) => Err(missing(&spelled)),
+            (false, Some(_)) => Err(err(format!("setting '{spelled}' does not take a value"))),
+            (_, value) => self.apply(opt, &spelled, value),
+        }
+    }
+
     fn step(
         &mut self,
         arg: &OsStr,
@@ -339,6 +469,9 @@ impl State {
             Opt::Nodaemon => cfg.daemonize = false,
             Opt::Debug => cfg.debug = true,
             Opt::Dump => self.dump = true,
+            Opt::Stats => self.stats = true,
+            Opt::Cmdline => cfg.cmdline = true,
+            Opt::Format => self.format = Some((name.to_string(), utf8(name, &value)?.to_string())),
             Opt::Help => self.help = true,
             Opt::Version => self.version = true,
             Opt::MapFile => cfg.map_file = path(name, value)?,
@@ -346,6 +479,9 @@ impl State {
             Opt::Setpe => cfg.setpe = path(name, value)?,
             Opt::KeyFile => cfg.key_file = Some(path(name, value)?),
             Opt::PidFile => cfg.pid_file = Some(path(name, value)?),
+            Opt::ControlSocket => cfg.control_socket = Some(path(name, value)?),
+            Opt::MetricsFile => cfg.metrics_file = Some(path(name, value)?),
+            Opt::OnChange => cfg.on_change = Some(path(name, value)?),
             Opt::Auth => {
                 let v = utf8(name, &value)?;
                 let mode = Mode::NAMES
@@ -447,13 +583,31 @@ impl State {
     }
 
     fn finish(self) -> Result<Command, UsageError> {
-        if self.dump {
+        if self.dump && self.stats {
+            return Err(err(
+                "options '--dump' and '--stats' exclude each other".into()
+            ));
+        }
+        if self.dump || self.stats {
+            let command = if self.dump { "--dump" } else { "--stats" };
             if let Some(opt) = self.run_option {
-                return Err(err(format!("option '{opt}' cannot be used with --dump")));
+                return Err(err(format!("option '{opt}' cannot be used with {command}")));
             }
-            return Ok(Command::Dump {
-                map_file: self.cfg.map_file,
+            let control = self.cfg.control_socket();
+            if self.dump {
+                return Ok(Command::Dump {
+                    view: format_value(&self.format, &View::NAMES)?,
+                    map_file: self.cfg.map_file,
+                    control,
+                });
+            }
+            return Ok(Command::Stats {
+                format: format_value(&self.format, &StatsFormat::NAMES)?,
+                control,
             });
+        }
+        if let Some((name, _)) = &self.format {
+            return Err(err(format!("option '{name}' needs --dump or --stats")));
         }
         if let (Some(hold), Some((name, v))) = (self.cfg.hold_ms, &self.hold_arg) {
             let least = u64::from(self.cfg.interval_ms) * u64::from(MIN_HOLD_INTERVALS);
@@ -486,8 +640,26 @@ impl State {
             }
             (Some((_, mode)), Some(_)) => mode,
         };
-        Ok(Command::Run(cfg))
+        Ok(Command::Run(Box::new(cfg)))
     }
+}
+
+/// `--format`'s value among `names` (the first is the default).
+fn format_value<T: Copy>(
+    given: &Option<(String, String)>,
+    names: &[(&'static str, T)],
+) -> Result<T, UsageError> {
+    let Some((name, v)) = given else {
+        return Ok(names[0].1);
+    };
+    names
+        .iter()
+        .find(|(n, _)| n == v)
+        .map(|&(_, t)| t)
+        .ok_or_else(|| {
+            let list: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+            invalid(name, v, &format!("not one of {}", list.join(", ")))
+        })
 }
 
 fn err(message: String) -> UsageError {
@@ -609,7 +781,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Config {
         match parse(args.iter().copied()) {
-            Ok(Command::Run(cfg)) => cfg,
+            Ok(Command::Run(cfg)) => *cfg,
             other => panic!("{args:?}: expected Run, got {other:?}"),
         }
     }
@@ -923,13 +1095,34 @@ mod tests {
 
     #[test]
     fn dump() {
-        let default = PathBuf::from(DEFAULT_MAP_FILE);
-        assert_eq!(parse(["--dump"]), Ok(Command::Dump { map_file: default }));
+        let default = Command::Dump {
+            map_file: PathBuf::from(DEFAULT_MAP_FILE),
+            control: PathBuf::from("/run/omdiscd/openmosix.map.sock"),
+            view: View::Showmap,
+        };
+        assert_eq!(parse(["--dump"]), Ok(default));
         let custom = Ok(Command::Dump {
             map_file: PathBuf::from("/tmp/m"),
+            control: PathBuf::from("/tmp/m.sock"),
+            view: View::Showmap,
         });
         assert_eq!(parse(["--dump", "--map-file", "/tmp/m"]), custom);
         assert_eq!(parse(["--map-file=/tmp/m", "--dump"]), custom);
+        assert_eq!(
+            parse(["--dump", "--format", "json", "--control-socket", "/c"]),
+            Ok(Command::Dump {
+                map_file: PathBuf::from(DEFAULT_MAP_FILE),
+                control: PathBuf::from("/c"),
+                view: View::Json,
+            })
+        );
+        for (name, view) in View::NAMES {
+            match parse(["--dump", "--format", name]) {
+                Ok(Command::Dump { view: v, .. }) => assert_eq!(v, view),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        fails_naming(&["--dump", "--format", "text"], "--format", "text");
         assert_eq!(
             fail(&["--dump", "-i", "eth0"]),
             "option '-i' cannot be used with --dump"
@@ -938,6 +1131,109 @@ mod tests {
         assert!(fail(&["--dump", "-n"]).contains("-n"));
         assert!(fail(&["--dump", "--port", "1"]).contains("--port"));
         assert!(fail(&["--dump=x"]).contains("--dump"));
+    }
+
+    #[test]
+    fn stats() {
+        assert_eq!(
+            parse(["--stats"]),
+            Ok(Command::Stats {
+                control: PathBuf::from("/run/omdiscd/openmosix.map.sock"),
+                format: StatsFormat::Text,
+            })
+        );
+        assert_eq!(
+            parse(["--stats", "--format=prometheus", "--map-file", "/m"]),
+            Ok(Command::Stats {
+                control: PathBuf::from("/m.sock"),
+                format: StatsFormat::Prometheus,
+            })
+        );
+        fails_naming(&["--stats", "--format", "hosts"], "--format", "hosts");
+        assert_eq!(
+            fail(&["--stats", "-n"]),
+            "option '-n' cannot be used with --stats"
+        );
+        assert!(fail(&["--stats", "--dump"]).contains("exclude each other"));
+        assert_eq!(
+            fail(&["--format", "json"]),
+            "option '--format' needs --dump or --stats"
+        );
+    }
+
+    #[test]
+    fn daemon_paths() {
+        let cfg = run(&[
+            "--control-socket",
+            "/c",
+            "--metrics-file",
+            "/m.prom",
+            "--on-change",
+            "/bin/hook",
+        ]);
+        assert_eq!(cfg.control_socket(), PathBuf::from("/c"));
+        assert_eq!(cfg.metrics_file, Some(PathBuf::from("/m.prom")));
+        assert_eq!(cfg.on_change, Some(PathBuf::from("/bin/hook")));
+        let cfg = run(&["--map-file", "/x/m"]);
+        assert_eq!(cfg.control_socket(), PathBuf::from("/x/m.sock"));
+        assert_eq!(cfg.pid_file(), PathBuf::from("/x/m.pid"));
+        fails_naming(&["--on-change", ""], "--on-change", "");
+    }
+
+    fn kernel(line: &str, args: &[&str]) -> Result<Command, UsageError> {
+        parse_with_kernel(line.as_bytes(), args.iter().copied())
+    }
+
+    #[test]
+    fn kernel_command_line_settings() {
+        let line = "BOOT_IMAGE=/vmlinuz root=/dev/ram0 quiet omdiscd.interface=eth0,eth1 \
+                    omdiscd.cluster=\"lab\" omdiscd.interval=0.5 omdiscd.hold=2 omdiscd.debug \
+                    omdiscd.nodaemon ip=dhcp\n";
+        let Ok(Command::Run(cfg)) = kernel(line, &["--cmdline"]) else {
+            panic!("{:?}", kernel(line, &["--cmdline"]));
+        };
+        assert_eq!(cfg.interfaces, ["eth0", "eth1"]);
+        assert_eq!(&cfg.label[..4], b"lab\0");
+        assert_eq!((cfg.interval_ms, cfg.hold_ms), (500, Some(2000)));
+        assert!(cfg.debug && !cfg.daemonize && cfg.cmdline);
+        // The real command line wins, even for -i (given once on each).
+        let Ok(Command::Run(cfg)) = kernel(line, &["--cmdline", "-i", "br0", "--hold", "3"]) else {
+            panic!()
+        };
+        assert_eq!(cfg.interfaces, ["br0"]);
+        assert_eq!(cfg.hold_ms, Some(3000));
+        // Nothing of ours on it: the defaults.
+        assert_eq!(
+            kernel("quiet splash", &["--cmdline"]),
+            Ok(Command::Run(Box::new(Config {
+                cmdline: true,
+                ..Config::default()
+            })))
+        );
+    }
+
+    #[test]
+    fn kernel_command_line_errors_name_the_setting() {
+        let msg = |line: &str| kernel(line, &["--cmdline"]).unwrap_err().message;
+        assert_eq!(
+            msg("omdiscd.interfce=eth0"),
+            "unknown setting 'omdiscd.interfce' (on the kernel command line)"
+        );
+        assert_eq!(
+            msg("omdiscd.dump"),
+            "unknown setting 'omdiscd.dump' (on the kernel command line)"
+        );
+        assert_eq!(
+            msg("omdiscd.interval=0"),
+            "invalid value '0' for omdiscd.interval: not a number of seconds from 0.1 to 3600 (at most 3 decimals) (on the kernel command line)"
+        );
+        assert!(msg("omdiscd.port").contains("needs a value"));
+        assert!(msg("omdiscd.debug=1").contains("does not take a value"));
+        // --help still wins.
+        assert_eq!(
+            kernel("omdiscd.port=0", &["--cmdline", "-h"]),
+            Ok(Command::Help)
+        );
     }
 
     #[test]
@@ -1042,6 +1338,12 @@ mod tests {
             "--setpe",
             "-d, --debug",
             "--dump",
+            "--stats",
+            "--format",
+            "--control-socket",
+            "--metrics-file",
+            "--on-change",
+            "--cmdline",
             "-h, --help",
             "-V, --version",
         ] {

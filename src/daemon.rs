@@ -8,7 +8,7 @@
 //! Everything is allocated in [`Daemon::new`]; the loop itself allocates
 //! nothing (proved by `tests/noalloc.rs`).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
@@ -18,11 +18,14 @@ use std::time::Duration;
 use arrayvec::ArrayVec;
 
 use crate::auth::{KeyFileError, Keyring, Mode};
+use crate::child::{Ended, Environment, Program, CHILD_TIMEOUT_MS};
 use crate::cli::{
     DEFAULT_BUDGET, DEFAULT_GROUP, DEFAULT_HOLD_INTERVALS, DEFAULT_INTERVAL_MS, DEFAULT_MAP_FILE,
     DEFAULT_PORT, DEFAULT_PROC_ROOT, DEFAULT_SETPE, MAX_INTERFACES,
 };
+use crate::control::{Server, Snapshot, Stat, Stats};
 use crate::log::{Level, Limit};
+use crate::map::{ClusterMap, NodeId};
 use crate::netlink::{self, Netlink};
 use crate::node::{
     Actions, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received,
@@ -32,7 +35,7 @@ use crate::procfs::{Backend, Kernel, KernelError, MapFileWriter};
 use crate::rate::Bucket;
 use crate::rng::Rng;
 use crate::sys::{
-    getrandom_u64, monotonic_ms, Epoll, IoErr, LockError, PidLock, SignalFd, TimerFd,
+    getrandom_u64, monotonic_ms, Epoll, IoErr, LockError, PidLock, SignalFd, Starter, TimerFd,
 };
 use crate::udp::{McastSocket, RecvBatch};
 use crate::wire::{Label, ParseError};
@@ -53,6 +56,10 @@ const LOG_LIMIT_MS: u64 = 10_000;
 /// minute; changes in between (a flapping node) get one rate-limited
 /// summary line.
 const CHANGE_LOG_BURST: u64 = 10;
+/// A daemon reports itself running (to its starter, to systemd) at the
+/// latest this long after start, even while a cold boot still delays its
+/// first announcement.
+const READY_AT_THE_LATEST_MS: u64 = 10_000;
 /// SIGUSR1 logs the counters at most this often.
 const COUNTERS_GAP_MS: u64 = 1_000;
 
@@ -68,6 +75,9 @@ const TOKEN_SOCKET: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
 const TOKEN_SIGNAL: u64 = 3;
 const TOKEN_NETLINK: u64 = 4;
+const TOKEN_CONTROL: u64 = 5;
+/// Control socket clients: this and the next `control::MAX_CLIENTS - 1`.
+const TOKEN_CLIENT: u64 = 16;
 
 /// Everything the daemon needs from the command line (`crate::cli` parses and
 /// validates it).
@@ -106,6 +116,16 @@ pub struct Config {
     /// From `--pid-file`; `None` means the map file's path with `.pid`
     /// added. Use [`Config::pid_file`].
     pub pid_file: Option<PathBuf>,
+    /// From `--control-socket`; `None` means the map file's path with
+    /// `.sock` added. Use [`Config::control_socket`].
+    pub control_socket: Option<PathBuf>,
+    /// From `--metrics-file`.
+    pub metrics_file: Option<PathBuf>,
+    /// From `--on-change`.
+    pub on_change: Option<PathBuf>,
+    /// `--cmdline`: the kernel command line's settings were applied (by
+    /// `main`, which reads it).
+    pub cmdline: bool,
 }
 
 impl Default for Config {
@@ -127,6 +147,10 @@ impl Default for Config {
             key_file: None,
             auth: Mode::Off,
             pid_file: None,
+            control_socket: None,
+            metrics_file: None,
+            on_change: None,
+            cmdline: false,
         }
     }
 }
@@ -134,11 +158,25 @@ impl Default for Config {
 impl Config {
     /// The lock file: `--pid-file`, or the map file's path and `.pid`.
     pub fn pid_file(&self) -> PathBuf {
-        self.pid_file.clone().unwrap_or_else(|| {
-            let mut p = self.map_file.clone().into_os_string();
-            p.push(".pid");
-            PathBuf::from(p)
-        })
+        self.pid_file
+            .clone()
+            .unwrap_or_else(|| self.beside_map_file(".pid"))
+    }
+
+    /// The control socket: `--control-socket`, or the map file's path and
+    /// `.sock`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_socket
+            .clone()
+            .unwrap_or_else(|| self.beside_map_file(".sock"))
+    }
+
+    /// The map file's path with `suffix` added: where the files that belong
+    /// to one daemon are by default.
+    fn beside_map_file(&self, suffix: &str) -> PathBuf {
+        let mut p = self.map_file.clone().into_os_string();
+        p.push(suffix);
+        PathBuf::from(p)
     }
 
     /// The effective hold time: `--hold`, or 5 x interval, never above [`MAX_HOLD_MS`]
@@ -167,6 +205,8 @@ pub enum StartError {
     AlreadyRunning(PathBuf, Option<u32>),
     /// The lock file cannot be made or locked.
     PidFile(PathBuf, io::Error),
+    /// The control socket cannot be made.
+    Control(PathBuf, io::Error),
 }
 
 impl StartError {
@@ -209,6 +249,9 @@ impl fmt::Display for StartError {
             }
             StartError::PidFile(path, e) => {
                 write!(f, "lock file {}: {}", path.display(), IoErr(e))
+            }
+            StartError::Control(path, e) => {
+                write!(f, "control socket {}: {}", path.display(), IoErr(e))
             }
         }
     }
@@ -264,6 +307,163 @@ struct Shell {
     map_file: PathBuf,
     /// Full change logs left (a flapping map is summarised).
     change_logs: Bucket,
+    /// `--on-change`.
+    hook: Option<Hook>,
+}
+
+/// Most bytes of `OMDISCD_JOINED` or `OMDISCD_LEFT` (a cold boot of
+/// thousands of nodes): beyond, the list is cut and `OMDISCD_TRUNCATED=1`.
+const HOOK_LIST_MAX: usize = 64 * 1024;
+
+/// The `--on-change` program, run after each change of the map with what
+/// changed since its previous run, one run at a time.
+struct Hook {
+    program: Program,
+    env: Environment,
+    map_file: PathBuf,
+    /// Each node id's address at the previous run (0: absent).
+    seen: Box<[u32]>,
+    /// The map changed while a run was in progress: run again after it.
+    pending: bool,
+}
+
+impl Hook {
+    fn new(path: &Path, map_file: &Path) -> io::Result<Hook> {
+        Ok(Hook {
+            program: Program::new("on-change program", path, &[])?,
+            env: Environment::new(2 * HOOK_LIST_MAX + 1024),
+            map_file: map_file.to_path_buf(),
+            seen: vec![0; crate::map::CAPACITY].into_boxed_slice(),
+            pending: false,
+        })
+    }
+
+    /// The map changed: run now, or after the run in progress.
+    fn changed(&mut self, map: &ClusterMap, now_ms: u64) {
+        if self.program.busy() {
+            self.pending = true;
+        } else {
+            self.start(map, now_ms);
+        }
+    }
+
+    /// Collects a run that ended or ran out of time, and starts the next
+    /// one if the map changed meanwhile.
+    fn poll(&mut self, map: &ClusterMap, now_ms: u64) {
+        let Some(ended) = self.program.poll(now_ms) else {
+            return;
+        };
+        let why = match ended {
+            Ended::Ok => None,
+            Ended::Failed(status) => Some(Why::Status(status)),
+            Ended::TimedOut => Some(Why::TimedOut),
+        };
+        if let Some(why) = why {
+            crate::log::limited(
+                Limit::ChildFailed,
+                LOG_LIMIT_MS,
+                Level::Warn,
+                format_args!(
+                    "--on-change program {}: {why}",
+                    self.program.path().display()
+                ),
+            );
+        }
+        if std::mem::take(&mut self.pending) {
+            self.start(map, now_ms);
+        }
+    }
+
+    fn start(&mut self, map: &ClusterMap, now_ms: u64) {
+        let seen = &self.seen;
+        let env = &mut self.env;
+        env.clear();
+        let own = map.own_node();
+        env.set("OMDISCD_NODE_ID", |w| {
+            let _ = write!(w, "{}", own.id);
+        });
+        env.set("OMDISCD_NODES", |w| {
+            let _ = write!(w, "{}", map.len());
+        });
+        env.set("OMDISCD_MAP_FILE", |w| {
+            let _ = write!(w, "{}", self.map_file.display());
+        });
+        let mut cut = false;
+        env.set("OMDISCD_JOINED", |w| {
+            let joined = map
+                .iter()
+                .filter(|n| seen[n.id as usize] != u32::from(n.addr));
+            cut |= list(w, joined.map(|n| (n.id, n.addr)));
+        });
+        env.set("OMDISCD_LEFT", |w| {
+            let left = seen.iter().enumerate().filter_map(|(id, &addr)| {
+                let id = id as NodeId;
+                let gone = addr != 0 && map.get(id).is_none_or(|n| u32::from(n.addr) != addr);
+                gone.then(|| (id, Ipv4Addr::from(addr)))
+            });
+            cut |= list(w, left);
+        });
+        if cut {
+            env.set("OMDISCD_TRUNCATED", |w| {
+                let _ = w.write_str("1");
+            });
+        }
+        match self.program.start(now_ms, self.env.envp()) {
+            Ok(()) => {
+                self.seen.fill(0);
+                for n in map.iter() {
+                    self.seen[n.id as usize] = u32::from(n.addr);
+                }
+            }
+            Err(e) => crate::log::limited(
+                Limit::ChildFailed,
+                LOG_LIMIT_MS,
+                Level::Warn,
+                format_args!(
+                    "--on-change program {}: cannot start it: {}; the next change tries again",
+                    self.program.path().display(),
+                    IoErr(&e)
+                ),
+            ),
+        }
+    }
+}
+
+/// Writes `id=address` pairs separated by spaces, up to [`HOOK_LIST_MAX`]
+/// bytes; true if the list was cut.
+fn list(w: &mut dyn fmt::Write, nodes: impl Iterator<Item = (NodeId, Ipv4Addr)>) -> bool {
+    let mut len = 0;
+    for (i, (id, addr)) in nodes.enumerate() {
+        // At most "65535=255.255.255.255 ": 22 bytes.
+        if len + 22 > HOOK_LIST_MAX {
+            return true;
+        }
+        let mut item = heapless::String::<24>::new();
+        let sep = if i == 0 { "" } else { " " };
+        let _ = write!(item, "{sep}{id}={addr}");
+        len += item.len();
+        let _ = w.write_str(&item);
+    }
+    false
+}
+
+/// Why a child program failed, for the log.
+enum Why {
+    Status(i32),
+    TimedOut,
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::Status(s) => write!(f, "failed with status {s}"),
+            Why::TimedOut => write!(
+                f,
+                "ran longer than {} s and was killed",
+                CHILD_TIMEOUT_MS / 1000
+            ),
+        }
+    }
 }
 
 impl Shell {
@@ -276,19 +476,24 @@ impl Shell {
         );
     }
 
-    /// Reaps a finished setpe; true if one had failed.
-    fn reap_setpe(&mut self) -> bool {
-        let mut failed = false;
-        while let Some(r) = self.kernel.reap() {
-            if let Err(e) = r {
+    /// Collects a setpe that ended or ran out of time; true if one failed.
+    fn poll_setpe(&mut self, now_ms: u64) -> bool {
+        match self.kernel.poll(now_ms) {
+            Some(Err(e)) => {
                 self.kernel_failed(e);
-                failed = true;
+                true
             }
-            if !self.kernel.busy() {
-                break;
-            }
+            _ => false,
         }
-        failed
+    }
+
+    /// When a child program must be killed.
+    fn child_deadline(&self) -> Option<u64> {
+        let hook = self.hook.as_ref().and_then(|h| h.program.deadline());
+        match (self.kernel.deadline(), hook) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -346,10 +551,16 @@ impl Actions for Shell {
             // SIGCHLD is the usual way to learn that setpe ended, but a
             // process signal can go to another thread (tests) or coalesce:
             // look anyway. An earlier failure is superseded by this publish.
-            self.reap_setpe();
-            if let Err(e) = self.kernel.publish(p.map.own_id()) {
+            let now = monotonic_ms();
+            self.poll_setpe(now);
+            if let Err(e) = self.kernel.publish(p.map.own_id(), now) {
                 self.kernel_failed(e);
                 r.kernel_failed = true;
+            }
+        }
+        if p.changes {
+            if let Some(hook) = &mut self.hook {
+                hook.changed(p.map, monotonic_ms());
             }
         }
         r
@@ -497,6 +708,10 @@ pub struct Daemon {
     counters_at_ms: u64,
     /// `--pid-file`, locked for the daemon's life.
     lock: PidLock,
+    /// The control socket (`--dump`, `--stats`).
+    control: Server,
+    /// When the daemon started (monotonic), for the uptime.
+    started_ms: u64,
 }
 
 impl Daemon {
@@ -554,6 +769,16 @@ impl Daemon {
 
         let map_file = cfg.map_file.clone();
         let writer = MapFileWriter::new(&map_file).map_err(io("preparing the map file"))?;
+        let control_path = cfg.control_socket();
+        let control = Server::bind(&control_path, TOKEN_CLIENT)
+            .map_err(|e| StartError::Control(control_path.clone(), e))?;
+        epoll
+            .add(control.listener_fd(), TOKEN_CONTROL, readable)
+            .map_err(io("epoll"))?;
+        let hook = match &cfg.on_change {
+            Some(path) => Some(Hook::new(path, &map_file).map_err(io("preparing --on-change"))?),
+            None => None,
+        };
         let backend = Backend::detect(&cfg.proc_root);
         let kernel = Kernel::new(backend, &cfg.proc_root, &cfg.setpe, &map_file)
             .map_err(io("preparing the kernel interface"))?;
@@ -581,10 +806,13 @@ impl Daemon {
                 kernel,
                 map_file,
                 change_logs: Bucket::full(CHANGE_LOG_BURST),
+                hook,
             },
             key_file: cfg.key_file.clone(),
             counters_at_ms: 0,
             lock,
+            control,
+            started_ms: monotonic_ms(),
             routed: settings.routed,
             explicit,
             wanted,
@@ -663,17 +891,37 @@ impl Daemon {
         self.lock.write_pid()
     }
 
+    /// The node is running: it has sent its first announcement, or has
+    /// nothing to announce (a loopback address), or the start-up delay of a
+    /// cold boot has gone on for [`READY_AT_THE_LATEST_MS`].
+    fn announcing(&self, started_ms: u64) -> bool {
+        self.core.counters().sent > 0
+            || !crate::wire::is_valid_node_addr(self.core.primary())
+            || monotonic_ms() >= started_ms + READY_AT_THE_LATEST_MS
+    }
+
     /// The protocol core (its map, counters and identity).
     pub fn core(&self) -> &Core {
         &self.core
     }
 
-    /// Runs until SIGTERM or SIGINT, says goodbye and returns.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Runs until SIGTERM or SIGINT, says goodbye and returns. `starter`
+    /// (the waiting parent of a daemon) is told once the node announces.
+    pub fn run(&mut self, mut starter: Option<Starter>) -> io::Result<()> {
+        let started_ms = monotonic_ms();
         while !self.core.finished() {
             self.step(None)?;
+            if starter.is_some() && self.announcing(started_ms) {
+                if let Some(s) = starter.take() {
+                    s.ready();
+                }
+            }
         }
+        // No child outlives the daemon.
         let _ = self.io.kernel.finish(2_000);
+        if let Some(hook) = &mut self.io.hook {
+            hook.program.finish(1_000);
+        }
         self.log_counters();
         Ok(())
     }
@@ -696,6 +944,10 @@ impl Daemon {
         };
         // Whole milliseconds, never 0 (which would disarm the timer).
         let deadline = deadline.max(1);
+        let deadline = [self.control.next_deadline(), self.io.child_deadline()]
+            .into_iter()
+            .flatten()
+            .fold(deadline, u64::min);
         if deadline != self.armed_ms {
             self.timer.arm_at_ms(deadline)?;
             self.armed_ms = deadline;
@@ -711,8 +963,18 @@ impl Daemon {
                 }
                 TOKEN_SIGNAL => self.on_signals(),
                 TOKEN_NETLINK => self.on_netlink(),
-                _ => {}
+                TOKEN_CONTROL => self.control.accept(monotonic_ms(), &self.epoll),
+                token => {
+                    if let Some(i) = self.control.client_of(token) {
+                        self.serve(i);
+                    }
+                }
             }
+        }
+        let now = monotonic_ms();
+        self.control.expire(now, &self.epoll);
+        if self.io.child_deadline().is_some_and(|d| now >= d) {
+            self.poll_children(now);
         }
         if self.resolve_pending {
             self.resolve_pending = false;
@@ -791,15 +1053,23 @@ impl Daemon {
                     self.reload_keys();
                     self.core.handle(now, Input::Rejoin, &mut self.io);
                 }
-                libc::SIGCHLD if self.io.reap_setpe() => {
-                    self.core.handle(now, Input::KernelFailed, &mut self.io);
-                }
+                libc::SIGCHLD => self.poll_children(now),
                 libc::SIGUSR1 if now >= self.counters_at_ms => {
                     self.counters_at_ms = now + COUNTERS_GAP_MS;
                     self.log_counters();
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Collects child programs that ended, kills those out of time.
+    fn poll_children(&mut self, now_ms: u64) {
+        if self.io.poll_setpe(now_ms) {
+            self.core.handle(now_ms, Input::KernelFailed, &mut self.io);
+        }
+        if let Some(hook) = &mut self.io.hook {
+            hook.poll(self.core.map(), now_ms);
         }
     }
 
@@ -829,6 +1099,179 @@ impl Daemon {
                 format_args!("key file {}: {e}; keeping the keys in use", path.display()),
             ),
         }
+    }
+
+    /// Answers control socket client `i`.
+    fn serve(&mut self, i: usize) {
+        let now = monotonic_ms();
+        let stats = self.stats(now);
+        let snapshot = Snapshot {
+            map: self.core.map(),
+            now_ms: now,
+            time_s: u64::from(realtime_s()),
+            pid: std::process::id(),
+            version: VERSION,
+            stats: &stats,
+        };
+        self.control.serve(i, &snapshot, &self.epoll);
+    }
+
+    /// Every statistic, for `--stats` and `--metrics-file`: the one list of
+    /// their names.
+    pub fn stats(&self, now_ms: u64) -> Stats {
+        let c = self.core.counters();
+        let m = self.core.map().stats();
+        let mut out = Stats::new();
+        let mut counter = |name, help, value| {
+            let _ = out.push(Stat::new(name, help, value));
+        };
+        counter("received", "Datagrams received.", c.received);
+        counter("sent", "Datagrams sent.", c.sent);
+        counter("send_errors", "Sends that failed.", c.send_errors);
+        counter(
+            "relayed",
+            "Announcements relayed to the other interfaces.",
+            c.relayed,
+        );
+        counter(
+            "asks",
+            "Announcements heard that asked for the map.",
+            c.asks,
+        );
+        counter(
+            "answers",
+            "Answers sent to nodes asking for the map.",
+            c.answers,
+        );
+        counter(
+            "multicast_answers",
+            "Answers multicast to several askers.",
+            c.multicast_answers,
+        );
+        counter("syncs", "SYNC datagrams sent.", c.syncs);
+        counter(
+            "answers_suppressed",
+            "Answers not sent because another member answered first.",
+            c.suppressed,
+        );
+        counter(
+            "answers_limited",
+            "Answers not sent because of the rate limits.",
+            c.answers_limited,
+        );
+        counter("probes", "Probes sent to silent nodes.", c.probes);
+        counter("probe_replies", "Replies sent to probes.", c.probe_replies);
+        counter(
+            "overloads",
+            "Times this node found itself overloaded.",
+            c.overloads,
+        );
+        counter(
+            "foreign_cluster",
+            "Messages of another cluster label.",
+            c.foreign_cluster,
+        );
+        counter("own_looped", "Own messages heard back.", c.own_looped);
+        counter(
+            "kernel_drops",
+            "Datagrams the kernel dropped (receive buffer full).",
+            u64::from(c.kernel_overflows),
+        );
+        counter("publishes", "Maps published.", c.publishes);
+        counter("collisions", "Node id collisions seen.", m.collisions);
+        counter(
+            "duplicates",
+            "Messages from a second live node with one address.",
+            m.duplicates,
+        );
+        counter("stale", "Messages older than what the map has.", m.stale);
+        counter(
+            "expired",
+            "Nodes dropped after their hold time and probes.",
+            m.expired,
+        );
+        counter(
+            "auth_failed",
+            "Signed messages with a wrong MAC.",
+            c.auth_failed,
+        );
+        counter("unsigned", "Unsigned messages.", c.unsigned);
+        counter(
+            "replayed",
+            "Authenticated messages that were not new.",
+            c.replayed,
+        );
+        counter(
+            "unknown_key",
+            "Messages signed with an unknown key id.",
+            c.unknown_key,
+        );
+        counter(
+            "spoofed",
+            "Messages whose source address does not fit.",
+            c.spoofed,
+        );
+        counter(
+            "not_member",
+            "SYNCs from nodes not in the map.",
+            c.not_member,
+        );
+        let setpe = self.io.kernel.runs();
+        let hook = self
+            .io
+            .hook
+            .as_ref()
+            .map(|h| h.program.runs)
+            .unwrap_or_default();
+        counter("setpe_runs", "setpe runs started.", setpe.started);
+        counter(
+            "setpe_failures",
+            "setpe runs that failed, timed out or did not start.",
+            setpe.failed + setpe.timed_out + setpe.not_started,
+        );
+        counter("hook_runs", "--on-change runs started.", hook.started);
+        counter(
+            "hook_failures",
+            "--on-change runs that failed, timed out or did not start.",
+            hook.failed + hook.timed_out + hook.not_started,
+        );
+        counter(
+            "child_timeouts",
+            "Child programs killed after their time ran out.",
+            setpe.timed_out + hook.timed_out,
+        );
+        for e in ParseError::ALL {
+            let _ = out.push(Stat {
+                reason: Some(e.name()),
+                ..Stat::new(
+                    "dropped",
+                    "Malformed datagrams dropped, by reason.",
+                    c.dropped[e.index()],
+                )
+            });
+        }
+        let mut gauge = |name, help, value| {
+            let _ = out.push(Stat {
+                gauge: true,
+                ..Stat::new(name, help, value)
+            });
+        };
+        gauge(
+            "nodes",
+            "Nodes in the map, this one included.",
+            self.core.map().len() as u64,
+        );
+        gauge(
+            "interval_milliseconds",
+            "This node's announcement interval.",
+            u64::from(self.core.interval_ms()),
+        );
+        gauge(
+            "uptime_seconds",
+            "Seconds since the daemon started.",
+            now_ms.saturating_sub(self.started_ms) / 1000,
+        );
+        out
     }
 
     /// Logs the counters (SIGUSR1, and at exit).
@@ -1148,7 +1591,14 @@ pub fn absolutize(cfg: &mut Config) -> io::Result<()> {
             *p = cwd.join(&*p);
         }
     }
-    for p in [&mut cfg.pid_file, &mut cfg.key_file].into_iter().flatten() {
+    let optional = [
+        &mut cfg.pid_file,
+        &mut cfg.key_file,
+        &mut cfg.control_socket,
+        &mut cfg.metrics_file,
+        &mut cfg.on_change,
+    ];
+    for p in optional.into_iter().flatten() {
         if p.is_relative() {
             *p = cwd.join(&*p);
         }

@@ -4,7 +4,9 @@
 //! fuzz targets use; `src/main.rs` only parses the command line and starts it.
 
 pub mod auth;
+pub mod child;
 pub mod cli;
+pub mod control;
 pub mod daemon;
 pub mod log;
 pub mod map;

@@ -95,11 +95,17 @@ pub enum Limit {
     Joined,
     /// The key file was re-read (SIGHUP), or could not be.
     Keys,
+    /// A line a child program (setpe, the --on-change program) wrote.
+    ChildOutput,
+    /// A child program failed or was killed.
+    ChildFailed,
+    /// The control socket or the metrics file failed.
+    Status,
 }
 
 impl Limit {
     /// Number of kinds (and of rate-limit slots).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 19;
 }
 
 /// A fixed buffer implementing `fmt::Write` that truncates instead of failing,
@@ -570,6 +576,11 @@ pub fn init(sink: Sink) {
 /// Switches the sink, e.g. to syslog after daemonizing.
 pub fn set_sink(sink: Sink) {
     global().set_sink(sink);
+}
+
+/// Where log lines go now.
+pub fn sink() -> Sink {
+    global().sink()
 }
 
 /// Turns `debug!` output on or off (off by default).

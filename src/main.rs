@@ -1,18 +1,41 @@
 //! `omdiscd`: command line and start-up. Everything else is in the library.
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use omdiscd::cli::{self, Command};
+use omdiscd::control::{self, Request, StatsFormat, View};
 use omdiscd::daemon::{self, Daemon, StartError};
 use omdiscd::log::{self, Sink};
+use omdiscd::sys::{self, Starter};
 use omdiscd::{error, mapfile};
 
 /// `--dump`'s exit status for a map whose writer is not running.
 const EXIT_STALE_MAP: u8 = 4;
 
 fn main() -> ExitCode {
-    let command = match cli::parse(std::env::args_os().skip(1)) {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let command = match cli::parse(args.iter().cloned()) {
+        Ok(Command::Run(cfg)) if cfg.cmdline => {
+            // The kernel command line's settings, then ours again on top.
+            let path = cfg.proc_root.join("cmdline");
+            match omdiscd::procfs::read_cmdline(&path) {
+                Ok(line) => cli::parse_with_kernel(&line, args),
+                Err(e) => {
+                    eprintln!(
+                        "omdiscd: cannot read the kernel command line {}: {} (is /proc mounted?)",
+                        path.display(),
+                        sys::IoErr(&e)
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        other => other,
+    };
+    let command = match command {
         Ok(c) => c,
         Err(e) => {
             eprintln!("omdiscd: {e}");
@@ -29,13 +52,47 @@ fn main() -> ExitCode {
             println!("omdiscd {}", daemon::VERSION);
             ExitCode::SUCCESS
         }
-        Command::Dump { map_file } => dump(&map_file),
-        Command::Run(cfg) => run(cfg),
+        Command::Dump {
+            map_file,
+            control,
+            view,
+        } => dump(&map_file, &control, view),
+        Command::Stats { control, format } => stats(&control, format),
+        Command::Run(cfg) => run(*cfg),
     }
 }
 
-/// `--dump`: the published map in the layout of the original `showmap`.
-fn dump(path: &std::path::Path) -> ExitCode {
+/// Writes `bytes` to standard output; false if that failed.
+fn print_all(bytes: &[u8]) -> bool {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush()).is_ok()
+}
+
+/// `--stats`: the running daemon's counters.
+fn stats(control: &Path, format: StatsFormat) -> ExitCode {
+    match control::ask(control, Request::Stats(format)) {
+        Ok(answer) if print_all(&answer) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!(
+                "omdiscd: no omdiscd answers on {}: {} (is it running? see --control-socket)",
+                control.display(),
+                sys::IoErr(&e)
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--dump`: the map, from the running daemon, else from the map file.
+fn dump(path: &Path, control: &Path, view: View) -> ExitCode {
+    if let Ok(answer) = control::ask(control, Request::Show(view)) {
+        return if print_all(&answer) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let bytes = match omdiscd::procfs::read_map_file(path) {
         Ok(b) => b,
         Err(e) => {
@@ -46,37 +103,41 @@ fn dump(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match mapfile::parse(&bytes) {
+    let map = match mapfile::parse(&bytes) {
         Ok(map) if map.ranges.is_empty() => {
             eprintln!(
                 "omdiscd: the map file {} lists no node (omdiscd always writes its own)",
                 path.display()
             );
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
-        Ok(map) => {
-            let mut out = std::io::stdout().lock();
-            if out.write_all(mapfile::showmap(&map).as_bytes()).is_err() {
-                return ExitCode::FAILURE;
-            }
-            // A map whose writer is gone is what a stopped daemon left.
-            match map.writer {
-                Some(w) if !omdiscd::sys::process_exists(w.pid) => {
-                    eprintln!(
-                        "omdiscd: warning: the map file {} is stale: the omdiscd that wrote it (PID {}) is not running; it was written {} s after 1970",
-                        path.display(),
-                        w.pid,
-                        w.time_s
-                    );
-                    ExitCode::from(EXIT_STALE_MAP)
-                }
-                _ => ExitCode::SUCCESS,
-            }
-        }
+        Ok(map) => map,
         Err(e) => {
             eprintln!("omdiscd: malformed map file {}: {e}", path.display());
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let text = match view {
+        View::Showmap => mapfile::showmap(&map),
+        View::Map => String::from_utf8_lossy(&bytes).into_owned(),
+        View::Hosts => mapfile::hosts(&map),
+        View::Json => mapfile::json(&map),
+    };
+    if !print_all(text.as_bytes()) {
+        return ExitCode::FAILURE;
+    }
+    // A map whose writer is gone is what a stopped daemon left.
+    match map.writer {
+        Some(w) if !sys::process_exists(w.pid) => {
+            eprintln!(
+                "omdiscd: warning: the map file {} is stale: the omdiscd that wrote it (PID {}) is not running; it was written {} s after 1970",
+                path.display(),
+                w.pid,
+                w.time_s
+            );
+            ExitCode::from(EXIT_STALE_MAP)
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 
@@ -84,7 +145,7 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
     if cfg.daemonize {
         // A daemon must not keep its starter's pipes or files open (a
         // caller waiting for end-of-file would hang).
-        omdiscd::sys::close_inherited_fds();
+        sys::close_inherited_fds();
     }
     log::init(if cfg.daemonize {
         Sink::Syslog
@@ -93,30 +154,28 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
     });
     log::set_debug(cfg.debug);
     if let Err(e) = daemon::absolutize(&mut cfg) {
-        error!("cannot read the current directory: {e}");
-        return ExitCode::FAILURE;
+        return start_failed(None, 1, &format!("cannot read the current directory: {e}"));
     }
     let mut daemon = match Daemon::new(&cfg) {
         Ok(d) => d,
-        Err(e) => {
-            report_start_error(&e, cfg.daemonize);
-            return ExitCode::from(e.exit_status());
-        }
+        Err(e) => return start_failed(None, e.exit_status(), &e.to_string()),
     };
+    // Without -n the starter waits until the daemon announces or fails.
+    let mut starter = None;
     if cfg.daemonize {
-        if let Err(e) = omdiscd::sys::daemonize() {
-            error!("cannot become a daemon: {e}");
-            return ExitCode::FAILURE;
+        match sys::daemonize() {
+            Ok(s) => starter = Some(s),
+            Err(e) => return start_failed(None, 1, &format!("cannot become a daemon: {e}")),
         }
         if let Err(e) = daemon.rewrite_pid() {
             error!("writing the PID into the lock file: {e}");
         }
     }
     if let Err(e) = daemon.start() {
-        error!("cannot take over the signals: {e}");
-        return ExitCode::FAILURE;
+        let text = StartError::Io("taking over the signals", e).to_string();
+        return start_failed(starter, 1, &text);
     }
-    match daemon.run() {
+    match daemon.run(starter) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("event loop failed: {e}");
@@ -125,14 +184,22 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
     }
 }
 
-/// Start-up failures go to the log; as a daemon also to the terminal, which
-/// is still ours at that point.
-fn report_start_error(e: &StartError, daemonize: bool) {
-    let text = e.to_string();
+/// A start-up failure: on standard error with the `omdiscd:` prefix in
+/// every mode (through the starter once daemonized), and in the log as a
+/// daemon.
+fn start_failed(starter: Option<Starter>, status: u8, text: &str) -> ExitCode {
     for line in text.lines() {
-        error!("{line}");
-        if daemonize {
-            eprintln!("omdiscd: {line}");
+        if log::sink() == Sink::Syslog {
+            error!("{line}");
         }
     }
+    match starter {
+        Some(s) => s.failed(status, text),
+        None => {
+            for line in text.lines() {
+                eprintln!("omdiscd: {line}");
+            }
+        }
+    }
+    ExitCode::from(status)
 }

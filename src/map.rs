@@ -65,6 +65,36 @@ struct Slot {
     left: bool,
     /// A duplicate of this address was reported for `rival_incarnation`.
     rival_reported: bool,
+    /// How this incarnation came into the map: a [`Via`] as a number (the
+    /// table is allocated zeroed).
+    via: u8,
+}
+
+/// How a node came into the map (shown by `--dump --format json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// This node.
+    Own,
+    /// Its own announcement, heard directly.
+    Announce,
+    /// A member's map (a SYNC answer).
+    Sync,
+    /// Its announcement, relayed by a gateway.
+    Relay,
+}
+
+impl Via {
+    const ALL: [Via; 4] = [Via::Own, Via::Announce, Via::Sync, Via::Relay];
+
+    /// The name `--dump --format json` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Own => "self",
+            Via::Announce => "announce",
+            Via::Sync => "sync",
+            Via::Relay => "relay",
+        }
+    }
 }
 
 /// A fixed bit per node id; iterates set ids in ascending order.
@@ -279,6 +309,8 @@ pub struct Node {
     /// (LEAVE) rather than by expiry.
     pub departed_ms: u64,
     pub said_goodbye: bool,
+    /// How it came into the map.
+    pub via: Via,
 }
 
 impl Node {
@@ -689,6 +721,7 @@ impl ClusterMap {
         };
         self.replace(id, &a, now_ms);
         self.slots[id as usize].sequence_unknown = true;
+        self.slots[id as usize].via = Via::Sync as u8;
         self.insert_live(id);
         AnnounceOutcome::Joined
     }
@@ -897,6 +930,12 @@ impl ClusterMap {
             seen: u64::MAX,
             rival_incarnation,
             rival_sequence,
+            // Heard through a relay, a node comes without its interval.
+            via: if a.probe_ms == 0 {
+                Via::Relay
+            } else {
+                Via::Announce
+            } as u8,
             ..Slot::new_zeroed()
         };
         set_aliases(slot, a.aliases);
@@ -929,6 +968,11 @@ impl ClusterMap {
             probe_ms: s.probe_ms,
             departed_ms: s.departed_ms,
             said_goodbye: s.left,
+            via: if id == self.own {
+                Via::Own
+            } else {
+                Via::ALL[usize::from(s.via) % Via::ALL.len()]
+            },
         }
     }
 

@@ -49,6 +49,29 @@ pub fn render<W: Write>(
     writer: Option<Writer>,
     out: &mut W,
 ) -> fmt::Result {
+    head(map, version, writer, out)?;
+    let own = map.own_node();
+    range_line(out, &own, 1)?;
+    let mut after = None;
+    while let Some((first, count)) = next_range(map, after) {
+        range_line(out, &first, count)?;
+        after = Some(first.id + (count - 1) as NodeId);
+    }
+    for node in map.iter() {
+        for alias in node.aliases() {
+            alias_line(out, node.id, alias)?;
+        }
+    }
+    Ok(())
+}
+
+/// The comment lines that start a map file.
+pub(crate) fn head<W: Write>(
+    map: &ClusterMap,
+    version: &str,
+    writer: Option<Writer>,
+    out: &mut W,
+) -> fmt::Result {
     let own = map.own_node();
     writeln!(
         out,
@@ -58,33 +81,77 @@ pub fn render<W: Write>(
         writeln!(out, "{WRITER_TAG} pid {} time {}", w.pid, w.time_s)?;
     }
     writeln!(out, "{THIS_NODE_TAG} {} {}", own.id, own.addr)?;
-    writeln!(out, "# nodes: {}", map.len())?;
-    let mut run: Option<(Node, u32)> = None;
-    for node in map.iter() {
-        if node.id == own.id {
-            writeln!(out, "{} {} 1", node.id, node.addr)?;
-            continue;
+    writeln!(out, "# nodes: {}", map.len())
+}
+
+/// The next range of the other nodes after id `after`: its first node and
+/// how many consecutive ids at consecutive addresses it holds (this node
+/// is listed on its own, first).
+pub(crate) fn next_range(map: &ClusterMap, after: Option<NodeId>) -> Option<(Node, u32)> {
+    let own = map.own_id();
+    let mut nodes = map.iter_after(after).filter(|n| n.id != own);
+    let first = nodes.next()?;
+    let mut count = 1u32;
+    for node in nodes {
+        let next_id = first.id as u32 + count;
+        let next_addr = u32::from(first.addr).checked_add(count);
+        if node.id as u32 != next_id || next_addr != Some(u32::from(node.addr)) {
+            break;
         }
-        if let Some((first, count)) = &mut run {
-            let next_id = first.id as u32 + *count;
-            let next_addr = u32::from(first.addr).checked_add(*count);
-            if node.id as u32 == next_id && next_addr == Some(u32::from(node.addr)) {
-                *count += 1;
-                continue;
-            }
-            writeln!(out, "{} {} {}", first.id, first.addr, count)?;
-        }
-        run = Some((node, 1));
+        count += 1;
     }
-    if let Some((first, count)) = run {
-        writeln!(out, "{} {} {}", first.id, first.addr, count)?;
+    Some((first, count))
+}
+
+/// `FIRST-ID ADDRESS COUNT`.
+pub(crate) fn range_line<W: Write>(out: &mut W, first: &Node, count: u32) -> fmt::Result {
+    writeln!(out, "{} {} {}", first.id, first.addr, count)
+}
+
+/// `ID ADDRESS ALIAS`.
+pub(crate) fn alias_line<W: Write>(out: &mut W, id: NodeId, alias: Ipv4Addr) -> fmt::Result {
+    writeln!(out, "{id} {alias} ALIAS")
+}
+
+/// A `showmap` row.
+pub(crate) fn showmap_row<W: Write>(
+    out: &mut W,
+    first: NodeId,
+    addr: &dyn fmt::Display,
+    count: u32,
+) -> fmt::Result {
+    // Padded as a whole: the id and the address are formatted first.
+    let id = Padded::<12>::of(format_args!("0x{first:04x}"));
+    let addr = Padded::<16>::of(format_args!("{addr}"));
+    writeln!(out, "{id} {addr} {count}")
+}
+
+/// The lines `showmap` starts with.
+pub(crate) fn showmap_head<W: Write>(out: &mut W, own_id: NodeId) -> fmt::Result {
+    writeln!(out, "My Node-Id: 0x{own_id:04x}")?;
+    writeln!(out)?;
+    writeln!(out, "Base Node-Id Address          Count")?;
+    writeln!(out, "------------ ---------------- -----")
+}
+
+/// Text formatted into a fixed buffer and padded to `N` columns when shown,
+/// without allocating.
+struct Padded<const N: usize> {
+    buf: heapless::String<256>,
+}
+
+impl<const N: usize> Padded<N> {
+    fn of(args: fmt::Arguments<'_>) -> Self {
+        let mut buf = heapless::String::new();
+        let _ = buf.write_fmt(args);
+        Padded { buf }
     }
-    for node in map.iter() {
-        for alias in node.aliases() {
-            writeln!(out, "{} {} ALIAS", node.id, alias)?;
-        }
+}
+
+impl<const N: usize> fmt::Display for Padded<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<N$}", self.buf.as_str())
     }
-    Ok(())
 }
 
 /// Why a node left, for the change log: ` (goodbye)` or ` (expired after
@@ -368,20 +435,97 @@ fn is_address(s: &str) -> bool {
 pub fn showmap(map: &ParsedMap) -> String {
     let own_id = map.own.as_ref().map_or(0, |(id, _)| *id);
     let mut out = String::new();
-    let _ = writeln!(out, "My Node-Id: 0x{own_id:04x}");
-    out.push('\n');
-    out.push_str("Base Node-Id Address          Count\n");
-    out.push_str("------------ ---------------- -----\n");
+    let _ = showmap_head(&mut out, own_id);
     let holds_own = |r: &RangeLine| {
         own_id != 0 && (r.first as u32..r.first as u32 + r.count).contains(&(own_id as u32))
     };
     let own_first = map.ranges.iter().filter(|r| holds_own(r));
     let rest = map.ranges.iter().filter(|r| !holds_own(r));
     for r in own_first.chain(rest) {
-        let id = format!("0x{:04x}", r.first);
-        let _ = writeln!(out, "{id:<12} {:<16} {}", r.addr, r.count);
+        let _ = showmap_row(&mut out, r.first, &r.addr, r.count);
     }
     out
+}
+
+/// Every node of a parsed map, this node first: id and address (the
+/// addresses of a range counted up from its first; a host name is not).
+fn nodes_of(map: &ParsedMap) -> impl Iterator<Item = (NodeId, String)> + '_ {
+    let own_id = map.own.as_ref().map_or(0, |(id, _)| *id);
+    let holds_own = move |r: &&RangeLine| {
+        own_id != 0 && (r.first as u32..r.first as u32 + r.count).contains(&(own_id as u32))
+    };
+    let ordered = map
+        .ranges
+        .iter()
+        .filter(holds_own)
+        .chain(map.ranges.iter().filter(move |r| !holds_own(r)));
+    ordered.flat_map(|r| {
+        let ip = r.addr.parse::<Ipv4Addr>().ok();
+        (0..r.count).map(move |i| {
+            let addr = match ip {
+                Some(ip) => Ipv4Addr::from(u32::from(ip) + i).to_string(),
+                None => r.addr.clone(),
+            };
+            (r.first + i as NodeId, addr)
+        })
+    })
+}
+
+/// `--dump --format hosts` from a map file: one address per line.
+pub fn hosts(map: &ParsedMap) -> String {
+    let mut out = String::new();
+    for (_, addr) in nodes_of(map) {
+        out.push_str(&addr);
+        out.push('\n');
+    }
+    out
+}
+
+/// `--dump --format json` from a map file: what a map file knows (ids,
+/// addresses, aliases); the running daemon's answer has more.
+pub fn json(map: &ParsedMap) -> String {
+    let own_id = map.own.as_ref().map_or(0, |(id, _)| *id);
+    let own_addr = map.own.as_ref().map_or("", |(_, a)| a.as_str());
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{{\"source\":\"map-file\",\"node_id\":{own_id},\"address\":{},\"nodes\":[",
+        Json(own_addr)
+    );
+    for (i, (id, addr)) in nodes_of(map).enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(
+            out,
+            "{sep}\n{{\"id\":{id},\"address\":{},\"aliases\":[",
+            Json(&addr)
+        );
+        let aliases = map.aliases.iter().filter(|(a, _)| *a == id);
+        for (j, (_, alias)) in aliases.enumerate() {
+            let sep = if j == 0 { "" } else { "," };
+            let _ = write!(out, "{sep}{}", Json(alias));
+        }
+        out.push_str("]}");
+    }
+    out.push_str("\n]}\n");
+    out
+}
+
+/// A string as a JSON string literal, quotes included.
+pub struct Json<'a>(pub &'a str);
+
+impl fmt::Display for Json<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
+    }
 }
 
 /// The fuzz invariant for the map file parser: never panics, and what it

@@ -4,12 +4,13 @@
 //! fsync, rename, fsync of the directory) so a reader never sees a torn file.
 //! Everything needed is prepared at start-up: publishing allocates nothing.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::child::{Ended, Environment, Program, Runs, CHILD_TIMEOUT_MS};
 use crate::map::{ClusterMap, NodeId};
 use crate::mapfile;
 use crate::sys::{cvt, cvt_r, write_all_fd};
@@ -31,6 +32,17 @@ pub const MAX_MAP_FILE_BYTES: u64 = 16 << 20;
 /// hang, nor a device such as `/dev/zero`, which never ends), and at most
 /// [`MAX_MAP_FILE_BYTES`]. Start-up and `--dump` only: it allocates.
 pub fn read_map_file(path: &Path) -> io::Result<Vec<u8>> {
+    read_regular(path, MAX_MAP_FILE_BYTES)
+}
+
+/// The kernel command line (`/proc/cmdline`, 4 KiB at most), for
+/// `--cmdline`.
+pub fn read_cmdline(path: &Path) -> io::Result<Vec<u8>> {
+    read_regular(path, 4096)
+}
+
+/// Reads the regular file at `path`, refusing one larger than `max` bytes.
+fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
@@ -43,12 +55,16 @@ pub fn read_map_file(path: &Path) -> io::Result<Vec<u8>> {
     if !meta.is_file() {
         return Err(invalid("not a regular file".to_string()));
     }
-    if meta.len() > MAX_MAP_FILE_BYTES {
-        let why = format!("larger than {} MiB", MAX_MAP_FILE_BYTES >> 20);
+    if meta.len() > max {
+        let why = if max >= 1 << 20 {
+            format!("larger than {} MiB", max >> 20)
+        } else {
+            format!("larger than {max} bytes")
+        };
         return Err(invalid(why));
     }
     let mut bytes = Vec::new();
-    file.take(MAX_MAP_FILE_BYTES).read_to_end(&mut bytes)?;
+    file.take(max).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
@@ -289,6 +305,8 @@ pub enum KernelError {
     Spawn(i32),
     /// setpe exited with this status (or was killed: 128 + signal).
     Setpe(i32),
+    /// setpe ran longer than [`CHILD_TIMEOUT_MS`] and was killed.
+    Timeout,
 }
 
 impl fmt::Display for KernelError {
@@ -301,20 +319,26 @@ impl fmt::Display for KernelError {
                 write!(f, "starting setpe: {}", crate::sys::Errno(e))
             }
             KernelError::Setpe(s) => write!(f, "setpe -w failed with status {s}"),
+            KernelError::Timeout => write!(
+                f,
+                "setpe -w ran longer than {} s and was killed",
+                CHILD_TIMEOUT_MS / 1000
+            ),
         }
     }
 }
 
 /// Hands the map to an openMosix 2.4 kernel: the node id to `mospe`, the map
 /// through `setpe -w -f MAPFILE` (its binary format is undocumented, so we
-/// never write it ourselves). One setpe at a time; a change during a run is
-/// loaded by a second run when the first ends.
+/// never write it ourselves). One setpe at a time, killed after
+/// [`CHILD_TIMEOUT_MS`]; a change during a run is loaded by a second run
+/// when the first ends.
 pub struct Kernel {
     backend: Backend,
+    proc_root: PathBuf,
     mospe: CString,
-    /// `setpe -w -f MAPFILE`, owned so the pointers in `argv` stay valid.
-    args: [CString; 4],
-    child: Option<libc::pid_t>,
+    setpe: Program,
+    env: Environment,
     rerun: bool,
     written_id: Option<NodeId>,
 }
@@ -327,12 +351,13 @@ impl Kernel {
         setpe: &Path,
         map_file: &Path,
     ) -> io::Result<Kernel> {
-        let c = |s: &str| CString::new(s).expect("static argument");
+        let args = [OsStr::new("-w"), OsStr::new("-f"), map_file.as_os_str()];
         Ok(Kernel {
             backend,
+            proc_root: proc_root.to_path_buf(),
             mospe: cstring(&proc_root.join("hpc/admin/mospe"))?,
-            args: [cstring(setpe)?, c("-w"), c("-f"), cstring(map_file)?],
-            child: None,
+            setpe: Program::new("setpe", setpe, &args)?,
+            env: Environment::new(0),
             rerun: false,
             written_id: None,
         })
@@ -343,13 +368,35 @@ impl Kernel {
         self.backend
     }
 
+    /// Looks for the kernel's interface again (procfs may have been mounted
+    /// since, as in an initramfs); true if the backend changed.
+    pub fn redetect(&mut self) -> bool {
+        let now = Backend::detect(&self.proc_root);
+        if now == self.backend {
+            return false;
+        }
+        self.backend = now;
+        self.written_id = None;
+        true
+    }
+
     /// A setpe run is in progress.
     pub fn busy(&self) -> bool {
-        self.child.is_some()
+        self.setpe.busy()
+    }
+
+    /// setpe's runs.
+    pub fn runs(&self) -> Runs {
+        self.setpe.runs
+    }
+
+    /// When a running setpe is killed.
+    pub fn deadline(&self) -> Option<u64> {
+        self.setpe.deadline()
     }
 
     /// Publishes this node's id and starts loading the map file (already written).
-    pub fn publish(&mut self, own_id: NodeId) -> Result<(), KernelError> {
+    pub fn publish(&mut self, own_id: NodeId, now_ms: u64) -> Result<(), KernelError> {
         if self.backend != Backend::OpenMosix24 {
             return Ok(());
         }
@@ -357,56 +404,38 @@ impl Kernel {
             self.write_mospe(own_id).map_err(KernelError::Mospe)?;
             self.written_id = Some(own_id);
         }
-        if self.child.is_some() {
+        if self.setpe.busy() {
             self.rerun = true;
             return Ok(());
         }
-        self.spawn_setpe().map_err(KernelError::Spawn)
+        self.spawn_setpe(now_ms)
     }
 
-    /// Called on SIGCHLD: collects a finished setpe. Returns its result, if it ended.
-    pub fn reap(&mut self) -> Option<Result<(), KernelError>> {
-        let pid = self.child?;
-        let mut status = 0;
-        // SAFETY: status is a valid out-pointer; pid is our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == 0 {
-            return None;
-        }
-        self.child = None;
-        // r < 0: the child was already reaped elsewhere; nothing to report.
-        let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-        let result = if r < 0 || exited_ok {
-            Ok(())
-        } else if libc::WIFSIGNALED(status) {
-            Err(KernelError::Setpe(128 + libc::WTERMSIG(status)))
-        } else {
-            Err(KernelError::Setpe(libc::WEXITSTATUS(status)))
+    /// Collects a finished setpe (on SIGCHLD), or kills one past its
+    /// deadline. Returns its result, if it ended.
+    pub fn poll(&mut self, now_ms: u64) -> Option<Result<(), KernelError>> {
+        let result = match self.setpe.poll(now_ms)? {
+            Ended::Ok => Ok(()),
+            Ended::Failed(status) => Err(KernelError::Setpe(status)),
+            Ended::TimedOut => Err(KernelError::Timeout),
         };
         if self.rerun {
             self.rerun = false;
-            if let Err(e) = self.spawn_setpe() {
-                return Some(Err(KernelError::Spawn(e)));
+            if let Err(e) = self.spawn_setpe(now_ms) {
+                return Some(Err(e));
             }
         }
         Some(result)
     }
 
-    /// Waits for a running setpe (at exit), at most `timeout_ms`.
+    /// Waits for a running setpe (at exit), at most `timeout_ms`, then kills it.
     pub fn finish(&mut self, timeout_ms: u64) -> Option<Result<(), KernelError>> {
-        let deadline = crate::sys::monotonic_ms() + timeout_ms;
-        while self.child.is_some() {
-            if let Some(r) = self.reap() {
-                if self.child.is_none() {
-                    return Some(r);
-                }
-            }
-            if crate::sys::monotonic_ms() >= deadline {
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        self.rerun = false;
+        match self.setpe.finish(timeout_ms)? {
+            Ended::Ok => Some(Ok(())),
+            Ended::Failed(status) => Some(Err(KernelError::Setpe(status))),
+            Ended::TimedOut => Some(Err(KernelError::Timeout)),
         }
-        None
     }
 
     fn write_mospe(&self, id: NodeId) -> Result<(), i32> {
@@ -433,45 +462,10 @@ impl Kernel {
         }
     }
 
-    fn spawn_setpe(&mut self) -> Result<(), i32> {
-        let argv: [*mut libc::c_char; 5] = [
-            self.args[0].as_ptr() as *mut _,
-            self.args[1].as_ptr() as *mut _,
-            self.args[2].as_ptr() as *mut _,
-            self.args[3].as_ptr() as *mut _,
-            std::ptr::null_mut(),
-        ];
-        let mut pid: libc::pid_t = 0;
-        // SAFETY: attr and the signal set are initialised before use and
-        // destroyed after; argv is NUL-terminated and points into `self.args`,
-        // alive for the call; environ is the process environment.
-        let r = unsafe {
-            let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-            libc::posix_spawnattr_init(&mut attr);
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            // The daemon blocks its signals for signalfd; setpe must not inherit that.
-            libc::posix_spawnattr_setsigmask(&mut attr, &none);
-            libc::posix_spawnattr_setflags(&mut attr, libc::POSIX_SPAWN_SETSIGMASK as _);
-            extern "C" {
-                static environ: *const *mut libc::c_char;
-            }
-            let r = libc::posix_spawn(
-                &mut pid,
-                argv[0],
-                std::ptr::null(),
-                &attr,
-                argv.as_ptr(),
-                environ,
-            );
-            libc::posix_spawnattr_destroy(&mut attr);
-            r
-        };
-        if r != 0 {
-            return Err(r);
-        }
-        self.child = Some(pid);
-        Ok(())
+    fn spawn_setpe(&mut self, now_ms: u64) -> Result<(), KernelError> {
+        self.setpe
+            .start(now_ms, self.env.envp())
+            .map_err(|e| KernelError::Spawn(e.raw_os_error().unwrap_or(libc::EIO)))
     }
 }
 
@@ -659,7 +653,7 @@ mod tests {
     fn wait_reaped(k: &mut Kernel) -> Result<(), KernelError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            if let Some(r) = k.reap() {
+            if let Some(r) = k.poll(crate::sys::monotonic_ms()) {
                 if !k.busy() {
                     return r;
                 }
@@ -687,7 +681,7 @@ mod tests {
         let map_file = root.join("openmosix.map");
         let mut k = Kernel::new(Backend::detect(&root), &root, &setpe, &map_file).unwrap();
         assert_eq!(k.backend(), Backend::OpenMosix24);
-        k.publish(2780).unwrap();
+        k.publish(2780, crate::sys::monotonic_ms()).unwrap();
         assert_eq!(wait_reaped(&mut k), Ok(()));
         assert_eq!(
             std::fs::read_to_string(root.join("hpc/admin/mospe")).unwrap(),
@@ -709,7 +703,7 @@ mod tests {
         let map_file = root.join("openmosix.map");
         let missing = root.join("no-such-setpe");
         let mut k = Kernel::new(Backend::OpenMosix24, &root, &missing, &map_file).unwrap();
-        assert_eq!(k.publish(1), Err(KernelError::Spawn(libc::ENOENT)));
+        assert_eq!(k.publish(1, 0), Err(KernelError::Spawn(libc::ENOENT)));
         let failing = root.join("setpe");
         std::fs::write(&failing, "#!/bin/sh\nexit 3\n").unwrap();
         std::fs::set_permissions(
@@ -718,12 +712,74 @@ mod tests {
         )
         .unwrap();
         let mut k = Kernel::new(Backend::OpenMosix24, &root, &failing, &map_file).unwrap();
-        k.publish(1).unwrap();
+        k.publish(1, crate::sys::monotonic_ms()).unwrap();
         assert_eq!(wait_reaped(&mut k), Err(KernelError::Setpe(3)));
         std::fs::remove_file(root.join("hpc/admin/mospe")).unwrap();
         std::fs::remove_dir_all(root.join("hpc/admin")).unwrap();
         let mut k = Kernel::new(Backend::OpenMosix24, &root, &failing, &map_file).unwrap();
-        assert_eq!(k.publish(1), Err(KernelError::Mospe(libc::ENOENT)));
+        assert_eq!(k.publish(1, 0), Err(KernelError::Mospe(libc::ENOENT)));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_setpe_that_hangs_is_killed_with_its_children_and_the_next_publish_runs_it_again() {
+        let root = temp_dir("om24hang");
+        std::fs::create_dir_all(root.join("hpc/admin")).unwrap();
+        std::fs::write(root.join("hpc/admin/config"), b"").unwrap();
+        std::fs::write(root.join("hpc/admin/mospe"), b"0\n").unwrap();
+        let pids = root.join("pids");
+        let setpe = root.join("setpe");
+        // It starts a grandchild, then hangs; both must die.
+        std::fs::write(
+            &setpe,
+            format!(
+                "#!/bin/sh\nsleep 60 &\necho $! $$ > '{}'\nwait\n",
+                pids.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&setpe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let mut k = Kernel::new(Backend::OpenMosix24, &root, &setpe, &root.join("m")).unwrap();
+        let t0 = crate::sys::monotonic_ms();
+        k.publish(1, t0).unwrap();
+        assert_eq!(k.deadline(), Some(t0 + CHILD_TIMEOUT_MS));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(&pids).map_or(true, |t| !t.ends_with('\n')) {
+            assert!(std::time::Instant::now() < deadline, "setpe never started");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(k.poll(t0 + 1), None, "still running");
+        // A publish meanwhile waits for the run to end.
+        k.publish(1, t0 + 2).unwrap();
+        assert_eq!(k.runs().started, 1);
+        // Its deadline passes (the clock is the caller's).
+        assert_eq!(
+            k.poll(t0 + CHILD_TIMEOUT_MS),
+            Some(Err(KernelError::Timeout))
+        );
+        assert_eq!(k.runs().timed_out, 1);
+        let text = std::fs::read_to_string(&pids).unwrap();
+        for pid in text.split_whitespace() {
+            // Gone, or a zombie waiting for whoever inherited it.
+            let running = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.starts_with(" Z")))
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while running() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "process {pid} of the killed setpe still runs"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        // The publish that waited runs now.
+        assert_eq!(k.runs().started, 2);
+        assert!(k.busy());
+        assert_eq!(k.finish(0), Some(Err(KernelError::Timeout)));
+        assert!(!k.busy());
         std::fs::remove_dir_all(&root).unwrap();
     }
 
@@ -737,7 +793,7 @@ mod tests {
             &root.join("m"),
         )
         .unwrap();
-        assert_eq!(k.publish(5), Ok(()));
+        assert_eq!(k.publish(5, 0), Ok(()));
         assert!(!k.busy());
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -77,6 +77,23 @@ impl Epoll {
         Ok(())
     }
 
+    /// Changes what `fd` (registered with [`Epoll::add`]) waits for.
+    pub fn modify(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        let op = libc::EPOLL_CTL_MOD;
+        // SAFETY: `ev` is a live epoll_event the kernel only reads during the call.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Stops waiting on `fd` (before it is closed).
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        let op = libc::EPOLL_CTL_DEL;
+        // SAFETY: a null event is allowed for EPOLL_CTL_DEL (since Linux 2.6.9).
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, ptr::null_mut()) })?;
+        Ok(())
+    }
+
     /// Waits for events; returns how many entries of `events` were filled.
     ///
     /// `None` waits forever. A signal interrupting the wait is not an error: it
@@ -311,15 +328,32 @@ pub fn getrandom_u64() -> u64 {
     crate::rng::Rng::from_seed(t ^ monotonic_ms().rotate_left(20) ^ (pid << 40)).next_u64()
 }
 
-/// Detaches from the terminal the classic double-fork way: the original process
-/// exits 0, the session leader exits so the daemon can never reacquire a
-/// controlling tty, then cwd is `/`, umask 022 and stdio point at /dev/null.
+/// Detaches from the terminal the classic double-fork way: the session
+/// leader exits so the daemon can never reacquire a controlling tty, then cwd
+/// is `/`, umask 022 and stdio point at /dev/null (or, where there is none,
+/// as in a bare initramfs, at `/` opened read-only, so writes fail harmlessly).
+///
+/// The original process does not exit at once: it waits on a pipe until the
+/// daemon reports through the returned [`Starter`] that it is running (exit
+/// 0) or why it failed (that exit status, the message on its standard error),
+/// and exits 1 if the daemon dies before saying either.
 ///
 /// Must be called before any thread exists (only the calling thread survives a
 /// fork) and before anything is buffered in Rust's stdout (the parents `_exit`
 /// without flushing). Returns only in the daemon (grandchild).
-pub fn daemonize() -> io::Result<()> {
-    fork_and_exit_parent()?;
+pub fn daemonize() -> io::Result<Starter> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a writable array of two ints.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 just returned these two descriptors, owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread exists (see above), so the child is a complete
+    // copy of the process and may go on running Rust code.
+    if cvt(unsafe { libc::fork() })? != 0 {
+        drop(write);
+        wait_for_daemon(read);
+    }
+    drop(read);
     // SAFETY: setsid takes no arguments.
     cvt(unsafe { libc::setsid() })?;
     fork_and_exit_parent()?;
@@ -327,8 +361,11 @@ pub fn daemonize() -> io::Result<()> {
     cvt(unsafe { libc::chdir(c"/".as_ptr()) })?;
     // SAFETY: umask has no preconditions and cannot fail.
     unsafe { libc::umask(0o022) };
-    // SAFETY: the path is a NUL-terminated literal; no mode is needed without O_CREAT.
-    let null = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) })?;
+    // SAFETY: the paths are NUL-terminated literals; no mode is needed without O_CREAT.
+    let null = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) }).or_else(|_| {
+        // SAFETY: as above.
+        cvt(unsafe { libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) })
+    })?;
     for target in 0..=2 {
         // SAFETY: dup2 takes no pointers; replacing stdio is this function's purpose.
         cvt(unsafe { libc::dup2(null, target) })?;
@@ -337,7 +374,64 @@ pub fn daemonize() -> io::Result<()> {
         // SAFETY: `null` was opened above, is not stdio and is closed once.
         cvt(unsafe { libc::close(null) })?;
     }
-    Ok(())
+    Ok(Starter { pipe: write })
+}
+
+/// The original process of [`daemonize`]: relays the daemon's verdict and
+/// exits with it.
+fn wait_for_daemon(pipe: OwnedFd) -> ! {
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    while len < buf.len() {
+        let rest = &mut buf[len..];
+        // SAFETY: `rest` is writable for the `rest.len()` bytes passed.
+        match cvt_r(|| unsafe {
+            libc::read(pipe.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len())
+        }) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n as usize,
+        }
+    }
+    let status = match buf[..len].split_first() {
+        Some((&status, message)) => {
+            for line in message.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let _ = write_all_fd(2, b"omdiscd: ");
+                let _ = write_all_fd(2, line);
+                let _ = write_all_fd(2, b"\n");
+            }
+            status
+        }
+        None => {
+            let _ = write_all_fd(
+                2,
+                b"omdiscd: the daemon exited during start-up; see the system log\n",
+            );
+            1
+        }
+    };
+    // SAFETY: _exit never returns and is always safe to call.
+    unsafe { libc::_exit(i32::from(status)) }
+}
+
+/// The daemon's end of the start-up pipe of [`daemonize`].
+#[derive(Debug)]
+pub struct Starter {
+    pipe: OwnedFd,
+}
+
+impl Starter {
+    /// The daemon is running: its starter exits 0.
+    pub fn ready(self) {
+        let _ = write_all_fd(self.pipe.as_raw_fd(), &[0]);
+    }
+
+    /// The daemon could not start: its starter prints `message` (one or
+    /// more lines) and exits with `status`.
+    pub fn failed(self, status: u8, message: &str) {
+        let fd = self.pipe.as_raw_fd();
+        let _ = write_all_fd(fd, &[status.max(1)]);
+        let _ = write_all_fd(fd, message.as_bytes());
+    }
 }
 
 /// Closes every descriptor above stderr. Called first thing by a daemon,
@@ -656,4 +750,125 @@ pub fn process_exists(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+// ---- child processes ------------------------------------------------------
+
+/// A pipe whose read end is non-blocking, both ends close-on-exec: a child's
+/// output, read by the event loop.
+pub fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a writable array of two ints.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 just returned these two descriptors, owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    cvt(unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) })?;
+    Ok((read, write))
+}
+
+/// Reads what is there from a non-blocking descriptor: `Ok(0)` at end of
+/// file, `Err(WouldBlock)` when nothing is waiting.
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is writable for the `buf.len()` bytes passed.
+    cvt_r(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }).map(|n| n as usize)
+}
+
+/// Starts `argv[0]` with `argv` and `envp` (both NULL-terminated arrays of
+/// pointers to NUL-terminated strings, alive for the call), its stdout and
+/// stderr on `output`, in a process group of its own, with every signal
+/// unblocked, and killed (SIGKILL) if the daemon dies first. Allocates
+/// nothing: between fork and exec the child makes system calls only. A
+/// program that cannot be executed writes why to `output` and exits 127.
+pub fn spawn(
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    output: RawFd,
+) -> io::Result<libc::pid_t> {
+    assert!(argv.last().is_some_and(|p| p.is_null()) && argv.len() >= 2);
+    assert!(envp.last().is_some_and(|p| p.is_null()));
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the daemon has one thread; the child below only makes
+    // async-signal-safe system calls before execve or _exit.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid != 0 {
+        // Also here, so that the group exists before kill_group can run.
+        // SAFETY: setpgid takes integers; the child may have done it already.
+        unsafe { libc::setpgid(pid, pid) };
+        return Ok(pid);
+    }
+    // SAFETY: the child: system calls on integers and on the caller's
+    // arrays, which the fork copied; it never returns from this block.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        // The daemon died between fork and prctl: nobody would kill us.
+        if libc::getppid() != parent {
+            libc::_exit(127);
+        }
+        libc::setpgid(0, 0);
+        let mut none: libc::sigset_t = mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
+        libc::dup2(output, 1);
+        libc::dup2(output, 2);
+        libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
+        let errno = *libc::__errno_location();
+        let mut msg = *b"cannot be executed: errno 0000\n";
+        let mut n = errno.unsigned_abs();
+        for i in (26..30).rev() {
+            msg[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127)
+    }
+}
+
+/// How a child ended: its exit status, or 128 + the signal that killed it.
+/// `None` while it runs.
+pub fn reap(pid: libc::pid_t, block: bool) -> Option<i32> {
+    let mut status = 0;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    // SAFETY: status is a valid out-pointer; pid is our own child.
+    let r = cvt_r(|| unsafe { libc::waitpid(pid, &mut status, flags) });
+    match r {
+        Ok(0) => None,
+        // Reaped already elsewhere: nothing to report.
+        Err(_) => Some(0),
+        Ok(_) if libc::WIFSIGNALED(status) => Some(128 + libc::WTERMSIG(status)),
+        Ok(_) => Some(libc::WEXITSTATUS(status)),
+    }
+}
+
+/// Kills a child's whole process group (it leads one: see [`spawn`]).
+pub fn kill_group(pid: libc::pid_t) {
+    // SAFETY: kill takes integers; a group that is gone gives ESRCH.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+}
+
+/// The process environment, as C strings (read at start-up).
+pub fn environment() -> Vec<&'static std::ffi::CStr> {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    let mut out = Vec::new();
+    // SAFETY: environ is the NULL-terminated array of NUL-terminated strings
+    // libc keeps; the daemon never changes its environment, so the strings
+    // live as long as the process.
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            out.push(std::ffi::CStr::from_ptr(*p));
+            p = p.add(1);
+        }
+    }
+    out
+}
+
+/// Whether `path` is a file this process may execute.
+pub fn executable(path: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: path is NUL-terminated and alive for the call.
+    cvt(unsafe { libc::access(path.as_ptr(), libc::X_OK) })?;
+    Ok(())
 }

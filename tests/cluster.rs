@@ -233,13 +233,15 @@ fn default_route_absent_fails_with_the_original_messages_present_is_used_lost_is
     assert!(lab.ip(na, &["route", "show", "default"]).trim().is_empty());
 
     let (code, out, err) = run_to_exit(&lab, na, "noroute", &["--interval", "0.3"]);
+    // The original's words, on stderr with our prefix, as every start-up
+    // error.
     assert_eq!(
-        out,
-        "Unable to determine address of default interface.  This may happen because there is no default route configured.  Without a default route, an interface must be: Network is unreachable\n\
-         Unable to initialize network.  Exiting.\n",
-        "stderr was {err:?}"
+        err,
+        "omdiscd: Unable to determine address of default interface.  This may happen because there is no default route configured.  Without a default route, an interface must be: Network is unreachable\n\
+         omdiscd: Unable to initialize network.  Exiting.\n",
+        "stdout was {out:?}"
     );
-    assert_eq!(err, "", "nothing on stderr with -n");
+    assert_eq!(out, "", "nothing on stdout");
     assert_eq!(code, Some(1));
     assert!(
         !map_path(&lab, "noroute").exists(),
@@ -321,7 +323,8 @@ fn bad_interfaces_exit_1_and_bad_interface_lists_exit_2_with_the_reason() {
             text.contains(name) && text.contains(why),
             "{what}: {text:?}"
         );
-        assert_eq!(err, "", "{what}: with -n errors go to the log (stdout)");
+        assert_eq!(out, "", "{what}: start-up errors go to stderr");
+        assert!(err.starts_with("omdiscd: "), "{what}: {err:?}");
         assert!(!map_path(&lab, what).exists(), "{what}: published a map");
     };
     one_line("nosuch", &["-i", "nosuch0"], "nosuch0", "no such interface");
@@ -942,6 +945,60 @@ fn daemon_mode_detaches_logs_to_the_kernel_log_and_leaves_on_sigterm() {
     }
 }
 
+#[test]
+fn daemon_mode_without_dev_null_runs_and_its_starter_waits_until_it_announces() {
+    let (lab, _br, nodes) = Lab::flat(2);
+    let (n1, a1) = nodes[0];
+    let (n2, a2) = nodes[1];
+    let peer = start(&lab, n2, a2, "peer", &["-i", "eth0", "--interval", "0.3"]);
+    let map = map_path(&lab, "nonull");
+    let root = empty_proc_root(&lab);
+    let (map_s, root_s) = (map.to_str().unwrap(), root.to_str().unwrap());
+    let kmsg = lab.dir().join("kmsg-nonull");
+    fs::write(&kmsg, "").unwrap();
+    // A /dev with no null device at all, as in a bare initramfs.
+    let script = PRIVATE_DEV.replace("mknod -m 666 /dev/null c 1 3 || : > /dev/null\n", "");
+    assert_ne!(script, PRIVATE_DEV);
+    let args = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-euc",
+        &script,
+        "sh",
+        kmsg.to_str().unwrap(),
+        BIN,
+        "-i",
+        "eth0",
+        "--interval",
+        "0.3",
+        "--map-file",
+        map_s,
+        "--proc-root",
+        root_s,
+    ];
+    let out = lab.exec(n1, &args);
+    assert!(out.status.success(), "{out:?}");
+    // The starter returned only once the daemon had announced: the peer
+    // hears it within an interval (it hears nothing at all if the daemon
+    // died, as it did without /dev/null before).
+    wait_for(
+        Duration::from_secs(2),
+        "the peer lists the daemon",
+        &[&peer],
+        || peer.lists(a1),
+    );
+    let pid = fs::read_to_string(format!("{map_s}.pid")).unwrap();
+    let pid: i32 = pid.trim().parse().unwrap();
+    // SAFETY: signalling a process of our own test namespace.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    wait_for(EXIT_TIMEOUT, "the daemon leaves", &[&peer], || {
+        !peer.lists(a1)
+    });
+}
+
 /// Script for `sh -euc SCRIPT sh KMSG PROGRAM ARGS...` inside `unshare --mount
 /// --propagation private`: mounts an empty tmpfs on /dev (so there is no
 /// /dev/log), with a null device and the file KMSG bind-mounted as /dev/kmsg,
@@ -1151,7 +1208,11 @@ fn two_daemons_on_one_host_are_reported_on_both_sides_and_the_maps_stay_still() 
         .expect("the third exits");
     assert_eq!(status.code(), Some(3), "{}", diag(&[&third]));
     let said = format!("another omdiscd is running (PID {})", first.proc().pid());
-    assert!(third.log().contains(&said), "{}", diag(&[&third]));
+    assert!(
+        third.proc().stderr_text().contains(&said),
+        "{}",
+        diag(&[&third])
+    );
     assert!(first.proc().try_wait().is_none(), "the first runs on");
 }
 

@@ -369,7 +369,7 @@ fn netlink_captures_decode_to_what_the_kernel_said() {
 
 #[test]
 fn cli_seeds_parse_or_fail_as_named() {
-    let run = |cfg: Config| Ok(Command::Run(cfg));
+    let run = |cfg: Config| Ok(Command::Run(Box::new(cfg)));
     let fail = |m: &str| Err(m.to_string());
     let nodaemon = Config {
         daemonize: false,
@@ -417,12 +417,18 @@ fn cli_seeds_parse_or_fail_as_named() {
                 key_file: Some("/k".into()),
                 auth: Mode::Permissive,
                 pid_file: Some("/p".into()),
+                control_socket: Some("/c".into()),
+                metrics_file: Some("/m.prom".into()),
+                on_change: Some("/hook".into()),
+                cmdline: true,
             }),
         ),
         (
             "valid-dump",
             Ok(Command::Dump {
                 map_file: "/tmp/m".into(),
+                control: "/tmp/m.sock".into(),
+                view: omdiscd::control::View::Showmap,
             }),
         ),
         ("valid-help-wins-over-errors", Ok(Command::Help)),
@@ -538,6 +544,21 @@ fn cli_seeds_parse_or_fail_as_named() {
         (
             "bad-dump-with-run-option",
             fail("option '-n' cannot be used with --dump"),
+        ),
+        (
+            "bad-dump-and-stats",
+            fail("options '--dump' and '--stats' exclude each other"),
+        ),
+        (
+            "bad-format-without-command",
+            fail("option '--format' needs --dump or --stats"),
+        ),
+        (
+            "valid-stats",
+            Ok(Command::Stats {
+                control: "/c".into(),
+                format: omdiscd::control::StatsFormat::Prometheus,
+            }),
         ),
         (
             "bad-value-not-utf8",

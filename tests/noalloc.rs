@@ -3,8 +3,9 @@
 //! receives signed announcements (asking for the map, so it answers with
 //! SYNCs), leaves, SYNCs, unsigned, forged and spoofed messages and garbage
 //! over a real socket, checks every MAC, probes and expires nodes,
-//! publishes the map file, logs, and handles signals (SIGHUP re-reads the
-//! key file).
+//! publishes the map file, runs setpe and the `--on-change` program, serves
+//! control socket clients in every format, logs, and handles signals
+//! (SIGHUP re-reads the key file).
 //!
 //! It runs in a network namespace of its own (the test thread unshares
 //! one), on `lo` with 10.77.0.1/16, so that every sender has an address of
@@ -98,6 +99,18 @@ fn the_event_loop_does_not_allocate() {
     )
     .unwrap();
     std::fs::set_permissions(&setpe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // The --on-change program records each run and writes to stderr (logged).
+    let hook = dir.join("hook");
+    let hook_runs = dir.join("hook.runs");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$OMDISCD_NODES $OMDISCD_JOINED\" >> '{}'\necho hook says hello >&2\n",
+            hook_runs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     // The log goes to a file of the test's, read at the end.
     let log_path = dir.join("log");
     let log_file = std::fs::File::create(&log_path).unwrap();
@@ -124,6 +137,7 @@ fn the_event_loop_does_not_allocate() {
         map_file: dir.join("openmosix.map"),
         proc_root: dir.join("proc"),
         setpe: setpe.clone(),
+        on_change: Some(hook),
         ..Config::default()
     };
     let mut daemon = Daemon::new(&cfg).expect("daemon on lo");
@@ -195,6 +209,33 @@ fn the_event_loop_does_not_allocate() {
     let setpe_runs =
         |path: &std::path::Path| std::fs::read_to_string(path).map_or(0, |t| t.lines().count());
     let runs_before = setpe_runs(&calls);
+    let hook_runs_before = setpe_runs(&hook_runs);
+    // Control socket clients, from another thread (not counted), ask for
+    // everything while the loop is watched.
+    let control = dir.join("openmosix.map.sock");
+    let clients = std::thread::spawn(move || {
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            for request in [
+                "showmap",
+                "map",
+                "json",
+                "hosts",
+                "stats",
+                "stats json",
+                "stats prometheus",
+                "bogus",
+            ] {
+                let mut s = std::os::unix::net::UnixStream::connect(&control).unwrap();
+                std::io::Write::write_all(&mut s, format!("{request}\n").as_bytes()).unwrap();
+                let mut answer = String::new();
+                std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+                answers.push(answer);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        answers
+    });
     counting_alloc::reset();
     let mut peak = 0;
     for round in &rounds {
@@ -221,6 +262,15 @@ fn the_event_loop_does_not_allocate() {
     }
     let allocations = counting_alloc::count();
     let len_after_silence = daemon.core().map().len();
+    let answers = clients.join().unwrap();
+    assert!(
+        answers.iter().any(|a| a.matches("\"id\":").count() > 100),
+        "a json map of over 100 nodes was served"
+    );
+    assert!(
+        answers.iter().all(|a| !a.is_empty()),
+        "every request answered"
+    );
 
     // Error paths: the map file cannot be written (a directory stands where
     // its temporary file goes) and setpe cannot be started (gone). Each is
@@ -241,6 +291,14 @@ fn the_event_loop_does_not_allocate() {
     assert!(
         setpe_runs(&calls) > runs_before,
         "setpe ran during the watched window"
+    );
+    assert!(
+        setpe_runs(&hook_runs) > hook_runs_before,
+        "the --on-change program ran during the watched window"
+    );
+    assert!(
+        log_text.contains("on-change program: hook says hello"),
+        "{log_text}"
     );
     assert_eq!(
         std::fs::read_to_string(dir.join("proc/hpc/admin/mospe")).unwrap(),

@@ -9,12 +9,13 @@
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use omdiscd::sys::{daemonize, write_all_fd};
 
 const ENV: &str = "OMDISCD_DAEMONIZE_OUT";
 const TEST_NAME: &str = "daemonize_detaches";
+/// `fail`: the daemon reports a failure; `die`: it exits without a word.
+const MODE: &str = "OMDISCD_DAEMONIZE_MODE";
 
 fn readlink<'a>(path: &CStr, out: &'a mut [u8]) -> &'a str {
     // SAFETY: `path` is NUL-terminated and `out` is writable for its length.
@@ -31,8 +32,14 @@ fn die(code: i32) -> ! {
 fn child(out: &str) -> ! {
     let out = CString::new(out).unwrap();
     let tmp = CString::new(format!("{}.tmp", out.to_str().unwrap())).unwrap();
-    if daemonize().is_err() {
-        die(3);
+    let Ok(starter) = daemonize() else { die(3) };
+    match std::env::var(MODE).as_deref() {
+        Ok("fail") => {
+            starter.failed(3, "first line\nsecond line");
+            die(3)
+        }
+        Ok("die") => die(0),
+        _ => {}
     }
     // SAFETY: these getters have no preconditions.
     let (pid, sid) = unsafe { (libc::getpid(), libc::getsid(0)) };
@@ -59,6 +66,7 @@ fn child(out: &str) -> ! {
         libc::close(fd);
         libc::rename(tmp.as_ptr(), out.as_ptr());
     }
+    starter.ready();
     die(0)
 }
 
@@ -81,17 +89,36 @@ fn daemonize_detaches() {
         .stderr(Stdio::null())
         .status()
         .unwrap();
-    // The original process leaves with _exit(0) right after the first fork.
+    // The original process exits 0 once the daemon says it is ready, which
+    // it does after writing its file.
     assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&out).expect("written before ready");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        if let Ok(text) = std::fs::read_to_string(&out) {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "daemon never wrote {out:?}");
-        std::thread::sleep(Duration::from_millis(5));
+    // A daemon that fails: its starter exits with its status and message.
+    let run = |mode: &str| {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+            .env(ENV, dir.join(mode))
+            .env(MODE, mode)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     };
+    let failed = run("fail");
+    assert_eq!(failed.status.code(), Some(3), "{failed:?}");
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.ends_with("omdiscd: first line\nomdiscd: second line\n"),
+        "{err:?}"
+    );
+    // One that dies without a word: exit 1, and it says so.
+    let died = run("die");
+    assert_eq!(died.status.code(), Some(1), "{died:?}");
+    let err = String::from_utf8_lossy(&died.stderr);
+    assert!(
+        err.ends_with("omdiscd: the daemon exited during start-up; see the system log\n"),
+        "{err:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     let f: Vec<&str> = text.split_whitespace().collect();

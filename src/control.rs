@@ -1,0 +1,775 @@
+//! The control socket's protocol: what a client may ask, and the answers,
+//! rendered in pieces into a fixed buffer so that a map of any size is
+//! served without allocating (see [`Answer`]).
+//!
+//! A client connects, sends one request line and reads to end-of-file. The
+//! request words are [`Request::word`]'s: `showmap`, `map`, `json`, `hosts`,
+//! `stats text`, `stats json`, `stats prometheus`. An unknown request is
+//! answered with one line starting `error:`.
+#![forbid(unsafe_code)]
+
+use std::fmt::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::map::{ClusterMap, Node, NodeId, Via};
+use crate::mapfile;
+use crate::sys::Epoll;
+
+/// How `--dump` shows the map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// The original `showmap` layout.
+    Showmap,
+    /// The map file (setpe) format.
+    Map,
+    /// One JSON object, with one object per node.
+    Json,
+    /// One address per line (MPI host files, pdsh).
+    Hosts,
+}
+
+/// How `--stats` shows the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsFormat {
+    /// `name value` lines.
+    Text,
+    /// One JSON object.
+    Json,
+    /// The Prometheus text exposition format.
+    Prometheus,
+}
+
+/// One request on the control socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Show(View),
+    Stats(StatsFormat),
+}
+
+impl View {
+    /// `--format` values with `--dump`; the first is the default.
+    pub const NAMES: [(&'static str, View); 4] = [
+        ("showmap", View::Showmap),
+        ("map", View::Map),
+        ("json", View::Json),
+        ("hosts", View::Hosts),
+    ];
+}
+
+impl StatsFormat {
+    /// `--format` values with `--stats`; the first is the default.
+    pub const NAMES: [(&'static str, StatsFormat); 3] = [
+        ("text", StatsFormat::Text),
+        ("json", StatsFormat::Json),
+        ("prometheus", StatsFormat::Prometheus),
+    ];
+}
+
+fn name_of<T: PartialEq + Copy>(names: &[(&'static str, T)], v: T) -> &'static str {
+    names.iter().find(|(_, x)| *x == v).map_or("?", |(n, _)| n)
+}
+
+impl Request {
+    /// The request line's words (without the newline).
+    pub fn word(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Request::Show(v) => (name_of(&View::NAMES, v), None),
+            Request::Stats(f) => ("stats", Some(name_of(&StatsFormat::NAMES, f))),
+        }
+    }
+
+    /// Parses a request line (without its newline; a trailing `\r` is
+    /// allowed).
+    pub fn parse(line: &[u8]) -> Option<Request> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = std::str::from_utf8(line).ok()?;
+        let mut words = line.split_ascii_whitespace();
+        let first = words.next()?;
+        let second = words.next();
+        if words.next().is_some() {
+            return None;
+        }
+        if first == "stats" {
+            let f = match second {
+                None => StatsFormat::Text,
+                Some(s) => StatsFormat::NAMES.iter().find(|(n, _)| *n == s)?.1,
+            };
+            return Some(Request::Stats(f));
+        }
+        if second.is_some() {
+            return None;
+        }
+        View::NAMES
+            .iter()
+            .find(|(n, _)| *n == first)
+            .map(|&(_, v)| Request::Show(v))
+    }
+}
+
+/// Largest answer row (a node with all its aliases in JSON).
+const ROW_MAX: usize = 1024;
+
+/// Where answers are rendered before they are written: each write hands the
+/// socket up to this much.
+pub const CHUNK: usize = 16 * 1024;
+
+/// One statistic (see [`Stats`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Snake case, without the `omdiscd_` prefix and the `_total` suffix.
+    pub name: &'static str,
+    /// A `reason` label (for drops), or none.
+    pub reason: Option<&'static str>,
+    pub help: &'static str,
+    pub value: u64,
+    /// A gauge (nodes, uptime) rather than a counter.
+    pub gauge: bool,
+}
+
+impl Stat {
+    /// A counter without a label.
+    pub fn new(name: &'static str, help: &'static str, value: u64) -> Stat {
+        Stat {
+            name,
+            reason: None,
+            help,
+            value,
+            gauge: false,
+        }
+    }
+}
+
+/// Every statistic of the daemon, in a fixed array.
+pub type Stats = heapless::Vec<Stat, 64>;
+
+/// What answers are rendered from.
+pub struct Snapshot<'a> {
+    pub map: &'a ClusterMap,
+    pub now_ms: u64,
+    /// Seconds since 1970, for the map file view's writer line.
+    pub time_s: u64,
+    pub pid: u32,
+    pub version: &'a str,
+    pub stats: &'a Stats,
+}
+
+/// A fixed buffer an answer is rendered into.
+pub struct Chunk {
+    data: Box<[u8; CHUNK]>,
+    len: usize,
+}
+
+impl Chunk {
+    /// Allocates the buffer (at start-up).
+    pub fn new() -> Chunk {
+        Chunk {
+            data: Box::new([0; CHUNK]),
+            len: 0,
+        }
+    }
+
+    /// What was rendered.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends `row` if it fits whole.
+    fn push(&mut self, row: &str) -> bool {
+        let end = self.len + row.len();
+        if end > CHUNK {
+            return false;
+        }
+        self.data[self.len..end].copy_from_slice(row.as_bytes());
+        self.len = end;
+        true
+    }
+}
+
+impl Default for Chunk {
+    fn default() -> Self {
+        Chunk::new()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Head,
+    Own,
+    /// The other nodes (or statistics), after the cursor.
+    Rows,
+    Aliases,
+    Tail,
+    Done,
+}
+
+/// An answer being rendered, chunk by chunk: the phase and a cursor (the
+/// last node id, or statistic index, rendered), so that a map of any size
+/// goes out through a fixed buffer. Each chunk is rendered from the map as
+/// it is then: rows are whole and consistent, but a map that changes while
+/// a large answer is read may show the change in its later rows only.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer {
+    request: Request,
+    phase: Phase,
+    cursor: Option<NodeId>,
+    index: usize,
+}
+
+type Row = heapless::String<ROW_MAX>;
+
+impl Answer {
+    pub fn new(request: Request) -> Answer {
+        Answer {
+            request,
+            phase: Phase::Head,
+            cursor: None,
+            index: 0,
+        }
+    }
+
+    /// Everything was rendered.
+    pub fn done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Renders the next rows into `out`, as many as fit.
+    pub fn fill(&mut self, s: &Snapshot<'_>, out: &mut Chunk) {
+        while self.phase != Phase::Done {
+            let mut row = Row::new();
+            // A row that does not fit ROW_MAX is cut short rather than lost.
+            let next = self.row(s, &mut row);
+            if !row.is_empty() && !out.push(&row) {
+                return;
+            }
+            self.advance(next);
+        }
+    }
+
+    /// Renders the current row into `row`; returns where to go after it.
+    fn row(&self, s: &Snapshot<'_>, row: &mut Row) -> Step {
+        match self.request {
+            Request::Show(View::Showmap) => self.showmap_row(s, row),
+            Request::Show(View::Map) => self.map_row(s, row),
+            Request::Show(View::Json) => self.json_row(s, row),
+            Request::Show(View::Hosts) => self.hosts_row(s, row),
+            Request::Stats(f) => self.stats_row(s, f, row),
+        }
+    }
+
+    fn advance(&mut self, step: Step) {
+        match step {
+            Step::Next(phase) => {
+                self.phase = phase;
+                self.cursor = None;
+                self.index = 0;
+            }
+            Step::Stay(cursor) => {
+                self.cursor = Some(cursor);
+                self.index += 1;
+            }
+        }
+    }
+
+    fn showmap_row(&self, s: &Snapshot<'_>, row: &mut Row) -> Step {
+        let own = s.map.own_node();
+        match self.phase {
+            Phase::Head => {
+                let _ = mapfile::showmap_head(row, own.id);
+                Step::Next(Phase::Own)
+            }
+            Phase::Own => {
+                let _ = mapfile::showmap_row(row, own.id, &own.addr, 1);
+                Step::Next(Phase::Rows)
+            }
+            Phase::Rows => match mapfile::next_range(s.map, self.cursor) {
+                Some((first, count)) => {
+                    let _ = mapfile::showmap_row(row, first.id, &first.addr, count);
+                    Step::Stay(first.id + (count - 1) as NodeId)
+                }
+                None => Step::Next(Phase::Done),
+            },
+            _ => Step::Next(Phase::Done),
+        }
+    }
+
+    fn map_row(&self, s: &Snapshot<'_>, row: &mut Row) -> Step {
+        match self.phase {
+            Phase::Head => {
+                let writer = Some(mapfile::Writer {
+                    pid: s.pid,
+                    time_s: s.time_s,
+                });
+                let _ = mapfile::head(s.map, s.version, writer, row);
+                Step::Next(Phase::Own)
+            }
+            Phase::Own => {
+                let _ = mapfile::range_line(row, &s.map.own_node(), 1);
+                Step::Next(Phase::Rows)
+            }
+            Phase::Rows => match mapfile::next_range(s.map, self.cursor) {
+                Some((first, count)) => {
+                    let _ = mapfile::range_line(row, &first, count);
+                    Step::Stay(first.id + (count - 1) as NodeId)
+                }
+                None => Step::Next(Phase::Aliases),
+            },
+            Phase::Aliases => match s.map.iter_after(self.cursor).next() {
+                Some(node) => {
+                    for alias in node.aliases() {
+                        let _ = mapfile::alias_line(row, node.id, alias);
+                    }
+                    Step::Stay(node.id)
+                }
+                None => Step::Next(Phase::Done),
+            },
+            _ => Step::Next(Phase::Done),
+        }
+    }
+
+    fn hosts_row(&self, s: &Snapshot<'_>, row: &mut Row) -> Step {
+        let own = s.map.own_id();
+        match self.phase {
+            Phase::Head | Phase::Own => {
+                let _ = writeln!(row, "{}", s.map.own_node().addr);
+                Step::Next(Phase::Rows)
+            }
+            Phase::Rows => match s.map.iter_after(self.cursor).find(|n| n.id != own) {
+                Some(node) => {
+                    let _ = writeln!(row, "{}", node.addr);
+                    Step::Stay(node.id)
+                }
+                None => Step::Next(Phase::Done),
+            },
+            _ => Step::Next(Phase::Done),
+        }
+    }
+
+    fn json_row(&self, s: &Snapshot<'_>, row: &mut Row) -> Step {
+        let own = s.map.own_node();
+        match self.phase {
+            Phase::Head => {
+                let _ = write!(
+                    row,
+                    "{{\"source\":\"daemon\",\"node_id\":{},\"address\":\"{}\",\"nodes\":[",
+                    own.id, own.addr
+                );
+                Step::Next(Phase::Own)
+            }
+            Phase::Own => {
+                let _ = json_node(row, s.now_ms, &own, "");
+                Step::Next(Phase::Rows)
+            }
+            Phase::Rows => match s.map.iter_after(self.cursor).find(|n| n.id != own.id) {
+                Some(node) => {
+                    let _ = json_node(row, s.now_ms, &node, ",");
+                    Step::Stay(node.id)
+                }
+                None => Step::Next(Phase::Tail),
+            },
+            Phase::Tail => {
+                let _ = row.push_str("\n]}\n");
+                Step::Next(Phase::Done)
+            }
+            _ => Step::Next(Phase::Done),
+        }
+    }
+
+    fn stats_row(&self, s: &Snapshot<'_>, f: StatsFormat, row: &mut Row) -> Step {
+        let stat = s.stats.get(self.index);
+        let (phase, next) = match (self.phase, stat) {
+            (Phase::Head, _) => (Phase::Head, Step::Next(Phase::Rows)),
+            (Phase::Rows, Some(_)) => (Phase::Rows, Step::Stay(0)),
+            (Phase::Rows, None) => (Phase::Tail, Step::Next(Phase::Done)),
+            _ => return Step::Next(Phase::Done),
+        };
+        // Prometheus says HELP and TYPE once per name.
+        let first_of_name = self.index == 0
+            || stat
+                .zip(s.stats.get(self.index - 1))
+                .is_none_or(|(a, b)| a.name != b.name);
+        let _ = match (f, phase, stat) {
+            (StatsFormat::Json, Phase::Head, _) => row.push_str("{").map_err(|_| fmt::Error),
+            (StatsFormat::Json, Phase::Rows, Some(st)) => {
+                let sep = if self.index == 0 { "" } else { "," };
+                write!(row, "{sep}\n\"{}\":{}", Flat(st), st.value)
+            }
+            (StatsFormat::Json, Phase::Tail, _) => row.push_str("\n}\n").map_err(|_| fmt::Error),
+            (StatsFormat::Text, Phase::Rows, Some(st)) => {
+                writeln!(row, "{} {}", Flat(st), st.value)
+            }
+            (StatsFormat::Prometheus, Phase::Rows, Some(st)) => prometheus(row, st, first_of_name),
+            _ => Ok(()),
+        };
+        next
+    }
+}
+
+/// Where an answer goes after a row.
+enum Step {
+    Next(Phase),
+    /// Another row of this phase, after this node id.
+    Stay(NodeId),
+}
+
+/// A statistic's flat name: `dropped_bad_magic`, `received`.
+struct Flat<'a>(&'a Stat);
+
+impl fmt::Display for Flat<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name)?;
+        match self.0.reason {
+            Some(r) => write!(f, "_{r}"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn prometheus(row: &mut Row, st: &Stat, first_of_name: bool) -> fmt::Result {
+    let (kind, suffix) = if st.gauge {
+        ("gauge", "")
+    } else {
+        ("counter", "_total")
+    };
+    if first_of_name {
+        writeln!(row, "# HELP omdiscd_{}{suffix} {}", st.name, st.help)?;
+        writeln!(row, "# TYPE omdiscd_{}{suffix} {kind}", st.name)?;
+    }
+    write!(row, "omdiscd_{}{suffix}", st.name)?;
+    if let Some(r) = st.reason {
+        write!(row, "{{reason=\"{r}\"}}")?;
+    }
+    writeln!(row, " {}", st.value)
+}
+
+/// Milliseconds as seconds with 3 decimals.
+struct Secs(u64);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+fn json_node(row: &mut Row, now_ms: u64, n: &Node, sep: &str) -> fmt::Result {
+    let state = if n.via == Via::Own {
+        "self"
+    } else if now_ms < n.expires_ms {
+        "alive"
+    } else {
+        "probing"
+    };
+    let (heard, left) = if n.via == Via::Own {
+        (0, 0)
+    } else {
+        (
+            now_ms.saturating_sub(n.last_seen_ms),
+            n.expires_ms.saturating_sub(now_ms),
+        )
+    };
+    write!(
+        row,
+        "{sep}\n{{\"id\":{},\"address\":\"{}\",\"aliases\":[",
+        n.id, n.addr
+    )?;
+    for (i, a) in n.aliases().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        write!(row, "{sep}\"{a}\"")?;
+    }
+    write!(
+        row,
+        "],\"state\":\"{state}\",\"last_heard_s\":{},\"hold_left_s\":{},\"incarnation\":{},\"joined\":\"{}\"}}",
+        Secs(heard),
+        Secs(left),
+        n.incarnation,
+        n.via.name()
+    )
+}
+
+/// Asks the daemon listening on `path` (a client: `--dump`, `--stats`).
+/// An answer starting `error:` is an error.
+pub fn ask(path: &Path, request: Request) -> io::Result<Vec<u8>> {
+    let mut stream = UnixStream::connect(path)?;
+    let timeout = Some(Duration::from_millis(CLIENT_TIMEOUT_MS));
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)?;
+    let (first, second) = request.word();
+    let line = match second {
+        Some(s) => format!("{first} {s}\n"),
+        None => format!("{first}\n"),
+    };
+    stream.write_all(line.as_bytes())?;
+    let mut answer = Vec::new();
+    stream.take(MAX_ANSWER_BYTES).read_to_end(&mut answer)?;
+    if answer.is_empty() || answer.starts_with(b"error:") {
+        let text = String::from_utf8_lossy(&answer).trim_end().to_string();
+        return Err(io::Error::new(io::ErrorKind::InvalidData, text));
+    }
+    Ok(answer)
+}
+
+/// The most a client reads (a JSON map of 65,535 nodes with aliases is
+/// about 20 MiB).
+const MAX_ANSWER_BYTES: u64 = 64 << 20;
+
+/// A client that has not finished within this long is disconnected (the
+/// daemon), or gives up (the client).
+pub const CLIENT_TIMEOUT_MS: u64 = 5_000;
+
+/// Clients served at once; more wait in the listen backlog.
+pub const MAX_CLIENTS: usize = 4;
+
+/// The longest request line.
+const REQUEST_MAX: usize = 64;
+
+/// What an unknown request is answered.
+const BAD_REQUEST: &[u8] =
+    b"error: unknown request; ask showmap, map, json, hosts, or stats [text|json|prometheus]\n";
+
+/// One connection.
+struct Client {
+    stream: Option<UnixStream>,
+    request: [u8; REQUEST_MAX],
+    got: usize,
+    answer: Option<Answer>,
+    chunk: Chunk,
+    /// Bytes of `chunk` already written.
+    sent: usize,
+    deadline_ms: u64,
+    /// Registered for writability (the socket was full).
+    waiting: bool,
+}
+
+/// The control socket: a listening `AF_UNIX` stream socket, mode 0600, and
+/// up to [`MAX_CLIENTS`] connections, each with its own fixed buffers
+/// (allocated in [`Server::bind`]). The daemon's epoll loop calls it.
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    clients: Box<[Client]>,
+    /// epoll token of client 0; client i has `token + i`.
+    token: u64,
+}
+
+impl Server {
+    /// Listens on `path`: a socket left there by a daemon that died is
+    /// replaced (the caller holds the lock file, so no daemon uses it);
+    /// anything else there is an error. Client `i` gets epoll token
+    /// `client_token + i`.
+    pub fn bind(path: &Path, client_token: u64) -> io::Result<Server> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a socket",
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // Made with the umask's mode (no write for others: nobody else can
+        // connect), then narrowed to the owner.
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        let clients = (0..MAX_CLIENTS)
+            .map(|_| Client {
+                stream: None,
+                request: [0; REQUEST_MAX],
+                got: 0,
+                answer: None,
+                chunk: Chunk::new(),
+                sent: 0,
+                deadline_ms: 0,
+                waiting: false,
+            })
+            .collect();
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+            clients,
+            token: client_token,
+        })
+    }
+
+    /// The listening socket, for epoll.
+    pub fn listener_fd(&self) -> i32 {
+        self.listener.as_raw_fd()
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether `token` is one of the clients'; its index.
+    pub fn client_of(&self, token: u64) -> Option<usize> {
+        let i = token.checked_sub(self.token)?;
+        (i < MAX_CLIENTS as u64).then_some(i as usize)
+    }
+
+    /// Accepts waiting connections while a client slot is free.
+    pub fn accept(&mut self, now_ms: u64, epoll: &Epoll) {
+        while let Some(i) = self.clients.iter().position(|c| c.stream.is_none()) {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(_) => return,
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let token = self.token + i as u64;
+            if epoll
+                .add(stream.as_raw_fd(), token, libc::EPOLLIN as u32)
+                .is_err()
+            {
+                continue;
+            }
+            let c = &mut self.clients[i];
+            c.stream = Some(stream);
+            c.got = 0;
+            c.answer = None;
+            c.chunk.clear();
+            c.sent = 0;
+            c.deadline_ms = now_ms + CLIENT_TIMEOUT_MS;
+            c.waiting = false;
+        }
+    }
+
+    /// Serves client `i`: reads its request, then writes as much of the
+    /// answer as the socket takes.
+    pub fn serve(&mut self, i: usize, snapshot: &Snapshot<'_>, epoll: &Epoll) {
+        let token = self.token + i as u64;
+        let c = &mut self.clients[i];
+        let Some(stream) = c.stream.as_mut() else {
+            return;
+        };
+        if c.answer.is_none() {
+            match stream.read(&mut c.request[c.got..]) {
+                Ok(0) => {
+                    close(c, epoll);
+                    return;
+                }
+                Ok(n) => c.got += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    return
+                }
+                Err(_) => {
+                    close(c, epoll);
+                    return;
+                }
+            }
+            let Some(end) = c.request[..c.got].iter().position(|&b| b == b'\n') else {
+                if c.got == REQUEST_MAX {
+                    // What the client sent beyond is read first, so that
+                    // closing does not reset the connection before it reads
+                    // the answer.
+                    for _ in 0..64 {
+                        if !matches!(stream.read(&mut c.request), Ok(n) if n > 0) {
+                            break;
+                        }
+                    }
+                    let _ = stream.write(BAD_REQUEST);
+                    close(c, epoll);
+                }
+                return;
+            };
+            match Request::parse(&c.request[..end]) {
+                Some(r) => c.answer = Some(Answer::new(r)),
+                None => {
+                    let _ = stream.write(BAD_REQUEST);
+                    close(c, epoll);
+                    return;
+                }
+            }
+        }
+        loop {
+            if c.sent == c.chunk.bytes().len() {
+                c.chunk.clear();
+                c.sent = 0;
+                match c.answer.as_mut() {
+                    Some(a) if !a.done() => a.fill(snapshot, &mut c.chunk),
+                    _ => {}
+                }
+                if c.chunk.bytes().is_empty() {
+                    close(c, epoll);
+                    return;
+                }
+            }
+            let Some(stream) = c.stream.as_mut() else {
+                return;
+            };
+            match stream.write(&c.chunk.bytes()[c.sent..]) {
+                Ok(0) => {
+                    close(c, epoll);
+                    return;
+                }
+                Ok(n) => c.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !c.waiting {
+                        c.waiting = true;
+                        let fd = stream.as_raw_fd();
+                        if epoll.modify(fd, token, libc::EPOLLOUT as u32).is_err() {
+                            close(c, epoll);
+                        }
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    close(c, epoll);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The earliest client deadline.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.clients
+            .iter()
+            .filter(|c| c.stream.is_some())
+            .map(|c| c.deadline_ms)
+            .min()
+    }
+
+    /// Disconnects clients past their deadline.
+    pub fn expire(&mut self, now_ms: u64, epoll: &Epoll) {
+        for c in self.clients.iter_mut() {
+            if c.stream.is_some() && now_ms >= c.deadline_ms {
+                close(c, epoll);
+            }
+        }
+    }
+}
+
+fn close(c: &mut Client, epoll: &Epoll) {
+    if let Some(stream) = c.stream.take() {
+        let _ = epoll.delete(stream.as_raw_fd());
+    }
+    c.answer = None;
+}
+
+impl Drop for Server {
+    /// A stopped daemon leaves no socket behind.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,261 @@
+//! The control socket, `--dump` and `--stats`, on real daemons in
+//! namespaces: every format, the socket's mode, what a stopped daemon
+//! leaves, and misbehaving clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::daemons::*;
+use common::*;
+use nix::sys::signal::Signal;
+
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn sock(d: &Daemon) -> PathBuf {
+    let mut p = d.map.clone().into_os_string();
+    p.push(".sock");
+    PathBuf::from(p)
+}
+
+fn omdiscd(args: &[&str], map: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--map-file")
+        .arg(map)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Sends `request` on the control socket at `path`; the whole answer.
+fn ask(path: &Path, request: &str) -> String {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn dump_asks_the_running_daemon_in_every_format_and_stats_give_every_counter() {
+    let (lab, _br, nodes) = Lab::flat(3);
+    let iv = ["-i", "eth0", "--interval", "0.3"];
+    let ds: Vec<Daemon> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, a))| start(&lab, n, a, &format!("n{i}"), &iv))
+        .collect();
+    let addrs: Vec<Ipv4Addr> = nodes.iter().map(|&(_, a)| a).collect();
+    let all = set_of(&addrs);
+    wait_for(CONVERGE_TIMEOUT, "converged", &refs(&ds), || {
+        all_have(&ds, &all)
+    });
+    let d = &ds[0];
+    // The socket is private to its owner.
+    let meta = std::fs::metadata(sock(d)).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // showmap: the same text as from the map file, by the daemon.
+    let out = omdiscd(&["--dump"], &d.map);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("My Node-Id: 0x{:04x}\n", nid(d.addr))),
+        "{text}"
+    );
+    // Ranges of consecutive ids and addresses, 3 nodes in all.
+    let counted: u32 = text
+        .lines()
+        .skip(4)
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(counted, 3, "{text}");
+    // map: the map file's format, parsed by the tests' own reader.
+    let out = omdiscd(&["--dump", "--format", "map"], &d.map);
+    let view = parse_map(&stdout(&out));
+    assert_eq!(view.nodes, all, "{}", stdout(&out));
+    assert_eq!(view.first, Some(entry(d.addr)));
+    // hosts: one address per line, this node first.
+    let out = omdiscd(&["--dump", "--format=hosts"], &d.map);
+    let hosts: Vec<Ipv4Addr> = stdout(&out).lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(hosts.len(), 3);
+    assert_eq!(hosts[0], d.addr);
+    assert_eq!(
+        hosts
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        addrs.iter().copied().collect()
+    );
+    // json: one object per node with its state and timing.
+    let out = omdiscd(&["--dump", "--format", "json"], &d.map);
+    let json = stdout(&out);
+    assert!(
+        json.starts_with(&format!(
+            "{{\"source\":\"daemon\",\"node_id\":{},",
+            nid(d.addr)
+        )),
+        "{json}"
+    );
+    assert_eq!(json.matches("\"id\":").count(), 3, "{json}");
+    assert_eq!(json.matches("\"state\":\"self\"").count(), 1, "{json}");
+    assert_eq!(json.matches("\"state\":\"alive\"").count(), 2, "{json}");
+    assert!(
+        json.contains("\"joined\":\"announce\"") || json.contains("\"joined\":\"sync\""),
+        "{json}"
+    );
+    assert!(json.trim_end().ends_with("]}"), "{json}");
+
+    // --stats: text, json and Prometheus.
+    let out = omdiscd(&["--stats"], &d.map);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = stdout(&out);
+    let value = |name: &str| -> u64 {
+        let line = text.lines().find(|l| l.split(' ').next() == Some(name));
+        line.unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(value("received") > 0);
+    assert_eq!(value("nodes"), 3);
+    for name in [
+        "sent",
+        "relayed",
+        "answers",
+        "collisions",
+        "publishes",
+        "kernel_drops",
+        "auth_failed",
+        "dropped_bad_magic",
+        "uptime_seconds",
+        "setpe_runs",
+        "setpe_failures",
+        "hook_runs",
+        "child_timeouts",
+    ] {
+        value(name);
+    }
+    let prom = stdout(&omdiscd(&["--stats", "--format", "prometheus"], &d.map));
+    assert!(
+        prom.contains("# TYPE omdiscd_received_total counter\nomdiscd_received_total "),
+        "{prom}"
+    );
+    assert!(prom.contains("omdiscd_nodes 3\n"), "{prom}");
+    assert!(
+        prom.contains("omdiscd_dropped_total{reason=\"bad_magic\"} 0\n"),
+        "{prom}"
+    );
+    assert_eq!(
+        prom.matches("# TYPE omdiscd_dropped_total").count(),
+        1,
+        "{prom}"
+    );
+    for line in prom.lines().filter(|l| !l.starts_with('#')) {
+        let (name, v) = line.rsplit_once(' ').unwrap();
+        assert!(name.starts_with("omdiscd_"), "{line}");
+        v.parse::<u64>().unwrap_or_else(|_| panic!("{line}"));
+    }
+    let json = stdout(&omdiscd(&["--stats", "--format", "json"], &d.map));
+    assert!(json.starts_with("{\n\"received\":"), "{json}");
+    assert!(json.contains("\"nodes\":3"), "{json}");
+}
+
+#[test]
+fn a_stopped_daemon_leaves_no_socket_and_dump_falls_back_to_the_map_file() {
+    let (lab, _br, nodes) = Lab::flat(1);
+    let (n, a) = nodes[0];
+    let d = start(&lab, n, a, "solo", &["-i", "eth0", "--interval", "0.3"]);
+    wait_for(CONVERGE_TIMEOUT, "the map file", &[&d], || d.lists(a));
+    wait_for(CONVERGE_TIMEOUT, "the socket", &[&d], || sock(&d).exists());
+    d.proc().signal(Signal::SIGTERM);
+    assert!(d.proc().wait_exit(EXIT_TIMEOUT).is_some());
+    assert!(!sock(&d).exists(), "the socket was removed");
+    // The map file is what is left: printed, with the stale warning.
+    let out = omdiscd(&["--dump", "--format", "hosts"], &d.map);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(stdout(&out), format!("{a}\n"));
+    let out = omdiscd(&["--dump", "--format", "json"], &d.map);
+    assert!(
+        stdout(&out).starts_with("{\"source\":\"map-file\""),
+        "{out:?}"
+    );
+    // --stats has nothing to fall back to.
+    let out = omdiscd(&["--stats"], &d.map);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("omdiscd: no omdiscd answers on "), "{err}");
+}
+
+#[test]
+fn a_socket_left_by_a_killed_daemon_is_replaced_and_a_file_in_its_place_refused() {
+    let (lab, _br, nodes) = Lab::flat(1);
+    let (n, a) = nodes[0];
+    let iv = ["-i", "eth0", "--interval", "0.3"];
+    let d = start(&lab, n, a, "k", &iv);
+    wait_for(CONVERGE_TIMEOUT, "the socket", &[&d], || sock(&d).exists());
+    d.proc().kill();
+    assert!(sock(&d).exists(), "SIGKILL leaves the socket");
+    let d = start(&lab, n, a, "k", &iv);
+    wait_for(CONVERGE_TIMEOUT, "the new daemon answers", &[&d], || {
+        UnixStream::connect(sock(&d)).is_ok()
+    });
+    d.proc().signal(Signal::SIGTERM);
+    assert!(d.proc().wait_exit(EXIT_TIMEOUT).is_some());
+    // A regular file where the socket goes is not ours to remove.
+    std::fs::write(sock(&d), "keep me").unwrap();
+    let d = start(&lab, n, a, "k", &iv);
+    let status = d.proc().wait_exit(EXIT_TIMEOUT).expect("refused");
+    assert_eq!(status.code(), Some(1));
+    let err = d.proc().stderr_text();
+    assert!(
+        err.contains("control socket") && err.contains("not a socket"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(sock(&d)).unwrap(), "keep me");
+}
+
+#[test]
+fn bad_silent_and_excess_clients_do_not_hold_up_the_daemon() {
+    let (lab, _br, nodes) = Lab::flat(1);
+    let (n, a) = nodes[0];
+    let d = start(&lab, n, a, "c", &["-i", "eth0", "--interval", "0.3"]);
+    wait_for(CONVERGE_TIMEOUT, "the socket", &[&d], || sock(&d).exists());
+    let path = sock(&d);
+    assert!(ask(&path, "bogus\n").starts_with("error: unknown request"));
+    assert!(ask(&path, &"x".repeat(100)).starts_with("error: unknown request"));
+    // Silent clients fill every slot; they are disconnected after 5 s.
+    let mut silent: Vec<UnixStream> = (0..6)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    let t = std::time::Instant::now();
+    let answer = ask(&path, "hosts\n");
+    assert_eq!(answer, format!("{a}\n"));
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4),
+        "served while all slots were taken: {waited:?}"
+    );
+    let mut buf = [0u8; 16];
+    for s in &mut silent[..4] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(s.read(&mut buf).unwrap(), 0, "disconnected");
+    }
+    // And the daemon went on announcing meanwhile.
+    assert!(d.proc().try_wait().is_none());
+    assert!(ask(&path, "stats\n").contains("received "));
+}
