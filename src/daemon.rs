@@ -23,7 +23,7 @@ use crate::cli::{
     DEFAULT_BUDGET, DEFAULT_GROUP, DEFAULT_HOLD_INTERVALS, DEFAULT_INTERVAL_MS, DEFAULT_MAP_FILE,
     DEFAULT_PORT, DEFAULT_PROC_ROOT, DEFAULT_SETPE, MAX_INTERFACES,
 };
-use crate::control::{Server, Snapshot, Stat, Stats};
+use crate::control::{Answer, Chunk, Request, Server, Snapshot, Stat, Stats, StatsFormat};
 use crate::log::{Level, Limit};
 use crate::map::{ClusterMap, NodeId};
 use crate::netlink::{self, Netlink};
@@ -31,7 +31,7 @@ use crate::node::{
     Actions, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received,
     Settings, OVERLOAD_LATE_MS,
 };
-use crate::procfs::{Backend, Kernel, KernelError, MapFileWriter};
+use crate::procfs::{AtomicFile, Backend, Kernel, KernelError};
 use crate::rate::Bucket;
 use crate::rng::Rng;
 use crate::sys::{
@@ -302,7 +302,7 @@ struct Shell {
     sock: McastSocket,
     group: SocketAddrV4,
     ifaces: ArrayVec<Iface, MAX_INTERFACES>,
-    writer: MapFileWriter,
+    writer: AtomicFile,
     kernel: Kernel,
     map_file: PathBuf,
     /// Full change logs left (a flapping map is summarised).
@@ -712,7 +712,22 @@ pub struct Daemon {
     control: Server,
     /// When the daemon started (monotonic), for the uptime.
     started_ms: u64,
+    /// `--metrics-file`.
+    metrics: Option<Metrics>,
 }
+
+/// `--metrics-file`: the statistics in the Prometheus text format, rewritten
+/// every [`METRICS_EVERY_MS`].
+struct Metrics {
+    file: AtomicFile,
+    path: PathBuf,
+    chunk: Chunk,
+    due_ms: u64,
+}
+
+/// How often `--metrics-file` is rewritten (node_exporter reads it when it
+/// is scraped, typically every 15 s or more).
+const METRICS_EVERY_MS: u64 = 10_000;
 
 impl Daemon {
     /// Finds our interfaces and address, opens every descriptor, allocates
@@ -768,13 +783,22 @@ impl Daemon {
             .map_err(io("epoll"))?;
 
         let map_file = cfg.map_file.clone();
-        let writer = MapFileWriter::new(&map_file).map_err(io("preparing the map file"))?;
+        let writer = AtomicFile::new(&map_file).map_err(io("preparing the map file"))?;
         let control_path = cfg.control_socket();
         let control = Server::bind(&control_path, TOKEN_CLIENT)
             .map_err(|e| StartError::Control(control_path.clone(), e))?;
         epoll
             .add(control.listener_fd(), TOKEN_CONTROL, readable)
             .map_err(io("epoll"))?;
+        let metrics = match &cfg.metrics_file {
+            Some(path) => Some(Metrics {
+                file: AtomicFile::new(path).map_err(io("preparing --metrics-file"))?,
+                path: path.clone(),
+                chunk: Chunk::new(),
+                due_ms: 0,
+            }),
+            None => None,
+        };
         let hook = match &cfg.on_change {
             Some(path) => Some(Hook::new(path, &map_file).map_err(io("preparing --on-change"))?),
             None => None,
@@ -813,6 +837,7 @@ impl Daemon {
             lock,
             control,
             started_ms: monotonic_ms(),
+            metrics,
             routed: settings.routed,
             explicit,
             wanted,
@@ -944,10 +969,15 @@ impl Daemon {
         };
         // Whole milliseconds, never 0 (which would disarm the timer).
         let deadline = deadline.max(1);
-        let deadline = [self.control.next_deadline(), self.io.child_deadline()]
-            .into_iter()
-            .flatten()
-            .fold(deadline, u64::min);
+        let metrics_due = self.metrics.as_ref().map(|m| m.due_ms);
+        let deadline = [
+            self.control.next_deadline(),
+            self.io.child_deadline(),
+            metrics_due,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(deadline, u64::min);
         if deadline != self.armed_ms {
             self.timer.arm_at_ms(deadline)?;
             self.armed_ms = deadline;
@@ -975,6 +1005,9 @@ impl Daemon {
         self.control.expire(now, &self.epoll);
         if self.io.child_deadline().is_some_and(|d| now >= d) {
             self.poll_children(now);
+        }
+        if self.metrics.as_ref().is_some_and(|m| now >= m.due_ms) {
+            self.write_metrics(now);
         }
         if self.resolve_pending {
             self.resolve_pending = false;
@@ -1114,6 +1147,41 @@ impl Daemon {
             stats: &stats,
         };
         self.control.serve(i, &snapshot, &self.epoll);
+    }
+
+    /// Rewrites `--metrics-file`.
+    fn write_metrics(&mut self, now_ms: u64) {
+        let stats = self.stats(now_ms);
+        let Some(m) = &mut self.metrics else {
+            return;
+        };
+        m.due_ms = now_ms + METRICS_EVERY_MS;
+        let snapshot = Snapshot {
+            map: self.core.map(),
+            now_ms,
+            time_s: u64::from(realtime_s()),
+            pid: std::process::id(),
+            version: VERSION,
+            stats: &stats,
+        };
+        let chunk = &mut m.chunk;
+        let written = m.file.write_with(|w| {
+            let mut answer = Answer::new(Request::Stats(StatsFormat::Prometheus));
+            while !answer.done() {
+                chunk.clear();
+                answer.fill(&snapshot, chunk);
+                w.write_str(std::str::from_utf8(chunk.bytes()).map_err(|_| fmt::Error)?)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            crate::log::limited(
+                Limit::Status,
+                LOG_LIMIT_MS,
+                Level::Error,
+                format_args!("writing {}: {}", m.path.display(), IoErr(&e)),
+            );
+        }
     }
 
     /// Every statistic, for `--stats` and `--metrics-file`: the one list of

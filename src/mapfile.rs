@@ -43,7 +43,7 @@ pub struct Writer {
 pub const CHANGE_LOG_FULL_LIMIT: usize = 64;
 
 /// Writes the map in the map file format. Does not allocate.
-pub fn render<W: Write>(
+pub fn render<W: Write + ?Sized>(
     map: &ClusterMap,
     version: &str,
     writer: Option<Writer>,
@@ -66,7 +66,7 @@ pub fn render<W: Write>(
 }
 
 /// The comment lines that start a map file.
-pub(crate) fn head<W: Write>(
+pub(crate) fn head<W: Write + ?Sized>(
     map: &ClusterMap,
     version: &str,
     writer: Option<Writer>,
@@ -104,17 +104,21 @@ pub(crate) fn next_range(map: &ClusterMap, after: Option<NodeId>) -> Option<(Nod
 }
 
 /// `FIRST-ID ADDRESS COUNT`.
-pub(crate) fn range_line<W: Write>(out: &mut W, first: &Node, count: u32) -> fmt::Result {
+pub(crate) fn range_line<W: Write + ?Sized>(out: &mut W, first: &Node, count: u32) -> fmt::Result {
     writeln!(out, "{} {} {}", first.id, first.addr, count)
 }
 
 /// `ID ADDRESS ALIAS`.
-pub(crate) fn alias_line<W: Write>(out: &mut W, id: NodeId, alias: Ipv4Addr) -> fmt::Result {
+pub(crate) fn alias_line<W: Write + ?Sized>(
+    out: &mut W,
+    id: NodeId,
+    alias: Ipv4Addr,
+) -> fmt::Result {
     writeln!(out, "{id} {alias} ALIAS")
 }
 
 /// A `showmap` row.
-pub(crate) fn showmap_row<W: Write>(
+pub(crate) fn showmap_row<W: Write + ?Sized>(
     out: &mut W,
     first: NodeId,
     addr: &dyn fmt::Display,
@@ -127,7 +131,7 @@ pub(crate) fn showmap_row<W: Write>(
 }
 
 /// The lines `showmap` starts with.
-pub(crate) fn showmap_head<W: Write>(out: &mut W, own_id: NodeId) -> fmt::Result {
+pub(crate) fn showmap_head<W: Write + ?Sized>(out: &mut W, own_id: NodeId) -> fmt::Result {
     writeln!(out, "My Node-Id: 0x{own_id:04x}")?;
     writeln!(out)?;
     writeln!(out, "Base Node-Id Address          Count")?;

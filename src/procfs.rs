@@ -80,26 +80,25 @@ fn regular_or_absent(path: &CString) -> bool {
     unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
-/// Writes the map file atomically. Created at start-up; `write` does not allocate.
-pub struct MapFileWriter {
+/// Writes a file atomically (the map file, the metrics file): the text goes
+/// to a temporary file beside it, which is renamed over it. Created at
+/// start-up; writing does not allocate.
+pub struct AtomicFile {
     path: CString,
     tmp: CString,
     dir: CString,
     buf: Box<[u8]>,
 }
 
-impl MapFileWriter {
+impl AtomicFile {
     /// Prepares the paths and creates the directory if missing. Refuses a
     /// path that ends in `/` or names anything but a regular file (a device
     /// node, a FIFO, a directory, a symlink): the atomic rename would
     /// replace it, and `--map-file /dev/null` would destroy `/dev/null`.
-    pub fn new(path: &Path) -> io::Result<MapFileWriter> {
+    pub fn new(path: &Path) -> io::Result<AtomicFile> {
         let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
         if path.as_os_str().as_bytes().ends_with(b"/") {
-            let why = format!(
-                "{} ends with '/': the map file must be a file",
-                path.display()
-            );
+            let why = format!("{} ends with '/': it must name a file", path.display());
             return Err(invalid(why));
         }
         if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -112,10 +111,7 @@ impl MapFileWriter {
             }
         }
         let name = path.file_name().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "map file path has no file name",
-            )
+            io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name")
         })?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -125,7 +121,7 @@ impl MapFileWriter {
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
         tmp_name.push(".tmp");
-        Ok(MapFileWriter {
+        Ok(AtomicFile {
             path: cstring(path)?,
             tmp: cstring(&dir.join(tmp_name))?,
             dir: cstring(&dir)?,
@@ -133,8 +129,23 @@ impl MapFileWriter {
         })
     }
 
-    /// Writes the whole map to the temporary file and renames it into place.
+    /// Writes the whole map, naming this process as its writer.
     pub fn write(&mut self, map: &ClusterMap, version: &str) -> io::Result<()> {
+        let writer = mapfile::Writer {
+            pid: std::process::id(),
+            time_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        self.write_with(|w| mapfile::render(map, version, Some(writer), w))
+    }
+
+    /// Writes what `render` writes to the temporary file and renames it
+    /// into place.
+    pub fn write_with(
+        &mut self,
+        render: impl FnOnce(&mut dyn fmt::Write) -> fmt::Result,
+    ) -> io::Result<()> {
         let fd = match self.open_tmp() {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 // The directory vanished (a cleaned /run): make it again, once.
@@ -144,7 +155,7 @@ impl MapFileWriter {
             }
             other => other?,
         };
-        let result = self.fill(fd, map, version);
+        let result = self.fill(fd, render);
         // SAFETY: fd was opened above and is closed exactly once here.
         unsafe { libc::close(fd) };
         if let Err(e) = result {
@@ -196,26 +207,24 @@ impl MapFileWriter {
         Err(io::Error::from_raw_os_error(libc::EEXIST))
     }
 
-    fn fill(&mut self, fd: i32, map: &ClusterMap, version: &str) -> io::Result<()> {
+    fn fill(
+        &mut self,
+        fd: i32,
+        render: impl FnOnce(&mut dyn fmt::Write) -> fmt::Result,
+    ) -> io::Result<()> {
         let mut w = FdWriter {
             fd,
             buf: &mut self.buf,
             len: 0,
             error: None,
         };
-        let writer = mapfile::Writer {
-            pid: std::process::id(),
-            time_s: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
-        let rendered = mapfile::render(map, version, Some(writer), &mut w);
+        let rendered = render(&mut w);
         w.flush()?;
         if let Some(e) = w.error {
             return Err(e);
         }
         if rendered.is_err() {
-            return Err(io::Error::other("formatting the map failed"));
+            return Err(io::Error::other("formatting the file failed"));
         }
         // SAFETY: fsync takes no pointers.
         cvt(unsafe { libc::fsync(fd) })?;
@@ -508,7 +517,7 @@ mod tests {
                 "ends with '/'",
             ),
         ] {
-            let e = MapFileWriter::new(&path).err().expect("refused");
+            let e = AtomicFile::new(&path).err().expect("refused");
             let text = e.to_string();
             assert!(
                 text.contains(what) && text.contains(&*dir.to_string_lossy()),
@@ -523,7 +532,7 @@ mod tests {
 
         // A FIFO that takes the map file's place later is not replaced either.
         let path = dir.join("openmosix.map");
-        let mut w = MapFileWriter::new(&path).unwrap();
+        let mut w = AtomicFile::new(&path).unwrap();
         let map = map_of(2);
         w.write(&map, "t").unwrap();
         std::fs::remove_file(&path).unwrap();
@@ -546,7 +555,7 @@ mod tests {
     fn map_file_is_written_whole_and_directory_created() {
         let dir = temp_dir("write");
         let path = dir.join("sub/dir/openmosix.map");
-        let mut w = MapFileWriter::new(&path).unwrap();
+        let mut w = AtomicFile::new(&path).unwrap();
         let map = map_of(4);
         w.write(&map, "t").unwrap();
         // Whole, and naming this process as its writer.
@@ -588,7 +597,7 @@ mod tests {
             };
             map.apply_announce(&a, 0);
         }
-        let mut w = MapFileWriter::new(&path).unwrap();
+        let mut w = AtomicFile::new(&path).unwrap();
         w.write(&map, "t").unwrap();
         let text = std::fs::read(&path).unwrap();
         assert!(text.len() > 4 * WRITE_BUF);
@@ -603,7 +612,7 @@ mod tests {
         let path = dir.join("openmosix.map");
         let small = map_of(2);
         let large = map_of(250);
-        let mut w = MapFileWriter::new(&path).unwrap();
+        let mut w = AtomicFile::new(&path).unwrap();
         w.write(&small, "t").unwrap();
         let stop = std::sync::atomic::AtomicBool::new(false);
         let reads = std::thread::scope(|s| {

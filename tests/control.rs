@@ -259,3 +259,47 @@ fn bad_silent_and_excess_clients_do_not_hold_up_the_daemon() {
     assert!(d.proc().try_wait().is_none());
     assert!(ask(&path, "stats\n").contains("received "));
 }
+
+#[test]
+fn metrics_file_has_every_counter_in_the_prometheus_format_and_a_bad_path_is_refused() {
+    let (lab, _br, nodes) = Lab::flat(2);
+    let prom = lab.dir().join("textfile/omdiscd.prom");
+    let prom_s = prom.to_str().unwrap();
+    let iv = ["-i", "eth0", "--interval", "0.3"];
+    let mut args = iv.to_vec();
+    args.extend(["--metrics-file", prom_s]);
+    let d = start(&lab, nodes[0].0, nodes[0].1, "m0", &args);
+    let peer = start(&lab, nodes[1].0, nodes[1].1, "m1", &iv);
+    wait_for(CONVERGE_TIMEOUT, "the metrics file", &[&d, &peer], || {
+        prom.exists()
+    });
+    let text = std::fs::read_to_string(&prom).unwrap();
+    // The same names as --stats --format prometheus, each with HELP and TYPE.
+    let names = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("# TYPE "))
+            .map(|l| l.split(' ').nth(2).unwrap().to_string())
+            .collect()
+    };
+    let live = stdout(&omdiscd(&["--stats", "--format", "prometheus"], &d.map));
+    assert_eq!(names(&text), names(&live));
+    assert!(names(&text).len() >= 30, "{text}");
+    assert!(text.contains("\nomdiscd_uptime_seconds "), "{text}");
+    // Written whole: no temporary file is left beside it.
+    let beside: Vec<_> = std::fs::read_dir(prom.parent().unwrap()).unwrap().collect();
+    assert_eq!(beside.len(), 1, "{beside:?}");
+    // A directory in its place is refused at start-up.
+    let dir = lab.dir().join("a-dir.prom");
+    std::fs::create_dir(&dir).unwrap();
+    let mut args = iv.to_vec();
+    args.extend(["--metrics-file", dir.to_str().unwrap()]);
+    let bad = start(&lab, nodes[1].0, nodes[1].1, "m2", &args);
+    let status = bad.proc().wait_exit(EXIT_TIMEOUT).expect("refused");
+    assert_eq!(status.code(), Some(1));
+    let err = bad.proc().stderr_text();
+    assert!(
+        err.starts_with("omdiscd: preparing --metrics-file: ")
+            && err.contains("not a regular file"),
+        "{err}"
+    );
+}

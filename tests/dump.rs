@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use arrayvec::ArrayVec;
 use omdiscd::map::{Announcement, ClusterMap};
-use omdiscd::procfs::MapFileWriter;
+use omdiscd::procfs::AtomicFile;
 use omdiscd::wire::{self, Label, MessageType, Repr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
@@ -72,10 +72,7 @@ fn howto_cluster_from_the_wire_to_dump() {
         map.apply_announce(&a, 1000);
     }
     let path = dir.join("run/omdiscd/openmosix.map");
-    MapFileWriter::new(&path)
-        .unwrap()
-        .write(&map, "test")
-        .unwrap();
+    AtomicFile::new(&path).unwrap().write(&map, "test").unwrap();
 
     // The writer (this process) runs: the map is live, exit 0.
     let text = std::fs::read_to_string(&path).unwrap();

@@ -2,7 +2,7 @@
 //!
 //! 1. Every option that `omdiscd --help` lists has its own entry (a `.TP`
 //!    tag) under OPTIONS, and every option with an entry there is in
-//!    `--help` (except those in [`PENDING`]).
+//!    `--help`.
 //! 2. `mandoc -T lint -W warning` and `groff -t -ww -man -z` say nothing, the
 //!    source is plain ASCII, and no line of the page rendered for an
 //!    80-column terminal is wider than that.
@@ -14,18 +14,6 @@ use std::collections::BTreeSet;
 use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-/// Options the page documents ahead of the program (being added on another
-/// branch). Once `--help` lists one, this test fails until it is removed
-/// here, so the list cannot go stale.
-const PENDING: &[&str] = &[
-    "--stats",
-    "--format",
-    "--control-socket",
-    "--metrics-file",
-    "--on-change",
-    "--cmdline",
-];
 
 fn page_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist/omdiscd.8")
@@ -221,18 +209,10 @@ fn every_option_in_help_has_an_entry_in_the_page() {
         missing.is_empty(),
         "options in `omdiscd --help` without an entry (.TP) under OPTIONS in dist/omdiscd.8: {missing:?}"
     );
-    let unknown: Vec<_> = documented
-        .difference(&help)
-        .filter(|o| !PENDING.contains(&o.as_str()))
-        .collect();
+    let unknown: Vec<_> = documented.difference(&help).collect();
     assert!(
         unknown.is_empty(),
         "dist/omdiscd.8 documents options that `omdiscd --help` does not list: {unknown:?}"
-    );
-    let landed: Vec<_> = PENDING.iter().filter(|o| help.contains(**o)).collect();
-    assert!(
-        landed.is_empty(),
-        "now in `omdiscd --help`: remove {landed:?} from PENDING in tests/manual.rs"
     );
 }
 
