@@ -714,7 +714,12 @@ pub struct Daemon {
     started_ms: u64,
     /// `--metrics-file`.
     metrics: Option<Metrics>,
+    /// procfs was not mounted at start (an initramfs): when to look again.
+    proc_check_ms: Option<u64>,
 }
+
+/// How often a daemon started without procfs looks whether it is mounted.
+const PROC_CHECK_MS: u64 = 1_000;
 
 /// `--metrics-file`: the statistics in the Prometheus text format, rewritten
 /// every [`METRICS_EVERY_MS`].
@@ -806,6 +811,7 @@ impl Daemon {
         let backend = Backend::detect(&cfg.proc_root);
         let kernel = Kernel::new(backend, &cfg.proc_root, &cfg.setpe, &map_file)
             .map_err(io("preparing the kernel interface"))?;
+        let proc_check_ms = (!kernel.proc_mounted()).then_some(0);
 
         let settings = Settings {
             interval_ms: cfg.interval_ms,
@@ -838,6 +844,7 @@ impl Daemon {
             control,
             started_ms: monotonic_ms(),
             metrics,
+            proc_check_ms,
             routed: settings.routed,
             explicit,
             wanted,
@@ -967,17 +974,18 @@ impl Daemon {
         let Some(deadline) = self.core.poll_at() else {
             return Ok(());
         };
-        // Whole milliseconds, never 0 (which would disarm the timer).
-        let deadline = deadline.max(1);
         let metrics_due = self.metrics.as_ref().map(|m| m.due_ms);
         let deadline = [
             self.control.next_deadline(),
             self.io.child_deadline(),
             metrics_due,
+            self.proc_check_ms,
         ]
         .into_iter()
         .flatten()
         .fold(deadline, u64::min);
+        // Whole milliseconds, never 0 (which would disarm the timer).
+        let deadline = deadline.max(1);
         if deadline != self.armed_ms {
             self.timer.arm_at_ms(deadline)?;
             self.armed_ms = deadline;
@@ -1008,6 +1016,14 @@ impl Daemon {
         }
         if self.metrics.as_ref().is_some_and(|m| now >= m.due_ms) {
             self.write_metrics(now);
+        }
+        if self.proc_check_ms.is_some_and(|at| now >= at) {
+            self.proc_check_ms = if self.io.kernel.proc_mounted() {
+                self.redetect_kernel(now);
+                None
+            } else {
+                Some(now + PROC_CHECK_MS)
+            };
         }
         if self.resolve_pending {
             self.resolve_pending = false;
@@ -1084,6 +1100,7 @@ impl Daemon {
                     );
                     self.resolve_pending = true;
                     self.reload_keys();
+                    self.redetect_kernel(now);
                     self.core.handle(now, Input::Rejoin, &mut self.io);
                 }
                 libc::SIGCHLD => self.poll_children(now),
@@ -1094,6 +1111,21 @@ impl Daemon {
                 _ => {}
             }
         }
+    }
+
+    /// Looks for the kernel's map interface again (procfs mounted late,
+    /// SIGHUP); one that appears gets the map at once.
+    fn redetect_kernel(&mut self, now_ms: u64) {
+        if !self.io.kernel.redetect() {
+            return;
+        }
+        notice!(
+            "kernel interface found again: publishing to {} and {}",
+            self.io.map_file.display(),
+            self.io.kernel.backend().describe()
+        );
+        self.core
+            .handle(now_ms, Input::KernelAppeared, &mut self.io);
     }
 
     /// Collects child programs that ended, kills those out of time.
@@ -1410,21 +1442,28 @@ impl Daemon {
         let mut relevant = false;
         let ours: ArrayVec<u32, MAX_INTERFACES> = self.io.ifaces.iter().map(|i| i.index).collect();
         let explicit = self.explicit;
+        // A named interface that is gone may come back under a new index:
+        // then any new link or address may be it.
+        let missing = explicit && self.io.ifaces.iter().any(|i| i.index == 0);
         let mut link_changes: ArrayVec<(u32, bool), 16> = ArrayVec::new();
         let r = self.monitor.read_events(|ev| match ev {
             netlink::Event::Link { ifindex, up, .. } => {
                 if ours.contains(&ifindex) {
                     let _ = link_changes.try_push((ifindex, up));
+                } else if missing {
+                    relevant = true;
                 }
             }
             netlink::Event::LinkRemoved { ifindex } => {
                 if ours.contains(&ifindex) {
                     let _ = link_changes.try_push((ifindex, false));
+                    // Gone, not just down: its index is no longer ours.
+                    relevant = true;
                 }
             }
             netlink::Event::AddrAdded { ifindex, .. }
             | netlink::Event::AddrRemoved { ifindex, .. } => {
-                if ours.contains(&ifindex) {
+                if ours.contains(&ifindex) || missing {
                     relevant = true;
                 }
             }
@@ -1510,6 +1549,25 @@ impl Daemon {
             }
         };
         let Some(fresh) = fresh else { return };
+        // Named interfaces keep their places in the list.
+        let named = self.explicit.then_some(self.io.ifaces.iter().zip(&fresh));
+        for (old, new) in named.into_iter().flatten() {
+            if old.index == new.index {
+                continue;
+            }
+            if new.index == 0 {
+                warn!(
+                    "interface {} was removed: not announcing on it until it is back",
+                    old.name
+                );
+            } else {
+                notice!(
+                    "interface {} is back (index {}): re-joining and announcing",
+                    new.name,
+                    new.index
+                );
+            }
+        }
         let group = *self.io.group.ip();
         for old in &self.io.ifaces {
             if !fresh.iter().any(|f| f.index == old.index) {

@@ -238,6 +238,9 @@ pub enum Input<'a> {
     /// A kernel publish failed after [`Actions::publish`] returned (setpe's
     /// exit status arrives later): retry.
     KernelFailed,
+    /// The kernel's map interface appeared (procfs was mounted late): hand
+    /// it the map now.
+    KernelAppeared,
     /// Leave the cluster: publish what is pending, send LEAVE
     /// [`GOODBYES`] times, then [`Core::finished`] is true.
     Stop,
@@ -795,6 +798,7 @@ impl Core {
             Input::KernelFailed => {
                 self.set(Timer::KernelRetry, now_ms + PUBLISH_RETRY_MS);
             }
+            Input::KernelAppeared => self.set(Timer::KernelRetry, now_ms),
             Input::Stop => {
                 if self.map.is_dirty() || self.timers[Timer::Publish as usize].is_some() {
                     self.publish(now_ms, true, true, io);

@@ -283,15 +283,7 @@ pub enum Backend {
 impl Backend {
     /// Looks under `proc_root` (normally `/proc`) for the interfaces.
     pub fn detect(proc_root: &Path) -> Backend {
-        if proc_root.join("hpc/admin/config").exists() {
-            Backend::OpenMosix24
-        } else if proc_root.join("self/om").exists() {
-            Backend::OpenMosix26
-        } else if proc_root.join("self/pms").exists() {
-            Backend::LinuxPmi
-        } else {
-            Backend::MapFileOnly
-        }
+        Probes::new(proc_root).map_or(Backend::MapFileOnly, |p| p.detect())
     }
 
     /// How the start-up log line names it.
@@ -302,6 +294,40 @@ impl Backend {
             Backend::LinuxPmi => "LinuxPMI kernel (no map interface: map file only)",
             Backend::MapFileOnly => "no openMosix kernel (map file only)",
         }
+    }
+}
+
+/// The paths that tell the backends apart, made once so that looking again
+/// allocates nothing.
+struct Probes {
+    /// In the order of [`Probes::BACKENDS`].
+    paths: [CString; 3],
+    /// `self`: there once procfs is mounted.
+    mounted: CString,
+}
+
+impl Probes {
+    const BACKENDS: [(&'static str, Backend); 3] = [
+        ("hpc/admin/config", Backend::OpenMosix24),
+        ("self/om", Backend::OpenMosix26),
+        ("self/pms", Backend::LinuxPmi),
+    ];
+
+    fn new(proc_root: &Path) -> io::Result<Probes> {
+        let [a, b, c] = Self::BACKENDS.map(|(p, _)| cstring(&proc_root.join(p)));
+        Ok(Probes {
+            paths: [a?, b?, c?],
+            mounted: cstring(&proc_root.join("self"))?,
+        })
+    }
+
+    fn detect(&self) -> Backend {
+        let found = self.paths.iter().zip(Self::BACKENDS);
+        found
+            .filter(|(path, _)| crate::sys::exists(path))
+            .map(|(_, (_, b))| b)
+            .next()
+            .unwrap_or(Backend::MapFileOnly)
     }
 }
 
@@ -344,7 +370,7 @@ impl fmt::Display for KernelError {
 /// when the first ends.
 pub struct Kernel {
     backend: Backend,
-    proc_root: PathBuf,
+    probes: Probes,
     mospe: CString,
     setpe: Program,
     env: Environment,
@@ -363,7 +389,7 @@ impl Kernel {
         let args = [OsStr::new("-w"), OsStr::new("-f"), map_file.as_os_str()];
         Ok(Kernel {
             backend,
-            proc_root: proc_root.to_path_buf(),
+            probes: Probes::new(proc_root)?,
             mospe: cstring(&proc_root.join("hpc/admin/mospe"))?,
             setpe: Program::new("setpe", setpe, &args)?,
             env: Environment::new(0),
@@ -380,13 +406,18 @@ impl Kernel {
     /// Looks for the kernel's interface again (procfs may have been mounted
     /// since, as in an initramfs); true if the backend changed.
     pub fn redetect(&mut self) -> bool {
-        let now = Backend::detect(&self.proc_root);
+        let now = self.probes.detect();
         if now == self.backend {
             return false;
         }
         self.backend = now;
         self.written_id = None;
         true
+    }
+
+    /// Whether procfs is mounted at the proc root (its `self` is there).
+    pub fn proc_mounted(&self) -> bool {
+        crate::sys::exists(&self.probes.mounted)
     }
 
     /// A setpe run is in progress.

@@ -872,3 +872,9 @@ pub fn executable(path: &std::ffi::CStr) -> io::Result<()> {
     cvt(unsafe { libc::access(path.as_ptr(), libc::X_OK) })?;
     Ok(())
 }
+
+/// Whether `path` exists (following symlinks).
+pub fn exists(path: &std::ffi::CStr) -> bool {
+    // SAFETY: path is NUL-terminated and alive for the call.
+    unsafe { libc::access(path.as_ptr(), libc::F_OK) == 0 }
+}

@@ -1269,3 +1269,53 @@ fn a_storm_of_sighups_and_sigusr1s_costs_one_burst_and_a_few_lines() {
     );
     assert!(d1.has_exactly(&both) && d2.has_exactly(&both));
 }
+
+#[test]
+fn an_interface_deleted_and_created_again_is_adopted_again_without_sighup() {
+    let (lab, br, nodes) = Lab::flat(2);
+    let (n1, a1) = nodes[0];
+    let (n2, a2) = nodes[1];
+    let args = ["-i", "eth0", "--interval", "0.3", "--hold", "0.9"];
+    let d1 = start(&lab, n1, a1, "replug", &args);
+    let d2 = start(&lab, n2, a2, "witness", &args);
+    let both = set_of(&[a1, a2]);
+    wait_for(CONVERGE_TIMEOUT, "converged", &[&d1, &d2], || {
+        d1.has_exactly(&both) && d2.has_exactly(&both)
+    });
+    // Unplugged for good: the device is deleted (its veth peer with it).
+    lab.ip(n1, &["link", "del", "eth0"]);
+    wait_for(
+        CONVERGE_TIMEOUT,
+        "the witness drops it",
+        &[&d1, &d2],
+        || !d2.lists(a1),
+    );
+    wait_for(CONVERGE_TIMEOUT, "the removal is logged", &[&d1], || {
+        d1.log().contains("interface eth0 was removed")
+    });
+    // Plugged in again: a new device of the same name, with a new index.
+    let (sw, bridge, ns) = (lab.switch_ns().to_string(), lab.bridge_name(br), lab.ns(n1));
+    let ip = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    ip(&[
+        "-n", &sw, "link", "add", "n0e0", "type", "veth", "peer", "name", "eth0", "netns", &ns,
+    ]);
+    ip(&["-n", &sw, "link", "set", "n0e0", "master", &bridge, "up"]);
+    ip(&["-n", &ns, "addr", "add", &format!("{a1}/24"), "dev", "eth0"]);
+    ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+    let back = wait_for(
+        CONVERGE_TIMEOUT,
+        "the witness lists it again",
+        &[&d1, &d2],
+        || d2.has_exactly(&both) && d1.has_exactly(&both),
+    );
+    eprintln!("MEASURED re-created interface: back in the witness's map {back:?} after it was up");
+    assert!(
+        d1.log().contains("interface eth0 is back (index "),
+        "{}",
+        d1.log()
+    );
+    assert!(!d1.log().contains("SIGHUP"), "no SIGHUP was needed");
+}
