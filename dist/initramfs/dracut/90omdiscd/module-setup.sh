@@ -11,7 +11,7 @@
 # from the usual dracut arguments (ip=, rd.neednet=1, ...).
 #
 # At boot, omdiscd-start.sh (an initqueue/online hook) starts
-# `omdiscd -n --cmdline` when the first interface comes up: the settings
+# `omdiscd --cmdline` when the first interface comes up: the settings
 # are the kernel command-line words omdiscd.<option>=<value>. See
 # dist/initramfs/README.md.
 

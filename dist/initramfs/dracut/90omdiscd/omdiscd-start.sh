@@ -1,8 +1,9 @@
 #!/bin/sh
 # dracut initqueue/online hook (module omdiscd): sourced with the name of an
-# interface that has just come up as $1; starts omdiscd once, at the first.
+# interface that has just come up as $1; starts omdiscd once, at the first
+# interface it can start on.
 #
-#   omdiscd -n --cmdline [--interface <that interface>]
+#   omdiscd --cmdline [--interface <that interface>]
 #
 # --cmdline: the kernel command-line words omdiscd.<option>=<value> and
 # omdiscd.<flag> act as --<option>=<value> and --<flag> (omdiscd.cluster=lab,
@@ -11,23 +12,28 @@
 # often no default route, from which omdiscd would otherwise pick it.
 # rd.omdiscd=0 on the kernel command line: not started.
 #
-# It logs to the kernel log (/dev/kmsg: dmesg, and the journal later): there
-# is no syslog daemon in most initramfs images.
+# omdiscd becomes a daemon; the command returns once it announces (0) or
+# has failed (its exit status and message). Without a syslog daemon, as in
+# most initramfs images, it logs to the kernel log (dmesg).
 # shellcheck source=/dev/null # dracut's, in the initramfs
 command -v getarg >/dev/null || . /lib/dracut-lib.sh
 
 omdiscd_start() {
     getargbool 1 rd.omdiscd || return 0
     # One omdiscd, however many interfaces come up.
-    [ -e /run/omdiscd/initrd.pid ] && return 0
+    [ -e /run/omdiscd/initrd.started ] && return 0
     mkdir -p /run/omdiscd
-    set -- -n --cmdline
+    set -- --cmdline
     if [ -z "$(getarg omdiscd.interface=)" ] && [ -n "$netif" ]; then
         set -- "$@" --interface "$netif"
     fi
-    setsid omdiscd "$@" </dev/null >/dev/kmsg 2>&1 &
-    echo $! >/run/omdiscd/initrd.pid
-    info "omdiscd: started (PID $!): omdiscd $*"
+    if omdiscd "$@"; then
+        : >/run/omdiscd/initrd.started
+        info "omdiscd: started: omdiscd $*"
+    else
+        # The next interface to come up tries again.
+        warn "omdiscd: omdiscd $* failed (exit $?)"
+    fi
 }
 
 netif=$1
