@@ -455,6 +455,9 @@ impl Default for RateLimiter {
 pub struct Logger {
     sink: Sink,
     debug: bool,
+    /// Lines to a stream start with `<N>`, their syslog priority (the
+    /// journal reads it: `journalctl -p`).
+    priorities: bool,
     syslog: SyslogConn,
     kmsg: KmsgConn,
     limiter: RateLimiter,
@@ -466,6 +469,7 @@ impl Logger {
         Logger {
             sink,
             debug: false,
+            priorities: false,
             syslog: SyslogConn::new(),
             kmsg: KmsgConn::new(),
             limiter: RateLimiter::new(),
@@ -485,6 +489,11 @@ impl Logger {
 
     pub fn set_debug(&mut self, on: bool) {
         self.debug = on;
+    }
+
+    /// Starts each line to a stream with `<N>` (see [`Logger::priorities`]).
+    pub fn set_priorities(&mut self, on: bool) {
+        self.priorities = on;
     }
 
     /// Points the syslog sink at another socket (tests); the default is /dev/log.
@@ -530,13 +539,16 @@ impl Logger {
     /// Sends a formatted line (ending in a newline) to the sink. Errors are
     /// ignored: there is nowhere left to report them.
     fn emit(&mut self, level: Level, line: &[u8]) {
+        let stream = |fd| {
+            if self.priorities {
+                let prefix = [b'<', b'0' + level.syslog_priority() as u8, b'>'];
+                let _ = sys::write_all_fd(fd, &prefix);
+            }
+            let _ = sys::write_all_fd(fd, line);
+        };
         match self.sink {
-            Sink::Stdout => {
-                let _ = sys::write_all_fd(libc::STDOUT_FILENO, line);
-            }
-            Sink::Fd(fd) => {
-                let _ = sys::write_all_fd(fd, line);
-            }
+            Sink::Stdout => stream(libc::STDOUT_FILENO),
+            Sink::Fd(fd) => stream(fd),
             Sink::Syslog => {
                 let text = line.strip_suffix(b"\n").unwrap_or(line);
                 let text = core::str::from_utf8(text).unwrap_or("");
@@ -581,6 +593,21 @@ pub fn set_sink(sink: Sink) {
 /// Where log lines go now.
 pub fn sink() -> Sink {
     global().sink()
+}
+
+/// Starts each line to standard output with `<N>`, its syslog priority,
+/// when standard output is the systemd journal (`JOURNAL_STREAM` names
+/// it), so that the journal keeps the levels. Returns whether it does.
+pub fn prefix_priorities_for_the_journal() -> bool {
+    let on = std::env::var("JOURNAL_STREAM")
+        .ok()
+        .and_then(|v| {
+            let (dev, ino) = v.split_once(':')?;
+            Some((dev.parse::<u64>().ok()?, ino.parse::<u64>().ok()?))
+        })
+        .is_some_and(|id| sys::device_and_inode(libc::STDOUT_FILENO) == Some(id));
+    global().set_priorities(on);
+    on
 }
 
 /// Turns `debug!` output on or off (off by default).

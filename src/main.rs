@@ -152,6 +152,9 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
     } else {
         Sink::Stdout
     });
+    if !cfg.daemonize {
+        log::prefix_priorities_for_the_journal();
+    }
     log::set_debug(cfg.debug);
     if let Err(e) = daemon::absolutize(&mut cfg) {
         return start_failed(None, 1, &format!("cannot read the current directory: {e}"));

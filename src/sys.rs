@@ -878,3 +878,16 @@ pub fn exists(path: &std::ffi::CStr) -> bool {
     // SAFETY: path is NUL-terminated and alive for the call.
     unsafe { libc::access(path.as_ptr(), libc::F_OK) == 0 }
 }
+
+/// The device and inode of what `fd` refers to (how `JOURNAL_STREAM` names
+/// the journal's stream).
+pub fn device_and_inode(fd: RawFd) -> Option<(u64, u64)> {
+    let mut st = mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: st is a stat buffer fstat fills on success.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so st is initialised.
+    let st = unsafe { st.assume_init() };
+    Some((st.st_dev, st.st_ino))
+}
