@@ -777,7 +777,8 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 /// Starts `argv[0]` with `argv` and `envp` (both NULL-terminated arrays of
 /// pointers to NUL-terminated strings, alive for the call), its stdout and
 /// stderr on `output`, in a process group of its own, with every signal
-/// unblocked, and killed (SIGKILL) if the daemon dies first. Allocates
+/// unblocked and SIGPIPE at its default, and killed (SIGKILL) if the daemon
+/// dies first. Allocates
 /// nothing: between fork and exec the child makes system calls only. A
 /// program that cannot be executed writes why to `output` and exits 127.
 pub fn spawn(
@@ -807,6 +808,9 @@ pub fn spawn(
             libc::_exit(127);
         }
         libc::setpgid(0, 0);
+        // Rust ignores SIGPIPE, and an ignored signal stays ignored across
+        // execve: give the program the default, as a shell would.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         let mut none: libc::sigset_t = mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());

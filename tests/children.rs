@@ -169,13 +169,15 @@ fn runs(path: &PathBuf) -> Vec<String> {
 fn the_on_change_program_gets_who_joined_and_left_coalesced_and_its_stderr_is_logged() {
     let (lab, _br, nodes) = Lab::flat(3);
     let record = lab.dir().join("hook.runs");
+    let signals = lab.dir().join("hook.signals");
     let hook = lab.dir().join("hook");
     // Slow on purpose: changes while it runs are coalesced into one run.
     script(
         &hook,
         &format!(
-            "echo \"$OMDISCD_NODES|$OMDISCD_JOINED|$OMDISCD_LEFT|$OMDISCD_NODE_ID|$OMDISCD_MAP_FILE\" >> '{}'\necho hook ran >&2\nsleep 0.5\n",
-            record.display()
+            "echo \"$OMDISCD_NODES|$OMDISCD_JOINED|$OMDISCD_LEFT|$OMDISCD_NODE_ID|$OMDISCD_MAP_FILE\" >> '{}'\ngrep -E '^Sig(Blk|Ign)' /proc/self/status > '{}'\necho hook ran >&2\nsleep 0.5\n",
+            record.display(),
+            signals.display()
         ),
     );
     let iv = ["-i", "eth0", "--interval", "0.3", "--hold", "0.9"];
@@ -204,6 +206,16 @@ fn the_on_change_program_gets_who_joined_and_left_coalesced_and_its_stderr_is_lo
             runs(&record)
         );
     }
+    // It starts as from a shell: nothing blocked (the daemon blocks its
+    // signals for signalfd), SIGPIPE not ignored (Rust ignores it in the
+    // daemon; what the daemon's own parent ignored stays ignored).
+    let sig = fs::read_to_string(&signals).unwrap();
+    let mask = |name: &str| {
+        let line = sig.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split('\t').nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{sig}");
+    assert_eq!(mask("SigIgn:") & (1 << (libc::SIGPIPE - 1)), 0, "{sig}");
     let first = runs(&record)[0].clone();
     let f: Vec<&str> = first.split('|').collect();
     assert_eq!(f[3], nid(a0).to_string());
