@@ -171,8 +171,9 @@ setpe and the --on-change program are killed if they run longer than 10 s.
 Exit status: 0 success; 1 the daemon could not start (network, key file,
 lock file, control socket, kernel command line) or --dump/--stats found no
 daemon and no usable map; 2 bad usage; 3 another omdiscd holds the lock
-file (--pid-file); 4 --dump printed a stale map (the omdiscd that wrote it
-is not running).
+file (--pid-file), or runs on this host with the same address, group and
+port; 4 --dump printed a stale map (the omdiscd that wrote it is not
+running).
 ";
 
 /// Parses the arguments after `argv[0]`.

@@ -35,7 +35,8 @@ use crate::procfs::{AtomicFile, Backend, Kernel, KernelError};
 use crate::rate::Bucket;
 use crate::rng::Rng;
 use crate::sys::{
-    getrandom_u64, monotonic_ms, Epoll, IoErr, LockError, PidLock, SignalFd, Starter, TimerFd,
+    getrandom_u64, monotonic_ms, AbstractClaim, Epoll, IoErr, LockError, PidLock, SignalFd,
+    Starter, TimerFd,
 };
 use crate::udp::{McastSocket, RecvBatch};
 use crate::wire::{Label, ParseError};
@@ -76,6 +77,7 @@ const TOKEN_TIMER: u64 = 2;
 const TOKEN_SIGNAL: u64 = 3;
 const TOKEN_NETLINK: u64 = 4;
 const TOKEN_CONTROL: u64 = 5;
+const TOKEN_CLAIM: u64 = 6;
 /// Control socket clients: this and the next `control::MAX_CLIENTS - 1`.
 const TOKEN_CLIENT: u64 = 16;
 
@@ -203,6 +205,13 @@ pub enum StartError {
     KeyFile(PathBuf, KeyFileError),
     /// Another omdiscd holds the lock file (its PID, if it says).
     AlreadyRunning(PathBuf, Option<u32>),
+    /// Another omdiscd on this host announces this address on this group
+    /// and port (its PID, if it says).
+    SameNode {
+        addr: Ipv4Addr,
+        group: SocketAddrV4,
+        pid: Option<u32>,
+    },
     /// The lock file cannot be made or locked.
     PidFile(PathBuf, io::Error),
     /// The control socket cannot be made.
@@ -214,7 +223,7 @@ impl StartError {
     /// else 1.
     pub fn exit_status(&self) -> u8 {
         match self {
-            StartError::AlreadyRunning(..) => EXIT_ALREADY_RUNNING,
+            StartError::AlreadyRunning(..) | StartError::SameNode { .. } => EXIT_ALREADY_RUNNING,
             _ => 1,
         }
     }
@@ -249,6 +258,16 @@ impl fmt::Display for StartError {
             }
             StartError::PidFile(path, e) => {
                 write!(f, "lock file {}: {}", path.display(), IoErr(e))
+            }
+            StartError::SameNode { addr, group, pid } => {
+                write!(f, "another omdiscd is running")?;
+                if let Some(pid) = pid {
+                    write!(f, " (PID {pid})")?;
+                }
+                write!(
+                    f,
+                    " on this host as {addr} in group {group}: two would make every node see one address twice; stop it first, or give this one another --group or --port"
+                )
             }
             StartError::Control(path, e) => {
                 write!(f, "control socket {}: {}", path.display(), IoErr(e))
@@ -710,6 +729,8 @@ pub struct Daemon {
     lock: PidLock,
     /// The control socket (`--dump`, `--stats`).
     control: Server,
+    /// This host's one daemon for the group, port and address.
+    claim: AbstractClaim,
     /// When the daemon started (monotonic), for the uptime.
     started_ms: u64,
     /// `--metrics-file`.
@@ -767,6 +788,24 @@ impl Daemon {
             .addr
             .expect("resolve returns addressed interfaces");
 
+        // One daemon per group, port and address on a host (per network
+        // namespace): a name in the abstract socket namespace, which the
+        // kernel frees when the daemon dies.
+        let group = SocketAddrV4::new(cfg.group, cfg.port);
+        let mut claim_name = heapless::String::<64>::new();
+        let _ = write!(claim_name, "omdiscd/{group}/{primary}");
+        let claim = AbstractClaim::take(claim_name.as_bytes()).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EADDRINUSE) {
+                let pid = AbstractClaim::holder(claim_name.as_bytes());
+                StartError::SameNode {
+                    addr: primary,
+                    group,
+                    pid,
+                }
+            } else {
+                StartError::Io("claiming the node's address", e)
+            }
+        })?;
         let sock =
             McastSocket::open(cfg.port, RCVBUF_BYTES).map_err(io("opening the UDP socket"))?;
         sock.set_multicast_ttl(cfg.multicast_ttl.unwrap_or(1))
@@ -794,6 +833,9 @@ impl Daemon {
             .map_err(|e| StartError::Control(control_path.clone(), e))?;
         epoll
             .add(control.listener_fd(), TOKEN_CONTROL, readable)
+            .map_err(io("epoll"))?;
+        epoll
+            .add(claim.as_raw_fd(), TOKEN_CLAIM, readable)
             .map_err(io("epoll"))?;
         let metrics = match &cfg.metrics_file {
             Some(path) => Some(Metrics {
@@ -830,7 +872,7 @@ impl Daemon {
             core,
             io: Shell {
                 sock,
-                group: SocketAddrV4::new(cfg.group, cfg.port),
+                group,
                 ifaces,
                 writer,
                 kernel,
@@ -842,6 +884,7 @@ impl Daemon {
             counters_at_ms: 0,
             lock,
             control,
+            claim,
             started_ms: monotonic_ms(),
             metrics,
             proc_check_ms,
@@ -1002,6 +1045,7 @@ impl Daemon {
                 TOKEN_SIGNAL => self.on_signals(),
                 TOKEN_NETLINK => self.on_netlink(),
                 TOKEN_CONTROL => self.control.accept(monotonic_ms(), &self.epoll),
+                TOKEN_CLAIM => self.claim.drain(),
                 token => {
                     if let Some(i) = self.control.client_of(token) {
                         self.serve(i);

@@ -895,3 +895,111 @@ pub fn device_and_inode(fd: RawFd) -> Option<(u64, u64)> {
     let st = unsafe { st.assume_init() };
     Some((st.st_dev, st.st_ino))
 }
+
+/// A name in the abstract `AF_UNIX` namespace held by a listening socket:
+/// one holder per network namespace, released when the process dies (no
+/// file is left behind). Connecting to it tells who holds it.
+#[derive(Debug)]
+pub struct AbstractClaim {
+    fd: OwnedFd,
+}
+
+fn abstract_addr(name: &[u8]) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain data; all zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    // sun_path[0] stays 0: the abstract namespace.
+    if name.len() + 1 > addr.sun_path.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    for (d, &b) in addr.sun_path[1..].iter_mut().zip(name) {
+        *d = b as libc::c_char;
+    }
+    let len = mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+    Ok((addr, len as libc::socklen_t))
+}
+
+fn unix_stream() -> io::Result<OwnedFd> {
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    // SAFETY: socket takes integers only.
+    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, kind, 0) })?;
+    // SAFETY: socket just returned this descriptor, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl AbstractClaim {
+    /// Takes `name`; `EADDRINUSE` if another process holds it.
+    pub fn take(name: &[u8]) -> io::Result<AbstractClaim> {
+        let fd = unix_stream()?;
+        let (addr, len) = abstract_addr(name)?;
+        // SAFETY: addr is a valid sockaddr_un of `len` bytes.
+        cvt(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        })?;
+        // SAFETY: listen takes integers only.
+        cvt(unsafe { libc::listen(fd.as_raw_fd(), 4) })?;
+        Ok(AbstractClaim { fd })
+    }
+
+    /// The PID of the process holding `name`, if one does and says.
+    pub fn holder(name: &[u8]) -> Option<u32> {
+        let fd = unix_stream().ok()?;
+        let (addr, len) = abstract_addr(name).ok()?;
+        // SAFETY: addr is a valid sockaddr_un of `len` bytes. A listening
+        // peer accepts the connection into its backlog at once.
+        let r = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        };
+        if r != 0 {
+            return None;
+        }
+        // SAFETY: ucred is plain data; all zero is a valid value.
+        let mut cred: libc::ucred = unsafe { mem::zeroed() };
+        let mut cred_len = mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: cred is writable for cred_len bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut cred_len,
+            )
+        };
+        (r == 0 && cred.pid > 0).then_some(cred.pid as u32)
+    }
+
+    /// Closes the connections of those who asked (see [`AbstractClaim::holder`]).
+    pub fn drain(&self) {
+        loop {
+            // SAFETY: accept4 with null address pointers is allowed.
+            let r = unsafe {
+                libc::accept4(
+                    self.fd.as_raw_fd(),
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                )
+            };
+            if r < 0 {
+                return;
+            }
+            // SAFETY: accept4 just returned this descriptor; closed once.
+            unsafe { libc::close(r) };
+        }
+    }
+}
+
+impl AsRawFd for AbstractClaim {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
