@@ -491,7 +491,7 @@ impl Logger {
         self.debug = on;
     }
 
-    /// Starts each line to a stream with `<N>` (see [`Logger::priorities`]).
+    /// Starts each line to a stream with `<N>`, its syslog priority.
     pub fn set_priorities(&mut self, on: bool) {
         self.priorities = on;
     }
