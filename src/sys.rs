@@ -657,3 +657,178 @@ pub fn process_exists(pid: u32) -> bool {
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
+
+/// An `AF_UNIX` socket address built once (at start-up) and handed to
+/// [`UnixDgram::send_to`] as often as needed: a filesystem path, or an
+/// abstract name (Linux: the first byte of `sun_path` is NUL).
+#[derive(Clone, Copy)]
+pub struct UnixAddr {
+    addr: libc::sockaddr_un,
+    len: libc::socklen_t,
+}
+
+impl UnixAddr {
+    /// Offset of `sun_path` in `sockaddr_un` (after the 2-byte family).
+    const PATH_OFFSET: usize = mem::size_of::<libc::sa_family_t>();
+
+    /// A filesystem path: NUL-terminated in `sun_path`; `None` when it is
+    /// empty, holds a NUL or does not fit (107 bytes at most).
+    pub fn path(path: &[u8]) -> Option<UnixAddr> {
+        if path.is_empty() || path.contains(&0) {
+            return None;
+        }
+        // The terminating NUL is part of the address length.
+        Self::raw(path, 0, 1)
+    }
+
+    /// An abstract name (without the leading NUL; the `@` of
+    /// `NOTIFY_SOCKET` already stripped): exactly these bytes, no NUL at
+    /// the end, at most 107 bytes.
+    pub fn abstract_name(name: &[u8]) -> Option<UnixAddr> {
+        Self::raw(name, 1, 0)
+    }
+
+    /// `name` at `sun_path[skip..]`, with `extra` bytes (the NUL) counted
+    /// in the length.
+    fn raw(name: &[u8], skip: usize, extra: usize) -> Option<UnixAddr> {
+        let mut addr = libc::sockaddr_un {
+            sun_family: libc::AF_UNIX as libc::sa_family_t,
+            sun_path: [0; 108],
+        };
+        let used = skip + name.len() + extra;
+        if used > addr.sun_path.len() {
+            return None;
+        }
+        for (dst, &b) in addr.sun_path[skip..].iter_mut().zip(name) {
+            *dst = b as libc::c_char;
+        }
+        let len = (Self::PATH_OFFSET + skip + name.len() + extra) as libc::socklen_t;
+        Some(UnixAddr { addr, len })
+    }
+
+    /// The address as the kernel takes it: `sun_path` bytes within the
+    /// length (the abstract name with its leading NUL).
+    pub fn as_bytes(&self) -> &[u8] {
+        let n = self.len as usize - Self::PATH_OFFSET;
+        // c_char is i8 or u8 by target; either way one byte each.
+        let path: &[libc::c_char] = &self.addr.sun_path[..n];
+        // SAFETY: c_char and u8 have the same size and alignment and every
+        // bit pattern is valid for both; the slice borrows `self`.
+        unsafe { std::slice::from_raw_parts(path.as_ptr().cast::<u8>(), path.len()) }
+    }
+}
+
+impl std::fmt::Debug for UnixAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.as_bytes();
+        match b.split_first() {
+            Some((0, name)) => write!(f, "UnixAddr(@{})", name.escape_ascii()),
+            _ => write!(
+                f,
+                "UnixAddr({})",
+                b.strip_suffix(&[0]).unwrap_or(b).escape_ascii()
+            ),
+        }
+    }
+}
+
+/// An unbound, unconnected `AF_UNIX` datagram socket that sends to a
+/// [`UnixAddr`] (sd_notify's socket). Close-on-exec, so setpe does not
+/// inherit it; blocking, as sd_notify's is (the receiver is the service
+/// manager, which reads at once; a full queue is its own problem).
+#[derive(Debug)]
+pub struct UnixDgram {
+    fd: OwnedFd,
+}
+
+impl UnixDgram {
+    /// `socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)`.
+    pub fn new() -> io::Result<UnixDgram> {
+        let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+        // SAFETY: socket takes no pointers.
+        let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, kind, 0) })?;
+        // SAFETY: socket just returned this fd and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(UnixDgram { fd })
+    }
+
+    /// Sends `buf` as one datagram to `to` (`MSG_NOSIGNAL`: a closed peer
+    /// is an error, never a SIGPIPE). Retries on EINTR; never allocates.
+    pub fn send_to(&self, buf: &[u8], to: &UnixAddr) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
+        let addr: *const libc::sockaddr_un = &to.addr;
+        // SAFETY: `buf` is readable for `buf.len()` bytes and `to.addr` is a
+        // live sockaddr_un of which `to.len` (at most its size) bytes are
+        // read; the kernel reads both only during the call.
+        let n = cvt_r(|| unsafe {
+            libc::sendto(
+                fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+                addr.cast(),
+                to.len,
+            )
+        })?;
+        Ok(n as usize)
+    }
+}
+
+impl AsFd for UnixDgram {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Microseconds on CLOCK_MONOTONIC, as sd_notify's `MONOTONIC_USEC=` wants
+/// (the same clock as [`monotonic_ms`]).
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
+    // exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000)
+        .wrapping_add(ts.tv_nsec as u64 / 1000)
+}
+
+/// This process's PID.
+pub fn getpid() -> u32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() as u32 }
+}
+
+#[cfg(test)]
+mod unix_tests {
+    use super::*;
+
+    #[test]
+    fn unix_addresses_are_laid_out_as_the_kernel_wants() {
+        let p = UnixAddr::path(b"/run/systemd/notify").unwrap();
+        assert_eq!(p.as_bytes(), b"/run/systemd/notify\0");
+        assert_eq!(p.len as usize, 2 + 20);
+        let a = UnixAddr::abstract_name(b"sd").unwrap();
+        assert_eq!(a.as_bytes(), b"\0sd");
+        assert_eq!(format!("{a:?}"), "UnixAddr(@sd)");
+        assert_eq!(format!("{p:?}"), "UnixAddr(/run/systemd/notify)");
+        assert!(UnixAddr::path(b"").is_none());
+        assert!(UnixAddr::path(b"/a\0b").is_none());
+        assert!(UnixAddr::path(&[b'x'; 107]).is_some());
+        assert!(
+            UnixAddr::path(&[b'x'; 108]).is_none(),
+            "no room for the NUL"
+        );
+        assert!(UnixAddr::abstract_name(&[b'x'; 107]).is_some());
+        assert!(UnixAddr::abstract_name(&[b'x'; 108]).is_none());
+    }
+
+    #[test]
+    fn monotonic_us_agrees_with_monotonic_ms() {
+        let ms = monotonic_ms();
+        let us = monotonic_us();
+        assert!(us / 1000 >= ms && us / 1000 - ms < 1000);
+    }
+}
