@@ -13,8 +13,10 @@
 //! socket; every message after that is formatted on the stack and sent with
 //! one `sendto`, so the event loop allocates nothing. Errors are returned for
 //! the caller to log (rate-limited) and otherwise ignored: the daemon runs
-//! the same without a service manager listening. [`clear_env`] then removes
-//! the variables so that setpe does not inherit them.
+//! the same without a service manager listening. Sends never block: one
+//! that would (the manager's queue is full) fails with `WouldBlock`, and the
+//! caller may try again later (the daemon does, for READY=1). [`clear_env`]
+//! then removes the variables so that setpe does not inherit them.
 
 #![forbid(unsafe_code)]
 
@@ -290,6 +292,22 @@ mod tests {
         assert_eq!(with_usec("-5"), None);
         assert_eq!(with_usec("1"), Some(1), "never 0 ms");
         assert_eq!(with_usec("30000000"), Some(15_000));
+    }
+
+    #[test]
+    fn a_full_queue_is_an_error_not_a_wait() {
+        let (l, path) = listener("full");
+        let n = Notifier::from_values(Some(path.as_os_str()), None, None, 1).unwrap();
+        let mut sent = 0;
+        let err = loop {
+            match n.watchdog() {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 1_000_000, "never full");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "after {sent}");
+        assert_eq!(recv(&l.sock), "WATCHDOG=1");
     }
 
     #[test]

@@ -734,8 +734,9 @@ impl std::fmt::Debug for UnixAddr {
 
 /// An unbound, unconnected `AF_UNIX` datagram socket that sends to a
 /// [`UnixAddr`] (sd_notify's socket). Close-on-exec, so setpe does not
-/// inherit it; blocking, as sd_notify's is (the receiver is the service
-/// manager, which reads at once; a full queue is its own problem).
+/// inherit it. Sends never block: a receiver whose queue is full
+/// (`net.unix.max_dgram_qlen`, 10 in a new network namespace) makes them
+/// fail with `WouldBlock` instead of stopping the event loop.
 #[derive(Debug)]
 pub struct UnixDgram {
     fd: OwnedFd,
@@ -752,8 +753,9 @@ impl UnixDgram {
         Ok(UnixDgram { fd })
     }
 
-    /// Sends `buf` as one datagram to `to` (`MSG_NOSIGNAL`: a closed peer
-    /// is an error, never a SIGPIPE). Retries on EINTR; never allocates.
+    /// Sends `buf` as one datagram to `to`, without waiting (`MSG_DONTWAIT`)
+    /// and without SIGPIPE (`MSG_NOSIGNAL`). Retries on EINTR; never
+    /// allocates.
     pub fn send_to(&self, buf: &[u8], to: &UnixAddr) -> io::Result<usize> {
         let fd = self.fd.as_raw_fd();
         let addr: *const libc::sockaddr_un = &to.addr;
@@ -765,7 +767,7 @@ impl UnixDgram {
                 fd,
                 buf.as_ptr().cast(),
                 buf.len(),
-                libc::MSG_NOSIGNAL,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
                 addr.cast(),
                 to.len,
             )
