@@ -95,11 +95,13 @@ pub enum Limit {
     Joined,
     /// The key file was re-read (SIGHUP), or could not be.
     Keys,
+    /// Telling the service manager (sd_notify) failed.
+    Notify,
 }
 
 impl Limit {
     /// Number of kinds (and of rate-limit slots).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 }
 
 /// A fixed buffer implementing `fmt::Write` that truncates instead of failing,

@@ -103,6 +103,9 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
             return ExitCode::from(e.exit_status());
         }
     };
+    // Daemon::new has read NOTIFY_SOCKET and WATCHDOG_*; setpe must not
+    // inherit them. Still one thread here.
+    omdiscd::notify::clear_env();
     if cfg.daemonize {
         if let Err(e) = omdiscd::sys::daemonize() {
             error!("cannot become a daemon: {e}");

@@ -134,7 +134,6 @@ fn is_ready(m: &str) -> bool {
 }
 
 #[test]
-#[ignore = "needs the daemon wiring"]
 fn the_daemon_speaks_sd_notify() {
     let dir = temp_dir("notify");
     let sock_path = dir.join("notify.sock");
@@ -522,7 +521,6 @@ fn container_systemd() -> Result<Systemd, String> {
 }
 
 #[test]
-#[ignore = "needs the daemon wiring"]
 fn the_unit_runs_under_systemd() {
     let pid1 = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
     let s = if pid1.trim() == "systemd" && Path::new("/run/systemd/system").is_dir() {
