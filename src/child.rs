@@ -23,14 +23,17 @@ pub const CHILD_TIMEOUT_MS: u64 = 10_000;
 const OUTPUT_LOG_LIMIT_MS: u64 = 10_000;
 /// Most bytes of a child's output logged per run (the pipe holds 64 KiB).
 const OUTPUT_MAX: usize = 2048;
-/// Environment variables the daemon got from systemd and keeps from its
-/// children.
-const NOT_INHERITED: [&[u8]; 4] = [
-    b"NOTIFY_SOCKET=",
-    b"WATCHDOG_USEC=",
-    b"WATCHDOG_PID=",
-    b"JOURNAL_STREAM=",
-];
+/// Whether a child gets the daemon's environment variable `var`
+/// (`NAME=value`): not what systemd gave the daemon alone (a child must not
+/// notify in its name), nor `JOURNAL_STREAM` (a child's output goes to a
+/// pipe, not to the journal).
+fn inherited(var: &[u8]) -> bool {
+    let ours = crate::notify::ENV_VARS.iter().chain(&["JOURNAL_STREAM"]);
+    !ours.into_iter().any(|name| {
+        var.strip_prefix(name.as_bytes())
+            .is_some_and(|rest| rest.starts_with(b"="))
+    })
+}
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,8 +229,7 @@ impl Environment {
         let bytes = bytes.max(1);
         let mut ptrs: Vec<*const libc::c_char> = Vec::new();
         for var in sys::environment() {
-            let b = var.to_bytes();
-            if !NOT_INHERITED.iter().any(|p| b.starts_with(p)) {
+            if inherited(var.to_bytes()) {
                 ptrs.push(var.as_ptr());
             }
         }

@@ -31,12 +31,13 @@ use crate::node::{
     Actions, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received,
     Settings, OVERLOAD_LATE_MS,
 };
+use crate::notify::Notifier;
 use crate::procfs::{AtomicFile, Backend, Kernel, KernelError};
 use crate::rate::Bucket;
 use crate::rng::Rng;
 use crate::sys::{
-    getrandom_u64, monotonic_ms, AbstractClaim, Epoll, IoErr, LockError, PidLock, SignalFd,
-    Starter, TimerFd,
+    getrandom_u64, monotonic_ms, monotonic_us, AbstractClaim, Epoll, IoErr, LockError, PidLock,
+    SignalFd, Starter, TimerFd,
 };
 use crate::udp::{McastSocket, RecvBatch};
 use crate::wire::{Label, ParseError};
@@ -63,6 +64,11 @@ const CHANGE_LOG_BURST: u64 = 10;
 const READY_AT_THE_LATEST_MS: u64 = 10_000;
 /// SIGUSR1 logs the counters at most this often.
 const COUNTERS_GAP_MS: u64 = 1_000;
+/// The service manager's status line (the node count) changes at most
+/// this often.
+const STATUS_GAP_MS: u64 = 1_000;
+/// A READY=1 the service manager did not take is sent again this much later.
+const READY_RETRY_MS: u64 = 100;
 
 /// Receive batches read per wake-up (of `udp::BATCH` datagrams each), so a
 /// flood cannot starve the timers and signals; when all are full the core is
@@ -737,6 +743,18 @@ pub struct Daemon {
     metrics: Option<Metrics>,
     /// procfs was not mounted at start (an initramfs): when to look again.
     proc_check_ms: Option<u64>,
+    /// The service manager (systemd's `NOTIFY_SOCKET`), if any.
+    notify: Option<Notifier>,
+    /// When READY=1 is due: once the node announces, when a reload is
+    /// done, and again after a send that failed.
+    ready_at_ms: Option<u64>,
+    /// The node has announced (see [`Daemon::announcing`]).
+    announced: bool,
+    /// The next WATCHDOG=1 (with `WatchdogSec=`).
+    watchdog_at_ms: u64,
+    /// The node count the status line last showed, and when it may next change.
+    status_nodes: usize,
+    status_at_ms: u64,
 }
 
 /// How often a daemon started without procfs looks whether it is mounted.
@@ -899,6 +917,12 @@ impl Daemon {
             monitor,
             armed_ms: 0,
             resolve_pending: false,
+            notify: Notifier::from_env(),
+            ready_at_ms: None,
+            announced: false,
+            watchdog_at_ms: 0,
+            status_nodes: 0,
+            status_at_ms: 0,
         };
         daemon.join_groups();
         Ok(daemon)
@@ -969,10 +993,10 @@ impl Daemon {
     /// The node is running: it has sent its first announcement, or has
     /// nothing to announce (a loopback address), or the start-up delay of a
     /// cold boot has gone on for [`READY_AT_THE_LATEST_MS`].
-    fn announcing(&self, started_ms: u64) -> bool {
+    fn announcing(&self, now_ms: u64) -> bool {
         self.core.counters().sent > 0
             || !crate::wire::is_valid_node_addr(self.core.primary())
-            || monotonic_ms() >= started_ms + READY_AT_THE_LATEST_MS
+            || now_ms >= self.started_ms + READY_AT_THE_LATEST_MS
     }
 
     /// The protocol core (its map, counters and identity).
@@ -983,10 +1007,9 @@ impl Daemon {
     /// Runs until SIGTERM or SIGINT, says goodbye and returns. `starter`
     /// (the waiting parent of a daemon) is told once the node announces.
     pub fn run(&mut self, mut starter: Option<Starter>) -> io::Result<()> {
-        let started_ms = monotonic_ms();
         while !self.core.finished() {
             self.step(None)?;
-            if starter.is_some() && self.announcing(started_ms) {
+            if self.announced {
                 if let Some(s) = starter.take() {
                     s.ready();
                 }
@@ -1014,6 +1037,11 @@ impl Daemon {
             self.on_readable();
         }
         self.core.poll(monotonic_ms(), &mut self.io);
+        if !self.announced && self.announcing(monotonic_ms()) {
+            // Running: the starter and the service manager are told.
+            self.announced = true;
+            self.ready_at_ms = Some(0);
+        }
         let Some(deadline) = self.core.poll_at() else {
             return Ok(());
         };
@@ -1023,6 +1051,7 @@ impl Daemon {
             self.io.child_deadline(),
             metrics_due,
             self.proc_check_ms,
+            self.notify_due(monotonic_ms()),
         ]
         .into_iter()
         .flatten()
@@ -1074,6 +1103,63 @@ impl Daemon {
             self.reresolve();
         }
         Ok(())
+    }
+
+    // ---- the service manager (sd_notify) ---------------------------------
+
+    /// Sends what the service manager is due (READY=1, the status line when
+    /// the node count changed, WATCHDOG=1); the next instant something will
+    /// be due, if any.
+    fn notify_due(&mut self, now: u64) -> Option<u64> {
+        let n = self.notify.as_ref()?;
+        let nodes = self.core.map().len();
+        let mut sent = Ok(());
+        match self.ready_at_ms {
+            Some(at) if now >= at => match n.ready(nodes) {
+                Ok(()) => {
+                    self.ready_at_ms = None;
+                    self.status_nodes = nodes;
+                    self.status_at_ms = now + STATUS_GAP_MS;
+                }
+                // Without READY=1 the start (or reload) would time out.
+                Err(e) => {
+                    self.ready_at_ms = Some(now + READY_RETRY_MS);
+                    sent = Err(e);
+                }
+            },
+            // READY=1 carries the status line.
+            Some(_) => {}
+            None if nodes != self.status_nodes && now >= self.status_at_ms => {
+                self.status_at_ms = now + STATUS_GAP_MS;
+                sent = n.status(nodes);
+                if sent.is_ok() {
+                    self.status_nodes = nodes;
+                }
+            }
+            None => {}
+        }
+        let status_at = (nodes != self.status_nodes).then_some(self.status_at_ms);
+        let mut next = self.ready_at_ms.or(status_at);
+        if let Some(every) = n.watchdog_every_ms() {
+            if now >= self.watchdog_at_ms {
+                sent = sent.and(n.watchdog());
+                self.watchdog_at_ms = now + every;
+            }
+            next = Some(next.map_or(self.watchdog_at_ms, |t| t.min(self.watchdog_at_ms)));
+        }
+        if let Err(e) = sent {
+            notify_failed(&e);
+        }
+        next
+    }
+
+    /// Sends one message to the service manager, if there is one.
+    fn notify(&self, send: impl FnOnce(&Notifier) -> io::Result<()>) {
+        if let Some(n) = &self.notify {
+            if let Err(e) = send(n) {
+                notify_failed(&e);
+            }
+        }
     }
 
     fn on_readable(&mut self) {
@@ -1132,6 +1218,7 @@ impl Daemon {
             match info.signo {
                 libc::SIGTERM | libc::SIGINT => {
                     notice!("signal {}: leaving the cluster", info.signo);
+                    self.notify(Notifier::stopping);
                     self.core.handle(now, Input::Stop, &mut self.io);
                     return;
                 }
@@ -1142,10 +1229,14 @@ impl Daemon {
                         Level::Info,
                         format_args!("SIGHUP: re-reading interfaces, addresses and keys"),
                     );
+                    self.notify(|n| n.reloading(monotonic_us()));
                     self.resolve_pending = true;
                     self.reload_keys();
                     self.redetect_kernel(now);
                     self.core.handle(now, Input::Rejoin, &mut self.io);
+                    // Ready again once the interfaces are re-read (the end
+                    // of this step) and the next step has run the core.
+                    self.ready_at_ms = Some(0);
                 }
                 libc::SIGCHLD => self.poll_children(now),
                 libc::SIGUSR1 if now >= self.counters_at_ms => {
@@ -1740,6 +1831,16 @@ fn send_from(
         }
         r => r,
     }
+}
+
+/// Logs a failed sd_notify send (rate-limited); the daemon goes on.
+fn notify_failed(e: &io::Error) {
+    crate::log::limited(
+        Limit::Notify,
+        LOG_LIMIT_MS,
+        Level::Warn,
+        format_args!("telling the service manager: {}", IoErr(e)),
+    );
 }
 
 /// Prints an optional address, `-` when none.

@@ -13,6 +13,7 @@ pub mod map;
 pub mod mapfile;
 pub mod netlink;
 pub mod node;
+pub mod notify;
 pub mod procfs;
 pub mod rate;
 pub mod rng;

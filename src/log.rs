@@ -101,11 +101,13 @@ pub enum Limit {
     ChildFailed,
     /// The control socket or the metrics file failed.
     Status,
+    /// Telling the service manager (sd_notify) failed.
+    Notify,
 }
 
 impl Limit {
     /// Number of kinds (and of rate-limit slots).
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
 }
 
 /// A fixed buffer implementing `fmt::Write` that truncates instead of failing,

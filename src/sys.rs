@@ -904,19 +904,8 @@ pub struct AbstractClaim {
     fd: OwnedFd,
 }
 
-fn abstract_addr(name: &[u8]) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-    // SAFETY: sockaddr_un is plain data; all zero is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    // sun_path[0] stays 0: the abstract namespace.
-    if name.len() + 1 > addr.sun_path.len() {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-    }
-    for (d, &b) in addr.sun_path[1..].iter_mut().zip(name) {
-        *d = b as libc::c_char;
-    }
-    let len = mem::size_of::<libc::sa_family_t>() + 1 + name.len();
-    Ok((addr, len as libc::socklen_t))
+fn abstract_addr(name: &[u8]) -> io::Result<UnixAddr> {
+    UnixAddr::abstract_name(name).ok_or_else(|| io::Error::from_raw_os_error(libc::ENAMETOOLONG))
 }
 
 fn unix_stream() -> io::Result<OwnedFd> {
@@ -931,13 +920,13 @@ impl AbstractClaim {
     /// Takes `name`; `EADDRINUSE` if another process holds it.
     pub fn take(name: &[u8]) -> io::Result<AbstractClaim> {
         let fd = unix_stream()?;
-        let (addr, len) = abstract_addr(name)?;
-        // SAFETY: addr is a valid sockaddr_un of `len` bytes.
+        let addr = abstract_addr(name)?;
+        // SAFETY: addr.addr is a valid sockaddr_un of addr.len bytes.
         cvt(unsafe {
             libc::bind(
                 fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_un).cast(),
-                len,
+                (&addr.addr as *const libc::sockaddr_un).cast(),
+                addr.len,
             )
         })?;
         // SAFETY: listen takes integers only.
@@ -948,14 +937,14 @@ impl AbstractClaim {
     /// The PID of the process holding `name`, if one does and says.
     pub fn holder(name: &[u8]) -> Option<u32> {
         let fd = unix_stream().ok()?;
-        let (addr, len) = abstract_addr(name).ok()?;
-        // SAFETY: addr is a valid sockaddr_un of `len` bytes. A listening
-        // peer accepts the connection into its backlog at once.
+        let addr = abstract_addr(name).ok()?;
+        // SAFETY: addr.addr is a valid sockaddr_un of addr.len bytes. A
+        // listening peer accepts the connection into its backlog at once.
         let r = unsafe {
             libc::connect(
                 fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_un).cast(),
-                len,
+                (&addr.addr as *const libc::sockaddr_un).cast(),
+                addr.len,
             )
         };
         if r != 0 {
@@ -1001,5 +990,182 @@ impl AbstractClaim {
 impl AsRawFd for AbstractClaim {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// An `AF_UNIX` socket address built once (at start-up) and handed to
+/// [`UnixDgram::send_to`] as often as needed: a filesystem path, or an
+/// abstract name (Linux: the first byte of `sun_path` is NUL).
+#[derive(Clone, Copy)]
+pub struct UnixAddr {
+    addr: libc::sockaddr_un,
+    len: libc::socklen_t,
+}
+
+impl UnixAddr {
+    /// Offset of `sun_path` in `sockaddr_un` (after the 2-byte family).
+    const PATH_OFFSET: usize = mem::size_of::<libc::sa_family_t>();
+
+    /// A filesystem path: NUL-terminated in `sun_path`; `None` when it is
+    /// empty, holds a NUL or does not fit (107 bytes at most).
+    pub fn path(path: &[u8]) -> Option<UnixAddr> {
+        if path.is_empty() || path.contains(&0) {
+            return None;
+        }
+        // The terminating NUL is part of the address length.
+        Self::raw(path, 0, 1)
+    }
+
+    /// An abstract name (without the leading NUL; the `@` of
+    /// `NOTIFY_SOCKET` already stripped): exactly these bytes, no NUL at
+    /// the end, at most 107 bytes.
+    pub fn abstract_name(name: &[u8]) -> Option<UnixAddr> {
+        Self::raw(name, 1, 0)
+    }
+
+    /// `name` at `sun_path[skip..]`, with `extra` bytes (the NUL) counted
+    /// in the length.
+    fn raw(name: &[u8], skip: usize, extra: usize) -> Option<UnixAddr> {
+        let mut addr = libc::sockaddr_un {
+            sun_family: libc::AF_UNIX as libc::sa_family_t,
+            sun_path: [0; 108],
+        };
+        let used = skip + name.len() + extra;
+        if used > addr.sun_path.len() {
+            return None;
+        }
+        for (dst, &b) in addr.sun_path[skip..].iter_mut().zip(name) {
+            *dst = b as libc::c_char;
+        }
+        let len = (Self::PATH_OFFSET + skip + name.len() + extra) as libc::socklen_t;
+        Some(UnixAddr { addr, len })
+    }
+
+    /// The address as the kernel takes it: `sun_path` bytes within the
+    /// length (the abstract name with its leading NUL).
+    pub fn as_bytes(&self) -> &[u8] {
+        let n = self.len as usize - Self::PATH_OFFSET;
+        // c_char is i8 or u8 by target; either way one byte each.
+        let path: &[libc::c_char] = &self.addr.sun_path[..n];
+        // SAFETY: c_char and u8 have the same size and alignment and every
+        // bit pattern is valid for both; the slice borrows `self`.
+        unsafe { std::slice::from_raw_parts(path.as_ptr().cast::<u8>(), path.len()) }
+    }
+}
+
+impl std::fmt::Debug for UnixAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.as_bytes();
+        match b.split_first() {
+            Some((0, name)) => write!(f, "UnixAddr(@{})", name.escape_ascii()),
+            _ => write!(
+                f,
+                "UnixAddr({})",
+                b.strip_suffix(&[0]).unwrap_or(b).escape_ascii()
+            ),
+        }
+    }
+}
+
+/// An unbound, unconnected `AF_UNIX` datagram socket that sends to a
+/// [`UnixAddr`] (sd_notify's socket). Close-on-exec, so setpe does not
+/// inherit it. Sends never block: a receiver whose queue is full
+/// (`net.unix.max_dgram_qlen`, 10 in a new network namespace) makes them
+/// fail with `WouldBlock` instead of stopping the event loop.
+#[derive(Debug)]
+pub struct UnixDgram {
+    fd: OwnedFd,
+}
+
+impl UnixDgram {
+    /// `socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)`.
+    pub fn new() -> io::Result<UnixDgram> {
+        let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+        // SAFETY: socket takes no pointers.
+        let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, kind, 0) })?;
+        // SAFETY: socket just returned this fd and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(UnixDgram { fd })
+    }
+
+    /// Sends `buf` as one datagram to `to`, without waiting (`MSG_DONTWAIT`)
+    /// and without SIGPIPE (`MSG_NOSIGNAL`). Retries on EINTR; never
+    /// allocates.
+    pub fn send_to(&self, buf: &[u8], to: &UnixAddr) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
+        let addr: *const libc::sockaddr_un = &to.addr;
+        // SAFETY: `buf` is readable for `buf.len()` bytes and `to.addr` is a
+        // live sockaddr_un of which `to.len` (at most its size) bytes are
+        // read; the kernel reads both only during the call.
+        let n = cvt_r(|| unsafe {
+            libc::sendto(
+                fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                addr.cast(),
+                to.len,
+            )
+        })?;
+        Ok(n as usize)
+    }
+}
+
+impl AsFd for UnixDgram {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Microseconds on CLOCK_MONOTONIC, as sd_notify's `MONOTONIC_USEC=` wants
+/// (the same clock as [`monotonic_ms`]).
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
+    // exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000)
+        .wrapping_add(ts.tv_nsec as u64 / 1000)
+}
+
+/// This process's PID.
+pub fn getpid() -> u32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() as u32 }
+}
+
+#[cfg(test)]
+mod unix_tests {
+    use super::*;
+
+    #[test]
+    fn unix_addresses_are_laid_out_as_the_kernel_wants() {
+        let p = UnixAddr::path(b"/run/systemd/notify").unwrap();
+        assert_eq!(p.as_bytes(), b"/run/systemd/notify\0");
+        assert_eq!(p.len as usize, 2 + 20);
+        let a = UnixAddr::abstract_name(b"sd").unwrap();
+        assert_eq!(a.as_bytes(), b"\0sd");
+        assert_eq!(format!("{a:?}"), "UnixAddr(@sd)");
+        assert_eq!(format!("{p:?}"), "UnixAddr(/run/systemd/notify)");
+        assert!(UnixAddr::path(b"").is_none());
+        assert!(UnixAddr::path(b"/a\0b").is_none());
+        assert!(UnixAddr::path(&[b'x'; 107]).is_some());
+        assert!(
+            UnixAddr::path(&[b'x'; 108]).is_none(),
+            "no room for the NUL"
+        );
+        assert!(UnixAddr::abstract_name(&[b'x'; 107]).is_some());
+        assert!(UnixAddr::abstract_name(&[b'x'; 108]).is_none());
+    }
+
+    #[test]
+    fn monotonic_us_agrees_with_monotonic_ms() {
+        let ms = monotonic_ms();
+        let us = monotonic_us();
+        assert!(us / 1000 >= ms && us / 1000 - ms < 1000);
     }
 }

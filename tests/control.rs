@@ -292,7 +292,8 @@ fn metrics_file_has_every_counter_in_the_prometheus_format_and_a_bad_path_is_ref
     let dir = lab.dir().join("a-dir.prom");
     std::fs::create_dir(&dir).unwrap();
     let mut args = iv.to_vec();
-    args.extend(["--metrics-file", dir.to_str().unwrap()]);
+    // (Another port: a second daemon for the peer's address and port is refused.)
+    args.extend(["--metrics-file", dir.to_str().unwrap(), "--port", "7743"]);
     let bad = start(&lab, nodes[1].0, nodes[1].1, "m2", &args);
     let status = bad.proc().wait_exit(EXIT_TIMEOUT).expect("refused");
     assert_eq!(status.code(), Some(1));
