@@ -1129,7 +1129,8 @@ impl Daemon {
             },
             // READY=1 carries the status line.
             Some(_) => {}
-            None if nodes != self.status_nodes && now >= self.status_at_ms => {
+            // The status line follows READY=1, never comes before it.
+            None if self.announced && nodes != self.status_nodes && now >= self.status_at_ms => {
                 self.status_at_ms = now + STATUS_GAP_MS;
                 sent = n.status(nodes);
                 if sent.is_ok() {
@@ -1138,7 +1139,7 @@ impl Daemon {
             }
             None => {}
         }
-        let status_at = (nodes != self.status_nodes).then_some(self.status_at_ms);
+        let status_at = (self.announced && nodes != self.status_nodes).then_some(self.status_at_ms);
         let mut next = self.ready_at_ms.or(status_at);
         if let Some(every) = n.watchdog_every_ms() {
             if now >= self.watchdog_at_ms {
