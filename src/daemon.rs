@@ -365,9 +365,11 @@ impl Hook {
 
     /// The map changed: run now, or after the run in progress.
     fn changed(&mut self, map: &ClusterMap, now_ms: u64) {
-        if self.program.busy() {
-            self.pending = true;
-        } else {
+        self.pending = true;
+        // SIGCHLD is the usual way to learn that a run ended, but a process
+        // signal can go to another thread (tests) or coalesce: look anyway.
+        self.poll(map, now_ms);
+        if !self.program.busy() && std::mem::take(&mut self.pending) {
             self.start(map, now_ms);
         }
     }
