@@ -68,6 +68,8 @@ struct Slot {
     /// How this incarnation came into the map: a [`Via`] as a number (the
     /// table is allocated zeroed).
     via: u8,
+    /// It left because its address changed, to this one (0: not known).
+    moved_to: u32,
 }
 
 /// How a node came into the map (shown by `--dump --format json`).
@@ -311,6 +313,8 @@ pub struct Node {
     pub said_goodbye: bool,
     /// How it came into the map.
     pub via: Via,
+    /// It left because its address changed, to this one.
+    pub moved_to: Option<Ipv4Addr>,
 }
 
 impl Node {
@@ -748,6 +752,15 @@ impl ClusterMap {
         }
     }
 
+    /// The node that just left with a LEAVE (`addr`) said so because its
+    /// address changed, to `to` (see [`crate::node`]).
+    pub fn note_moved(&mut self, addr: Ipv4Addr, to: Ipv4Addr) {
+        let slot = &mut self.slots[node_id_of(addr) as usize];
+        if slot.left && slot.addr == u32::from(addr) {
+            slot.moved_to = u32::from(to);
+        }
+    }
+
     /// Removes every node whose hold time and probing window have passed;
     /// returns how many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
@@ -968,6 +981,7 @@ impl ClusterMap {
             probe_ms: s.probe_ms,
             departed_ms: s.departed_ms,
             said_goodbye: s.left,
+            moved_to: (s.moved_to != 0).then(|| Ipv4Addr::from(s.moved_to)),
             via: if id == self.own {
                 Via::Own
             } else {

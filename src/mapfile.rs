@@ -165,7 +165,9 @@ struct Why<'a>(&'a Node);
 impl fmt::Display for Why<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
-        if n.said_goodbye {
+        if let (true, Some(to)) = (n.said_goodbye, n.moved_to) {
+            write!(f, " (address changed to {to})")
+        } else if n.said_goodbye {
             f.write_str(" (goodbye)")
         } else if n.departed_ms > n.last_seen_ms {
             let silent_ms = n.departed_ms - n.last_seen_ms;

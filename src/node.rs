@@ -1405,6 +1405,12 @@ impl Core {
                         .apply_leave(repr.addr, repr.incarnation, repr.sequence, now_ms);
                 match outcome {
                     LeaveOutcome::Removed => {
+                        // Sent from its new address, the last it lists: it
+                        // moved (a relayed LEAVE does not tell).
+                        let from = *d.src.ip();
+                        if from != repr.addr && repr.aliases.last() == Some(&from) {
+                            self.map.note_moved(repr.addr, from);
+                        }
                         self.reconsider(now_ms);
                         true
                     }

@@ -790,6 +790,8 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert_eq!(k.poll(t0 + 1), None, "still running");
+        // Read now: the run started after the kill writes its own.
+        let text = std::fs::read_to_string(&pids).unwrap();
         // A publish meanwhile waits for the run to end.
         k.publish(1, t0 + 2).unwrap();
         assert_eq!(k.runs().started, 1);
@@ -799,7 +801,6 @@ mod tests {
             Some(Err(KernelError::Timeout))
         );
         assert_eq!(k.runs().timed_out, 1);
-        let text = std::fs::read_to_string(&pids).unwrap();
         for pid in text.split_whitespace() {
             // Gone, or a zombie waiting for whoever inherited it.
             let running = || {

@@ -425,6 +425,20 @@ fn address_change_moves_identity() {
         log.contains(&format!("address changed from {old} to {new}")),
         "{log}"
     );
+    // The others name the change: the old id left because its address
+    // changed, the new one joined.
+    for d in [&ds[0], &ds[2]] {
+        let log = d.log();
+        let left = format!(
+            "openMosix #{} (IP address {old}) left the cluster (address changed to {new})",
+            nid(old)
+        );
+        let joined = format!(
+            "openMosix #{} (IP address {new}) joined the cluster",
+            nid(new)
+        );
+        assert!(log.contains(&left) && log.contains(&joined), "{log}");
+    }
 }
 
 #[test]
