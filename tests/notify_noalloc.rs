@@ -170,7 +170,7 @@ fn the_loop_notifies_without_allocating() {
             watched(|| daemon.step(Some(Duration::from_millis(10)))).unwrap();
         }
     };
-    // Warm up (READY=1 goes out at the first step).
+    // Warm up (READY=1 goes out once the node announces).
     let t = Instant::now();
     while t.elapsed() < Duration::from_millis(200) {
         step(&mut daemon, 10);
@@ -213,8 +213,9 @@ fn the_loop_notifies_without_allocating() {
         })
         .collect();
     // READY=1 first (once the node announces: after its start-up delay, so
-    // with 1 to 4 nodes), the status line when the count changes, then the
-    // reload, READY=1 again, and STOPPING=1 last.
+    // with 1 to 4 nodes), the status line when the count changes (at most
+    // once a second, so perhaps not before the reload), then the reload,
+    // READY=1 again with all 4 nodes, and STOPPING=1 last.
     assert!(
         rest[0].starts_with("READY=1\nSTATUS=announcing, "),
         "{got:?}"
@@ -227,10 +228,6 @@ fn the_loop_notifies_without_allocating() {
         rest[..reload]
             .iter()
             .all(|m| m.starts_with("READY=1\n") || m.starts_with("STATUS=")),
-        "{got:?}"
-    );
-    assert!(
-        rest[reload - 1].ends_with("STATUS=announcing, 4 nodes in the map"),
         "{got:?}"
     );
     assert_eq!(
