@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use omdiscd::auth::{KeyFileError, Keyring, Mode};
 use omdiscd::cli::Command;
+use omdiscd::control::{Request, StatsFormat, View};
 use omdiscd::daemon::Config;
 use omdiscd::mapfile::{MapFileError, MapFileErrorKind};
 use omdiscd::netlink::msg::{self as netlink, ReplyState, ReplyStatus};
@@ -44,8 +45,14 @@ const NETLINK_FUZZ: FuzzCheck = Some(omdiscd::netlink::fuzz_check);
 const KEYFILE_FUZZ: FuzzCheck = Some(|data| {
     let _ = omdiscd::auth::fuzz_check(data);
 });
+#[cfg(feature = "fuzzing")]
+const CONTROL_FUZZ: FuzzCheck = Some(|data| {
+    let _ = omdiscd::control::fuzz_check(data);
+});
 #[cfg(not(feature = "fuzzing"))]
 const KEYFILE_FUZZ: FuzzCheck = None;
+#[cfg(not(feature = "fuzzing"))]
+const CONTROL_FUZZ: FuzzCheck = None;
 #[cfg(not(feature = "fuzzing"))]
 const WIRE_FUZZ: FuzzCheck = None;
 #[cfg(not(feature = "fuzzing"))]
@@ -55,7 +62,7 @@ const NETLINK_FUZZ: FuzzCheck = None;
 
 #[cfg(not(feature = "fuzzing"))]
 #[test]
-#[ignore = "SKIPPED: the wire/mapfile/netlink fuzz_check invariants on the seeds need \
+#[ignore = "SKIPPED: the wire/mapfile/netlink/keyfile/control fuzz_check invariants on the seeds need \
             `--features fuzzing` (scripts/test passes it); the expected outcomes are still checked"]
 fn fuzz_check_invariants_need_the_fuzzing_feature() {}
 
@@ -364,6 +371,66 @@ fn netlink_captures_decode_to_what_the_kernel_said() {
 }
 
 // ---------------------------------------------------------------------------
+// control: `control::Request::parse` of the seed's first line (up to its
+// `\n`); the bytes after it build the map the fuzz invariant renders every
+// answer from (see `omdiscd::control::fuzz_check`).
+
+#[test]
+fn control_seeds_parse_or_fail_as_named() {
+    let show = |v| Some(Request::Show(v));
+    let stats = |f| Some(Request::Stats(f));
+    let table: &[(&str, Option<Request>)] = &[
+        ("valid-showmap", show(View::Showmap)),
+        ("valid-map", show(View::Map)),
+        ("valid-json", show(View::Json)),
+        ("valid-hosts", show(View::Hosts)),
+        ("valid-stats-default-text", stats(StatsFormat::Text)),
+        ("valid-stats-text", stats(StatsFormat::Text)),
+        ("valid-stats-json", stats(StatsFormat::Json)),
+        ("valid-stats-prometheus", stats(StatsFormat::Prometheus)),
+        ("valid-crlf", show(View::Map)),
+        ("valid-spaces-and-tabs", stats(StatsFormat::Json)),
+        // The whole input is the line.
+        ("valid-no-newline", show(View::Hosts)),
+        // 100 bytes: the server answers an error before parsing (its
+        // buffer is 64 bytes); the parser itself takes any length.
+        ("valid-longer-than-64-bytes", show(View::Showmap)),
+        ("bad-empty", None),
+        ("bad-blank-line", None),
+        ("bad-unknown", None),
+        ("bad-uppercase", None),
+        ("bad-stats-unknown-format", None),
+        ("bad-three-words", None),
+        ("bad-view-with-argument", None),
+        ("bad-not-utf8", None),
+        ("bad-nul", None),
+        // `\r` inside the line is white space: two words.
+        ("bad-two-carriage-returns-inside", None),
+        // With a map after the line: the HOWTO's five nodes; ranges, own
+        // and other aliases, an id collision and an address with id 0;
+        // 129 nodes with 6 aliases each, rendered while probing (the map
+        // and json answers take several chunks); an input cut short.
+        ("valid-showmap-howto-cluster", show(View::Showmap)),
+        ("valid-hosts-howto-cluster", show(View::Hosts)),
+        ("valid-map-ranges-aliases-collision", show(View::Map)),
+        ("valid-json-several-chunks", show(View::Json)),
+        (
+            "valid-stats-prometheus-with-map",
+            stats(StatsFormat::Prometheus),
+        ),
+        ("valid-map-truncated-input", show(View::Map)),
+        ("bad-unknown-with-map", None),
+    ];
+    replay(
+        "control",
+        table,
+        |data| Request::parse(data.split(|&b| b == b'\n').next().unwrap_or_default()),
+        Option::is_some,
+        CONTROL_FUZZ,
+    );
+}
+
+// ---------------------------------------------------------------------------
 // cli: `cli::parse` of the NUL-separated argument list (fuzz/argv.rs), which
 // also checks the fuzz target's invariants, feature or not.
 
@@ -428,7 +495,7 @@ fn cli_seeds_parse_or_fail_as_named() {
             Ok(Command::Dump {
                 map_file: "/tmp/m".into(),
                 control: "/tmp/m.sock".into(),
-                view: omdiscd::control::View::Showmap,
+                view: View::Showmap,
             }),
         ),
         ("valid-help-wins-over-errors", Ok(Command::Help)),
@@ -557,7 +624,7 @@ fn cli_seeds_parse_or_fail_as_named() {
             "valid-stats",
             Ok(Command::Stats {
                 control: "/c".into(),
-                format: omdiscd::control::StatsFormat::Prometheus,
+                format: StatsFormat::Prometheus,
             }),
         ),
         (
