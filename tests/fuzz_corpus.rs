@@ -10,9 +10,10 @@
 //! finds here unnamed: `cargo +nightly fuzz run wire /tmp/wire fuzz/corpus/wire`.)
 //!
 //! On top of the expected outcome, every seed goes through its fuzz target's
-//! invariant. The `fuzz_check` functions of wire, mapfile and netlink are test
-//! scaffolding compiled into the library only with the `fuzzing` feature, which
-//! scripts/test enables; without it, that part reports itself as skipped.
+//! invariant. The `fuzz_check` functions of wire, mapfile, netlink, keyfile
+//! (auth) and control are test scaffolding compiled into the library only with
+//! the `fuzzing` feature, which scripts/test enables; without it, that part
+//! reports itself as skipped (cli's invariant, fuzz/argv.rs, always runs).
 
 use std::ffi::OsStr;
 use std::fmt::Debug;
@@ -431,8 +432,10 @@ fn control_seeds_parse_or_fail_as_named() {
 }
 
 // ---------------------------------------------------------------------------
-// cli: `cli::parse` of the NUL-separated argument list (fuzz/argv.rs), which
-// also checks the fuzz target's invariants, feature or not.
+// cli: `cli::parse` of the NUL-separated argument list, or
+// `cli::parse_with_kernel` of a kernel command line and the list (see
+// fuzz/argv.rs), which also checks the fuzz target's invariants, feature or
+// not.
 
 #[test]
 fn cli_seeds_parse_or_fail_as_named() {
@@ -634,6 +637,111 @@ fn cli_seeds_parse_or_fail_as_named() {
         (
             "bad-empty-path",
             fail("invalid value '' for --setpe: empty path"),
+        ),
+        // With a kernel command line (`K\0`, the line, `\0`, the arguments:
+        // see fuzz/argv.rs), through `cli::parse_with_kernel`.
+        (
+            "valid-kernel-settings",
+            run(Config {
+                interfaces: strings(&["eth0"]),
+                label: label("lab"),
+                cmdline: true,
+                ..Config::default()
+            }),
+        ),
+        (
+            "valid-kernel-quoted-and-flags",
+            run(Config {
+                label: label("lab-B"),
+                interval_ms: 500,
+                debug: true,
+                cmdline: true,
+                ..nodaemon.clone()
+            }),
+        ),
+        (
+            "valid-kernel-arguments-win",
+            run(Config {
+                interfaces: strings(&["br0"]),
+                hold_ms: Some(5000),
+                port: 7000,
+                cmdline: true,
+                ..Config::default()
+            }),
+        ),
+        (
+            "valid-kernel-no-settings",
+            run(Config {
+                cmdline: true,
+                ..Config::default()
+            }),
+        ),
+        // No NUL after the line: no arguments.
+        (
+            "valid-kernel-line-without-arguments",
+            run(Config {
+                interfaces: strings(&["eth0", "eth1"]),
+                ..nodaemon.clone()
+            }),
+        ),
+        ("valid-kernel-help-wins", Ok(Command::Help)),
+        (
+            "valid-kernel-map-file-with-dump",
+            Ok(Command::Dump {
+                map_file: "/k/m".into(),
+                control: "/k/m.sock".into(),
+                view: View::Showmap,
+            }),
+        ),
+        (
+            "bad-kernel-unknown-setting",
+            fail("unknown setting 'omdiscd.bogus' (on the kernel command line)"),
+        ),
+        (
+            "bad-kernel-dump",
+            fail("unknown setting 'omdiscd.dump' (on the kernel command line)"),
+        ),
+        (
+            "bad-kernel-cmdline",
+            fail("unknown setting 'omdiscd.cmdline' (on the kernel command line)"),
+        ),
+        (
+            "bad-kernel-bad-value",
+            fail(
+                "invalid value '0' for omdiscd.interval: not a number of seconds \
+                 from 0.1 to 3600 (at most 3 decimals) (on the kernel command line)",
+            ),
+        ),
+        (
+            "bad-kernel-flag-with-value",
+            fail("setting 'omdiscd.debug' does not take a value (on the kernel command line)"),
+        ),
+        (
+            "bad-kernel-missing-value",
+            fail("option 'omdiscd.port' needs a value (on the kernel command line)"),
+        ),
+        (
+            "bad-kernel-interface-twice-on-it",
+            fail(
+                "option 'omdiscd.interface' given twice (at 'eth1'); list the interfaces \
+                 comma separated: -i eth0,eth1 (on the kernel command line)",
+            ),
+        ),
+        // An error of the settings together names the kernel's setting.
+        (
+            "bad-kernel-hold-below-argument-interval",
+            fail(
+                "invalid value '4' for omdiscd.hold: shorter than 2 x the interval (10s): \
+                 one lost announcement, or the +-20 % jitter, would drop a live node",
+            ),
+        ),
+        // The kernel command line's errors come first.
+        (
+            "bad-kernel-first-error-wins",
+            fail(
+                "invalid value '0' for omdiscd.port: not a number from 1 to 65535 \
+                 (on the kernel command line)",
+            ),
         ),
     ];
     replay(
