@@ -116,7 +116,7 @@ impl Request {
 /// Test scaffolding: compiled only for tests and with the `fuzzing` feature.
 ///
 /// Input: a request line, up to the first `\n` (the whole input if there is
-/// none; any length, though the server parses at most [`REQUEST_MAX`] bytes);
+/// none; any length, though the server parses at most 64 bytes);
 /// then, after the `\n` if there is one, bytes a map is built from (see
 /// [`fuzz_map`]).
 ///
