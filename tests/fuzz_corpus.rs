@@ -10,9 +10,10 @@
 //! finds here unnamed: `cargo +nightly fuzz run wire /tmp/wire fuzz/corpus/wire`.)
 //!
 //! On top of the expected outcome, every seed goes through its fuzz target's
-//! invariant. The `fuzz_check` functions of wire, mapfile and netlink are test
-//! scaffolding compiled into the library only with the `fuzzing` feature, which
-//! scripts/test enables; without it, that part reports itself as skipped.
+//! invariant. The `fuzz_check` functions of wire, mapfile, netlink, keyfile
+//! (auth) and control are test scaffolding compiled into the library only with
+//! the `fuzzing` feature, which scripts/test enables; without it, that part
+//! reports itself as skipped (cli's invariant, fuzz/argv.rs, always runs).
 
 use std::ffi::OsStr;
 use std::fmt::Debug;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use omdiscd::auth::{KeyFileError, Keyring, Mode};
 use omdiscd::cli::Command;
+use omdiscd::control::{Request, StatsFormat, View};
 use omdiscd::daemon::Config;
 use omdiscd::mapfile::{MapFileError, MapFileErrorKind};
 use omdiscd::netlink::msg::{self as netlink, ReplyState, ReplyStatus};
@@ -44,8 +46,14 @@ const NETLINK_FUZZ: FuzzCheck = Some(omdiscd::netlink::fuzz_check);
 const KEYFILE_FUZZ: FuzzCheck = Some(|data| {
     let _ = omdiscd::auth::fuzz_check(data);
 });
+#[cfg(feature = "fuzzing")]
+const CONTROL_FUZZ: FuzzCheck = Some(|data| {
+    let _ = omdiscd::control::fuzz_check(data);
+});
 #[cfg(not(feature = "fuzzing"))]
 const KEYFILE_FUZZ: FuzzCheck = None;
+#[cfg(not(feature = "fuzzing"))]
+const CONTROL_FUZZ: FuzzCheck = None;
 #[cfg(not(feature = "fuzzing"))]
 const WIRE_FUZZ: FuzzCheck = None;
 #[cfg(not(feature = "fuzzing"))]
@@ -55,7 +63,7 @@ const NETLINK_FUZZ: FuzzCheck = None;
 
 #[cfg(not(feature = "fuzzing"))]
 #[test]
-#[ignore = "SKIPPED: the wire/mapfile/netlink fuzz_check invariants on the seeds need \
+#[ignore = "SKIPPED: the wire/mapfile/netlink/keyfile/control fuzz_check invariants on the seeds need \
             `--features fuzzing` (scripts/test passes it); the expected outcomes are still checked"]
 fn fuzz_check_invariants_need_the_fuzzing_feature() {}
 
@@ -364,8 +372,70 @@ fn netlink_captures_decode_to_what_the_kernel_said() {
 }
 
 // ---------------------------------------------------------------------------
-// cli: `cli::parse` of the NUL-separated argument list (fuzz/argv.rs), which
-// also checks the fuzz target's invariants, feature or not.
+// control: `control::Request::parse` of the seed's first line (up to its
+// `\n`); the bytes after it build the map the fuzz invariant renders every
+// answer from (see `omdiscd::control::fuzz_check`).
+
+#[test]
+fn control_seeds_parse_or_fail_as_named() {
+    let show = |v| Some(Request::Show(v));
+    let stats = |f| Some(Request::Stats(f));
+    let table: &[(&str, Option<Request>)] = &[
+        ("valid-showmap", show(View::Showmap)),
+        ("valid-map", show(View::Map)),
+        ("valid-json", show(View::Json)),
+        ("valid-hosts", show(View::Hosts)),
+        ("valid-stats-default-text", stats(StatsFormat::Text)),
+        ("valid-stats-text", stats(StatsFormat::Text)),
+        ("valid-stats-json", stats(StatsFormat::Json)),
+        ("valid-stats-prometheus", stats(StatsFormat::Prometheus)),
+        ("valid-crlf", show(View::Map)),
+        ("valid-spaces-and-tabs", stats(StatsFormat::Json)),
+        // The whole input is the line.
+        ("valid-no-newline", show(View::Hosts)),
+        // 100 bytes: the server answers an error before parsing (its
+        // buffer is 64 bytes); the parser itself takes any length.
+        ("valid-longer-than-64-bytes", show(View::Showmap)),
+        ("bad-empty", None),
+        ("bad-blank-line", None),
+        ("bad-unknown", None),
+        ("bad-uppercase", None),
+        ("bad-stats-unknown-format", None),
+        ("bad-three-words", None),
+        ("bad-view-with-argument", None),
+        ("bad-not-utf8", None),
+        ("bad-nul", None),
+        // `\r` inside the line is white space: two words.
+        ("bad-two-carriage-returns-inside", None),
+        // With a map after the line: the HOWTO's five nodes; ranges, own
+        // and other aliases, an id collision and an address with id 0;
+        // 129 nodes with 6 aliases each, rendered while probing (the map
+        // and json answers take several chunks); an input cut short.
+        ("valid-showmap-howto-cluster", show(View::Showmap)),
+        ("valid-hosts-howto-cluster", show(View::Hosts)),
+        ("valid-map-ranges-aliases-collision", show(View::Map)),
+        ("valid-json-several-chunks", show(View::Json)),
+        (
+            "valid-stats-prometheus-with-map",
+            stats(StatsFormat::Prometheus),
+        ),
+        ("valid-map-truncated-input", show(View::Map)),
+        ("bad-unknown-with-map", None),
+    ];
+    replay(
+        "control",
+        table,
+        |data| Request::parse(data.split(|&b| b == b'\n').next().unwrap_or_default()),
+        Option::is_some,
+        CONTROL_FUZZ,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// cli: `cli::parse` of the NUL-separated argument list, or
+// `cli::parse_with_kernel` of a kernel command line and the list (see
+// fuzz/argv.rs), which also checks the fuzz target's invariants, feature or
+// not.
 
 #[test]
 fn cli_seeds_parse_or_fail_as_named() {
@@ -428,7 +498,7 @@ fn cli_seeds_parse_or_fail_as_named() {
             Ok(Command::Dump {
                 map_file: "/tmp/m".into(),
                 control: "/tmp/m.sock".into(),
-                view: omdiscd::control::View::Showmap,
+                view: View::Showmap,
             }),
         ),
         ("valid-help-wins-over-errors", Ok(Command::Help)),
@@ -557,7 +627,7 @@ fn cli_seeds_parse_or_fail_as_named() {
             "valid-stats",
             Ok(Command::Stats {
                 control: "/c".into(),
-                format: omdiscd::control::StatsFormat::Prometheus,
+                format: StatsFormat::Prometheus,
             }),
         ),
         (
@@ -567,6 +637,111 @@ fn cli_seeds_parse_or_fail_as_named() {
         (
             "bad-empty-path",
             fail("invalid value '' for --setpe: empty path"),
+        ),
+        // With a kernel command line (`K\0`, the line, `\0`, the arguments:
+        // see fuzz/argv.rs), through `cli::parse_with_kernel`.
+        (
+            "valid-kernel-settings",
+            run(Config {
+                interfaces: strings(&["eth0"]),
+                label: label("lab"),
+                cmdline: true,
+                ..Config::default()
+            }),
+        ),
+        (
+            "valid-kernel-quoted-and-flags",
+            run(Config {
+                label: label("lab-B"),
+                interval_ms: 500,
+                debug: true,
+                cmdline: true,
+                ..nodaemon.clone()
+            }),
+        ),
+        (
+            "valid-kernel-arguments-win",
+            run(Config {
+                interfaces: strings(&["br0"]),
+                hold_ms: Some(5000),
+                port: 7000,
+                cmdline: true,
+                ..Config::default()
+            }),
+        ),
+        (
+            "valid-kernel-no-settings",
+            run(Config {
+                cmdline: true,
+                ..Config::default()
+            }),
+        ),
+        // No NUL after the line: no arguments.
+        (
+            "valid-kernel-line-without-arguments",
+            run(Config {
+                interfaces: strings(&["eth0", "eth1"]),
+                ..nodaemon.clone()
+            }),
+        ),
+        ("valid-kernel-help-wins", Ok(Command::Help)),
+        (
+            "valid-kernel-map-file-with-dump",
+            Ok(Command::Dump {
+                map_file: "/k/m".into(),
+                control: "/k/m.sock".into(),
+                view: View::Showmap,
+            }),
+        ),
+        (
+            "bad-kernel-unknown-setting",
+            fail("unknown setting 'omdiscd.bogus' (on the kernel command line)"),
+        ),
+        (
+            "bad-kernel-dump",
+            fail("unknown setting 'omdiscd.dump' (on the kernel command line)"),
+        ),
+        (
+            "bad-kernel-cmdline",
+            fail("unknown setting 'omdiscd.cmdline' (on the kernel command line)"),
+        ),
+        (
+            "bad-kernel-bad-value",
+            fail(
+                "invalid value '0' for omdiscd.interval: not a number of seconds \
+                 from 0.1 to 3600 (at most 3 decimals) (on the kernel command line)",
+            ),
+        ),
+        (
+            "bad-kernel-flag-with-value",
+            fail("setting 'omdiscd.debug' does not take a value (on the kernel command line)"),
+        ),
+        (
+            "bad-kernel-missing-value",
+            fail("option 'omdiscd.port' needs a value (on the kernel command line)"),
+        ),
+        (
+            "bad-kernel-interface-twice-on-it",
+            fail(
+                "option 'omdiscd.interface' given twice (at 'eth1'); list the interfaces \
+                 comma separated: -i eth0,eth1 (on the kernel command line)",
+            ),
+        ),
+        // An error of the settings together names the kernel's setting.
+        (
+            "bad-kernel-hold-below-argument-interval",
+            fail(
+                "invalid value '4' for omdiscd.hold: shorter than 2 x the interval (10s): \
+                 one lost announcement, or the +-20 % jitter, would drop a live node",
+            ),
+        ),
+        // The kernel command line's errors come first.
+        (
+            "bad-kernel-first-error-wins",
+            fail(
+                "invalid value '0' for omdiscd.port: not a number from 1 to 65535 \
+                 (on the kernel command line)",
+            ),
         ),
     ];
     replay(
