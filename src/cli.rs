@@ -404,7 +404,7 @@ impl State {
             OsStr::from_bytes(v.strip_suffix(b"\"").unwrap_or(v)).to_os_string()
         });
         match (opt.takes_value(), value) {
-            (true, None) => Err(missing(&spelled)),
+            (true, None) => Err(err(format!("setting '{spelled}' needs a value"))),
             (false, Some(_)) => Err(err(format!("setting '{spelled}' does not take a value"))),
             (_, value) => self.apply(opt, &spelled, value),
         }

@@ -718,7 +718,7 @@ fn cli_seeds_parse_or_fail_as_named() {
         ),
         (
             "bad-kernel-missing-value",
-            fail("option 'omdiscd.port' needs a value (on the kernel command line)"),
+            fail("setting 'omdiscd.port' needs a value (on the kernel command line)"),
         ),
         (
             "bad-kernel-interface-twice-on-it",
