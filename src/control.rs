@@ -836,6 +836,13 @@ impl Server {
     /// anything else there is an error. Client `i` gets epoll token
     /// `client_token + i`.
     pub fn bind(path: &Path, client_token: u64) -> io::Result<Server> {
+        // sun_path holds 108 bytes with the NUL.
+        if path.as_os_str().len() > 107 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "longer than 107 bytes, the most a socket's path may have; give a shorter --control-socket",
+            ));
+        }
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
             Ok(_) => {

@@ -227,6 +227,22 @@ fn a_socket_left_by_a_killed_daemon_is_replaced_and_a_file_in_its_place_refused(
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(sock(&d)).unwrap(), "keep me");
+    // A map file deep enough that its socket's path would not fit: refused
+    // with what to do about it.
+    let deep = lab.dir().join("d".repeat(100));
+    std::fs::create_dir_all(&deep).unwrap();
+    let map = deep.join("m.map");
+    let out = Command::new(BIN)
+        .args(["-n", "-i", "lo", "--port", "17918", "--map-file"])
+        .arg(&map)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("longer than 107 bytes") && err.contains("--control-socket"),
+        "{err}"
+    );
 }
 
 #[test]
