@@ -205,17 +205,7 @@ pub fn fuzz_map(bytes: &[u8]) -> (ClusterMap, u64) {
                 return (map, now_ms);
             }
             announced += 1;
-            let a = Announcement {
-                addr: addr.into(),
-                aliases: &aliases,
-                incarnation: 3,
-                sequence: 1,
-                hold_ms: 6000,
-                started: 0,
-                probe_ms: 0,
-                ifindex: 0,
-            };
-            map.apply_announce(&a, 0);
+            map.apply_announce(&Announcement::test(addr.into(), &aliases), 0);
         }
     }
     (map, now_ms)

@@ -835,28 +835,23 @@ impl Daemon {
         let monitor = Netlink::open_monitor().map_err(io("opening the netlink monitor"))?;
         let epoll = Epoll::new().map_err(io("creating epoll"))?;
         let timer = TimerFd::new().map_err(io("creating the timerfd"))?;
-        let readable = libc::EPOLLIN as u32;
-        epoll
-            .add(sock.as_raw_fd(), TOKEN_SOCKET, readable)
-            .map_err(io("epoll"))?;
-        epoll
-            .add(timer.as_raw_fd(), TOKEN_TIMER, readable)
-            .map_err(io("epoll"))?;
-        epoll
-            .add(monitor.as_raw_fd(), TOKEN_NETLINK, readable)
-            .map_err(io("epoll"))?;
 
         let map_file = cfg.map_file.clone();
         let writer = AtomicFile::new(&map_file).map_err(io("preparing the map file"))?;
         let control_path = cfg.control_socket();
         let control = Server::bind(&control_path, TOKEN_CLIENT)
             .map_err(|e| StartError::Control(control_path.clone(), e))?;
-        epoll
-            .add(control.listener_fd(), TOKEN_CONTROL, readable)
-            .map_err(io("epoll"))?;
-        epoll
-            .add(claim.as_raw_fd(), TOKEN_CLAIM, readable)
-            .map_err(io("epoll"))?;
+        for (fd, token) in [
+            (sock.as_raw_fd(), TOKEN_SOCKET),
+            (timer.as_raw_fd(), TOKEN_TIMER),
+            (monitor.as_raw_fd(), TOKEN_NETLINK),
+            (control.listener_fd(), TOKEN_CONTROL),
+            (claim.as_raw_fd(), TOKEN_CLAIM),
+        ] {
+            epoll
+                .add(fd, token, libc::EPOLLIN as u32)
+                .map_err(io("epoll"))?;
+        }
         let metrics = match &cfg.metrics_file {
             Some(path) => Some(Metrics {
                 file: AtomicFile::new(path).map_err(io("preparing --metrics-file"))?,

@@ -1077,23 +1077,31 @@ fn set_aliases(slot: &mut Slot, aliases: &[Ipv4Addr]) {
     slot.alias_count = n as u8;
 }
 
-/// A map of `own` plus `peers` all heard at time 0 (tests of the modules
-/// that publish the map).
-#[cfg(test)]
-pub(crate) fn test_map(own: Ipv4Addr, peers: impl IntoIterator<Item = Ipv4Addr>) -> ClusterMap {
-    let mut map = ClusterMap::new(own, &[], 1);
-    for addr in peers {
-        let a = Announcement {
+#[cfg(any(test, feature = "fuzzing"))]
+impl<'a> Announcement<'a> {
+    /// `addr` with `aliases`, incarnation 3, sequence 1, a 6 s hold, heard
+    /// through a relay (not probed): the maps of tests and fuzzing.
+    pub(crate) fn test(addr: Ipv4Addr, aliases: &'a [Ipv4Addr]) -> Announcement<'a> {
+        Announcement {
             addr,
-            aliases: &[],
+            aliases,
             incarnation: 3,
             sequence: 1,
             hold_ms: 6000,
             started: 0,
             probe_ms: 0,
             ifindex: 0,
-        };
-        map.apply_announce(&a, 0);
+        }
+    }
+}
+
+/// A map of `own` plus `peers` all heard at time 0 (tests of the modules
+/// that publish the map).
+#[cfg(test)]
+pub(crate) fn test_map(own: Ipv4Addr, peers: impl IntoIterator<Item = Ipv4Addr>) -> ClusterMap {
+    let mut map = ClusterMap::new(own, &[], 1);
+    for addr in peers {
+        map.apply_announce(&Announcement::test(addr, &[]), 0);
     }
     map
 }

@@ -715,16 +715,7 @@ Base Node-Id Address          Count
     fn change_log_large_map_lists_only_changes() {
         let mut map = ClusterMap::new(Ipv4Addr::new(10, 0, 0, 1), &[], 1);
         let add = |map: &mut ClusterMap, last: u8| {
-            let a = Announcement {
-                addr: Ipv4Addr::new(10, 0, 1, last),
-                aliases: &[],
-                incarnation: 3,
-                sequence: 1,
-                hold_ms: 6000,
-                started: 0,
-                probe_ms: 0,
-                ifindex: 0,
-            };
+            let a = Announcement::test(Ipv4Addr::new(10, 0, 1, last), &[]);
             map.apply_announce(&a, 0);
         };
         for last in 1..=100 {
@@ -794,18 +785,8 @@ Base Node-Id Address          Count
             for k in 0..1 + rng.below(12) {
                 let addr = Ipv4Addr::from(u32::from(first).wrapping_add(k));
                 let aliases = random_aliases(rng);
-                let a = Announcement {
-                    addr,
-                    aliases: &aliases,
-                    incarnation: 3,
-                    sequence: 1,
-                    hold_ms: 6000,
-                    started: 0,
-                    probe_ms: 0,
-                    ifindex: 0,
-                };
                 // Ids of 0 and collisions are refused by the map: fine.
-                map.apply_announce(&a, 0);
+                map.apply_announce(&Announcement::test(addr, &aliases), 0);
             }
         }
         map
@@ -835,18 +816,8 @@ Base Node-Id Address          Count
                     continue;
                 }
                 let aliases = aliases_of(id);
-                let a = Announcement {
-                    addr,
-                    aliases: &aliases,
-                    incarnation: 3,
-                    sequence: 1,
-                    hold_ms: 6000,
-                    started: 0,
-                    probe_ms: 0,
-                    ifindex: 0,
-                };
                 assert_eq!(
-                    map.apply_announce(&a, 0),
+                    map.apply_announce(&Announcement::test(addr, &aliases), 0),
                     crate::map::AnnounceOutcome::Joined,
                     "{addr} in {r:?}"
                 );
