@@ -1203,15 +1203,19 @@ fn two_nodes_with_one_address_are_reported_by_a_witness_whose_map_stays_still_an
         &all,
         || d1.log().contains(&witness_line),
     );
-    // Detected, logged once, and the witness's map neither changes nor is
-    // rewritten (it was, about 3 times a second, before).
+    // Detected, logged once, and the witness's map neither changes nor
+    // flaps (before the fix it was rewritten about 3 times a second). The
+    // second's start is a restart of that address for the witness, which
+    // publishes the same map once, 100 ms later; on a loaded machine that
+    // publish can come after the line above, so one more is allowed: ten
+    // flaps in the window are not.
     let publishes = || d1.log().matches("configuration changed").count();
     let before = publishes();
     holds_for(
         Duration::from_secs(3),
-        "the witness's map stays still",
+        "the witness's map stays still (at most the restart's one publish)",
         &all,
-        || d1.has_exactly(&both) && publishes() == before,
+        || d1.has_exactly(&both) && publishes() <= before + 1,
     );
     assert_eq!(d1.log().matches(&witness_line).count(), 1, "{}", d1.log());
     // A second daemon on the first one's host is refused: on the first
