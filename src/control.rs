@@ -11,6 +11,7 @@
 use std::fmt::{self, Write as _};
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -820,29 +821,38 @@ pub struct Server {
     token: u64,
 }
 
+/// Refuses, without creating anything, a path the control socket cannot
+/// be bound at: longer than a socket address holds, ending in `/`, or
+/// naming something that is not a socket. True if a socket is there (one
+/// left by a daemon that died: [`Server::bind`] replaces it).
+pub(crate) fn check_path(path: &Path) -> io::Result<bool> {
+    let invalid = |kind, why| Err(io::Error::new(kind, why));
+    // sun_path holds 108 bytes with the NUL.
+    if path.as_os_str().len() > 107 {
+        return invalid(
+            io::ErrorKind::InvalidInput,
+            "longer than 107 bytes, the most a socket's path may have; give a shorter --control-socket",
+        );
+    }
+    if path.as_os_str().as_bytes().ends_with(b"/") || path.file_name().is_none() {
+        return invalid(io::ErrorKind::InvalidInput, "does not name a file");
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => Ok(true),
+        Ok(_) => invalid(io::ErrorKind::AlreadyExists, "exists and is not a socket"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 impl Server {
     /// Listens on `path`: a socket left there by a daemon that died is
     /// replaced (the caller holds the lock file, so no daemon uses it);
     /// anything else there is an error. Client `i` gets epoll token
     /// `client_token + i`.
     pub fn bind(path: &Path, client_token: u64) -> io::Result<Server> {
-        // sun_path holds 108 bytes with the NUL.
-        if path.as_os_str().len() > 107 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "longer than 107 bytes, the most a socket's path may have; give a shorter --control-socket",
-            ));
-        }
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "exists and is not a socket",
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if check_path(path)? {
+            std::fs::remove_file(path)?;
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;

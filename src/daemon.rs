@@ -23,7 +23,7 @@ use crate::cli::{
     DEFAULT_BUDGET, DEFAULT_GROUP, DEFAULT_HOLD_INTERVALS, DEFAULT_INTERVAL_MS, DEFAULT_MAP_FILE,
     DEFAULT_PORT, DEFAULT_PROC_ROOT, DEFAULT_SETPE, MAX_INTERFACES,
 };
-use crate::control::{Answer, Chunk, Request, Server, Snapshot, Stat, Stats, StatsFormat};
+use crate::control::{self, Answer, Chunk, Request, Server, Snapshot, Stat, Stats, StatsFormat};
 use crate::log::{Level, Limit};
 use crate::map::{ClusterMap, NodeId};
 use crate::netlink::{self, Netlink};
@@ -32,7 +32,7 @@ use crate::node::{
     Settings, OVERLOAD_LATE_MS,
 };
 use crate::notify::Notifier;
-use crate::procfs::{AtomicFile, Backend, Kernel, KernelError};
+use crate::procfs::{self, AtomicFile, Backend, Kernel, KernelError};
 use crate::rate::Bucket;
 use crate::rng::Rng;
 use crate::sys::{
@@ -263,7 +263,14 @@ impl fmt::Display for StartError {
                 )
             }
             StartError::PidFile(path, e) => {
-                write!(f, "lock file {}: {}", path.display(), IoErr(e))
+                write!(f, "lock file {}: {}", path.display(), IoErr(e))?;
+                if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS)) {
+                    write!(
+                        f,
+                        "; run omdiscd as root, or give --map-file a path this user can write (the lock file and the control socket go beside it)"
+                    )?;
+                }
+                Ok(())
             }
             StartError::SameNode { addr, group, pid } => {
                 write!(f, "another omdiscd is running")?;
@@ -280,6 +287,21 @@ impl fmt::Display for StartError {
             }
         }
     }
+}
+
+/// Refuses, before anything is created, a map file, metrics file, lock
+/// file or control socket path the daemon could not use.
+fn check_paths(cfg: &Config) -> Result<(), StartError> {
+    let io = |what| move |e| StartError::Io(what, e);
+    procfs::check_file_path(&cfg.map_file).map_err(io("preparing the map file"))?;
+    if let Some(path) = &cfg.metrics_file {
+        procfs::check_file_path(path).map_err(io("preparing --metrics-file"))?;
+    }
+    let pid_path = cfg.pid_file();
+    procfs::check_file_path(&pid_path).map_err(|e| StartError::PidFile(pid_path, e))?;
+    let control_path = cfg.control_socket();
+    control::check_path(&control_path).map_err(|e| StartError::Control(control_path, e))?;
+    Ok(())
 }
 
 /// One interface we announce on.
@@ -785,6 +807,9 @@ impl Daemon {
             Some(path) => Keyring::load(path).map_err(|e| StartError::KeyFile(path.clone(), e))?,
             None => Keyring::default(),
         };
+        // Every path checked before anything is created: a refused start
+        // leaves no file behind.
+        check_paths(cfg)?;
         // One daemon per map file: the lock before anything else is opened.
         let pid_path = cfg.pid_file();
         let lock = PidLock::take(&pid_path).map_err(|e| match e {

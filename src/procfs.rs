@@ -80,6 +80,31 @@ fn regular_or_absent(path: &CString) -> bool {
     unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
+/// Refuses, without creating anything, a path the daemon may not write a
+/// file of its own at (the map file, the metrics file, the lock file): one
+/// that ends in `/` or has no file name, or that names anything but a
+/// regular file (a device node, a FIFO, a directory, a symlink), which the
+/// atomic rename would replace: `--map-file /dev/null` would destroy
+/// `/dev/null`. Start-up checks every such path before it creates any file.
+pub fn check_file_path(path: &Path) -> io::Result<()> {
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
+    if path.as_os_str().as_bytes().ends_with(b"/") {
+        let why = format!("{} ends with '/': it must name a file", path.display());
+        return Err(invalid(why));
+    }
+    if path.file_name().is_none() {
+        let why = format!("{} names no file", path.display());
+        return Err(invalid(why));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => Err(invalid(format!(
+            "{} is not a regular file (a directory, device, FIFO, socket or symlink): refusing to replace it",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Writes a file atomically (the map file, the metrics file): the text goes
 /// to a temporary file beside it, which is renamed over it. Created at
 /// start-up; writing does not allocate.
@@ -96,20 +121,7 @@ impl AtomicFile {
     /// node, a FIFO, a directory, a symlink): the atomic rename would
     /// replace it, and `--map-file /dev/null` would destroy `/dev/null`.
     pub fn new(path: &Path) -> io::Result<AtomicFile> {
-        let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
-        if path.as_os_str().as_bytes().ends_with(b"/") {
-            let why = format!("{} ends with '/': it must name a file", path.display());
-            return Err(invalid(why));
-        }
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if !meta.file_type().is_file() {
-                let why = format!(
-                    "{} is not a regular file (a directory, device, FIFO, socket or symlink): refusing to replace it",
-                    path.display()
-                );
-                return Err(invalid(why));
-            }
-        }
+        check_file_path(path)?;
         let name = path.file_name().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name")
         })?;

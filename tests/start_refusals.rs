@@ -6,6 +6,10 @@
 //!   file (`--pid-file`, by default the map file's path with `.pid`), it
 //!   names that process and exits 3. A lock file that is not a regular file
 //!   is refused with exit 1.
+//! - A path it could not use (the map file, metrics file, lock file or
+//!   control socket: a directory, a FIFO, a symlink, a trailing `/`, `/`
+//!   itself): exit 1, and no file created; a user who may not write there
+//!   is told to run as root or move the map file.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -184,5 +188,150 @@ fn a_lock_file_that_is_a_directory_or_a_symlink_is_refused_with_exit_1() {
         assert!(t.contains(&want), "want {want:?} in {t}");
     }
     assert!(!dir.join("target").exists(), "the symlink was not followed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every file and directory under `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() && !p.is_symlink() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_refused_path_leaves_no_file_behind_in_any_shape() {
+    let dir = temp_dir("shapes");
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: c is a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(dir.join("target"), &link).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let slash = |p: &Path| format!("{}/", p.display());
+    let long = format!("{}/{}", dir.display(), "s".repeat(120));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        // --map-file DIR: would have made DIR.pid.
+        (vec!["--map-file".into(), s(&sub)], "not a regular file"),
+        // --map-file DIR/: would have made DIR/.pid.
+        (vec!["--map-file".into(), slash(&sub)], "ends with '/'"),
+        (
+            vec!["--map-file".into(), slash(&dir.join("new"))],
+            "ends with '/'",
+        ),
+        (vec!["--map-file".into(), s(&fifo)], "not a regular file"),
+        (vec!["--map-file".into(), s(&link)], "not a regular file"),
+        (vec!["--metrics-file".into(), s(&sub)], "--metrics-file: "),
+        (
+            vec!["--metrics-file".into(), slash(&dir.join("m"))],
+            "ends with '/'",
+        ),
+        (
+            vec!["--pid-file".into(), slash(&dir.join("p"))],
+            "lock file",
+        ),
+        (vec!["--pid-file".into(), s(&fifo)], "lock file"),
+        (
+            vec!["--control-socket".into(), slash(&dir.join("c"))],
+            "control socket",
+        ),
+        (vec!["--control-socket".into(), s(&sub)], "control socket"),
+        (
+            vec!["--control-socket".into(), long],
+            "longer than 107 bytes",
+        ),
+    ];
+    let before = tree(&dir);
+    for (args, want) in &cases {
+        // The map file last given wins: the first only keeps the default
+        // (/run/omdiscd) out of reach.
+        let mut full = vec!["--nodaemon", "--interface", "lo", "--map-file"];
+        let map = s(&dir.join("map"));
+        full.push(&map);
+        full.extend(args.iter().map(String::as_str));
+        let out = Command::new(BIN).args(&full).output().unwrap();
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {t}");
+        assert!(t.contains(want), "{args:?}: want {want:?} in {t}");
+        assert_eq!(tree(&dir), before, "{args:?} created a file: {t}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--map-file /` would make `/.pid`: tried in a private mount namespace
+/// whose root is a tmpfs holding only the binary and its libraries, so the
+/// machine's own `/` is never at stake.
+#[test]
+fn map_file_slash_creates_no_lock_file_at_the_root() {
+    let dir = temp_dir("root");
+    let root = dir.join("root");
+    std::fs::create_dir(&root).unwrap();
+    let script = r#"
+set -e
+root=$1 bin=$2
+mount --make-rprivate /
+mount -t tmpfs omd-refusals "$root"
+mkdir -p "$root/bin"
+cp "$bin" "$root/bin/omdiscd"
+for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp "$lib" "$root$lib"
+done
+list() { (cd "$root" && find . | sort); }
+list > "$root/../before"
+status=0
+chroot "$root" /bin/omdiscd --nodaemon --interface lo --map-file / 2> "$root/../stderr" || status=$?
+list > "$root/../after"
+echo "$status" > "$root/../status"
+"#;
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(&root)
+        .arg(BIN)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let err = read("stderr");
+    assert_eq!(read("status").trim(), "1", "{err}");
+    assert!(err.contains("/ ends with '/'"), "{err}");
+    assert_eq!(read("before"), read("after"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A user that cannot write where the map file goes is told what to do.
+#[test]
+fn a_user_without_write_access_is_told_to_run_as_root_or_move_the_map_file() {
+    use std::os::unix::process::CommandExt;
+    let dir = temp_dir("user");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let map = dir.join("root-only").join("map");
+    std::fs::create_dir(map.parent().unwrap()).unwrap();
+    let out = Command::new(BIN)
+        .args(["--nodaemon", "--interface", "lo", "--map-file"])
+        .arg(&map)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("Permission denied"), "{t}");
+    assert!(
+        t.contains("run omdiscd as root, or give --map-file a path this user can write"),
+        "{t}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
