@@ -73,6 +73,13 @@ fn stats(control: &Path, format: StatsFormat) -> ExitCode {
     match control::ask(control, Request::Stats(format)) {
         Ok(answer) if print_all(&answer) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "omdiscd: omdiscd runs, but its control socket {} is open only to the user it runs as (mode 0600, root under the shipped unit): run --stats as that user, e.g. with sudo",
+                control.display()
+            );
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!(
                 "omdiscd: no omdiscd answers on {}: {} (is it running? see --control-socket)",
@@ -86,12 +93,19 @@ fn stats(control: &Path, format: StatsFormat) -> ExitCode {
 
 /// `--dump`: the map, from the running daemon, else from the map file.
 fn dump(path: &Path, control: &Path, view: View) -> ExitCode {
-    if let Ok(answer) = control::ask(control, Request::Show(view)) {
-        return if print_all(&answer) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
+    match control::ask(control, Request::Show(view)) {
+        Ok(answer) => {
+            return if print_all(&answer) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => eprintln!(
+            "omdiscd: note: omdiscd runs, but its control socket {} is open only to the user it runs as (mode 0600): showing the map file it writes instead",
+            control.display()
+        ),
+        Err(_) => {}
     }
     let bytes = match omdiscd::procfs::read_map_file(path) {
         Ok(b) => b,
@@ -129,11 +143,15 @@ fn dump(path: &Path, control: &Path, view: View) -> ExitCode {
     // A map whose writer is gone is what a stopped daemon left.
     match map.writer {
         Some(w) if !sys::process_exists(w.pid) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             eprintln!(
-                "omdiscd: warning: the map file {} is stale: the omdiscd that wrote it (PID {}) is not running; it was written {} s after 1970",
+                "omdiscd: warning: the map file {} is stale: the omdiscd that wrote it (PID {}) is not running; it was written at {} ({} ago)",
                 path.display(),
                 w.pid,
-                w.time_s
+                mapfile::Utc(w.time_s),
+                mapfile::Span(now.saturating_sub(w.time_s))
             );
             ExitCode::from(EXIT_STALE_MAP)
         }

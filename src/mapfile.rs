@@ -39,6 +39,52 @@ pub struct Writer {
     pub time_s: u64,
 }
 
+/// A time in seconds since 1970, shown as a UTC date in ISO 8601
+/// (`2026-12-07T13:59:48Z`). Does not allocate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Utc(pub u64);
+
+impl fmt::Display for Utc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (days, secs) = (self.0 / 86_400, self.0 % 86_400);
+        // The proleptic Gregorian calendar in eras of 400 years (146,097
+        // days), counted from 0000-03-01 so that the leap day ends a year.
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z % 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
+    }
+}
+
+/// A span of whole seconds, as a person says it: `42 s`, `7 min`,
+/// `3 h 12 min`, `2 d 5 h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span(pub u64);
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        match s {
+            0..60 => write!(f, "{s} s"),
+            60..3_600 => write!(f, "{} min", s / 60),
+            3_600..86_400 => write!(f, "{} h {} min", s / 3_600, s / 60 % 60),
+            _ => write!(f, "{} d {} h", s / 86_400, s / 3_600 % 24),
+        }
+    }
+}
+
 /// Most node lines printed in full in the change log; beyond, only joins and leaves.
 pub const CHANGE_LOG_FULL_LIMIT: usize = 64;
 
@@ -547,6 +593,33 @@ pub fn fuzz_check(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn utc_shows_iso_8601_dates_across_leap_years_and_centuries() {
+        for (secs, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_709_251_199, "2024-02-29T23:59:59Z"),
+            (1_796_647_819, "2026-12-07T12:50:19Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"),
+        ] {
+            assert_eq!(Utc(secs).to_string(), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn span_says_how_long_in_the_largest_two_units() {
+        for (secs, want) in [
+            (0, "0 s"),
+            (59, "59 s"),
+            (60, "1 min"),
+            (3_599, "59 min"),
+            (11_530, "3 h 12 min"),
+            (190_800, "2 d 5 h"),
+        ] {
+            assert_eq!(Span(secs).to_string(), want, "{secs}");
+        }
+    }
+
     use super::*;
     use crate::map::Announcement;
     use crate::rng::Rng;

@@ -202,6 +202,45 @@ fn a_stopped_daemon_leaves_no_socket_and_dump_falls_back_to_the_map_file() {
 }
 
 #[test]
+fn another_user_is_told_the_daemon_runs_and_its_socket_is_closed_to_them() {
+    use std::os::unix::process::CommandExt;
+    let (lab, _br, nodes) = Lab::flat(1);
+    let (n, a) = nodes[0];
+    let d = start(&lab, n, a, "solo", &["-i", "eth0", "--interval", "0.3"]);
+    wait_for(CONVERGE_TIMEOUT, "the map file", &[&d], || d.lists(a));
+    wait_for(CONVERGE_TIMEOUT, "the socket", &[&d], || sock(&d).exists());
+    // The lab's directory is root's; the map file in it is for everyone.
+    std::fs::set_permissions(lab.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--map-file")
+            .arg(&d.map)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody(&["--stats"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!(
+        "omdiscd runs, but its control socket {} is open only to the user it runs as",
+        sock(&d).display()
+    );
+    assert!(err.contains(&want), "{err}");
+    // --dump says so too, and shows the map file.
+    let out = as_nobody(&["--dump", "--format", "hosts"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("showing the map file it writes instead"),
+        "{err}"
+    );
+    assert_eq!(stdout(&out), format!("{a}\n"));
+}
+
+#[test]
 fn a_socket_left_by_a_killed_daemon_is_replaced_and_a_file_in_its_place_refused() {
     let (lab, _br, nodes) = Lab::flat(1);
     let (n, a) = nodes[0];

@@ -123,6 +123,11 @@ fn a_map_whose_writer_is_gone_is_printed_with_a_warning_and_exit_4() {
         path.display()
     );
     assert!(stderr.contains(&want), "{stderr}");
+    // When, as a date, and how long ago.
+    assert!(
+        stderr.contains("it was written at 2025-11-30T00:00:00Z (") && stderr.contains(" ago)"),
+        "{stderr}"
+    );
     // A hand-written map names no writer: printed as it is, exit 0.
     std::fs::write(&path, "2780 192.168.10.220 1\n").unwrap();
     let out = dump(&path);
