@@ -304,6 +304,19 @@ fn check_paths(cfg: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The `--cluster` label for the log: `"lab-A"`, or `(no label)`.
+struct ClusterName(Label);
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == Label::DEFAULT {
+            f.write_str("(no label)")
+        } else {
+            write!(f, "\"{}\"", self.0)
+        }
+    }
+}
+
 /// One interface we announce on.
 #[derive(Clone, Debug)]
 struct Iface {
@@ -966,9 +979,10 @@ impl Daemon {
         let own = self.core.own_id();
         let s = self.core.settings();
         info!(
-            "omdiscd {VERSION} starting: address {}, node id #{own} (0x{own:04x}), group {}, interval {} ms, hold {} ms",
+            "omdiscd {VERSION} starting: address {}, node id #{own} (0x{own:04x}), group {}, cluster {}, interval {} ms, hold {} ms",
             self.core.primary(),
             self.io.group,
+            ClusterName(s.label),
             s.interval_ms,
             s.hold_ms
         );

@@ -732,6 +732,17 @@ fn cluster_label_separates() {
                 && ds[2].has_exactly(&set_of(&[a3]))
         },
     );
+    // Each says at its start which cluster it joins.
+    assert!(
+        ds[0].log().contains("cluster \"alpha\", interval"),
+        "{}",
+        ds[0].log()
+    );
+    assert!(
+        ds[2].log().contains("cluster \"beta\", interval"),
+        "{}",
+        ds[2].log()
+    );
 }
 
 #[test]
