@@ -1,32 +1,34 @@
 //! Embeds the version shown by `omdiscd --version`: the crate version plus
 //! `git describe` when the source is a git checkout with git installed.
 //!
-//! `git describe --dirty` refreshes the index, which rewrites `.git/index`;
-//! a build script that re-ran on that file would then make every second
-//! cargo command compile the crate again. So git runs with
-//! `--no-optional-locks` (it may still compare the files, but it writes
-//! nothing), and the script re-runs when HEAD moves or the index is changed
-//! by a commit or an add, not by its own look.
+//! `git describe --dirty` refreshes the index and writes `.git/index` (with
+//! `--no-optional-locks` too), and this script re-runs when that file
+//! changes: a fresh clone compiled omdiscd twice. So `describe` runs without
+//! `--dirty`, and `-dirty` is added when `git status` (which, with
+//! `--no-optional-locks`, writes nothing) lists a changed tracked file.
 use std::process::Command;
 
-fn main() {
-    let pkg = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
-    let describe = Command::new("git")
-        .args([
-            "--no-optional-locks",
-            "describe",
-            "--always",
-            "--dirty",
-            "--tags",
-        ])
+/// What `git ARGS` prints, trimmed; `None` if git is missing or fails.
+fn git(args: &[&str]) -> Option<String> {
+    Command::new("git")
+        .arg("--no-optional-locks")
+        .args(args)
         .output()
         .ok()
         .filter(|o| o.status.success())
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+}
+
+fn main() {
+    let pkg = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
+    let describe = git(&["describe", "--always", "--tags"]).filter(|s| !s.is_empty());
     let version = match describe {
-        Some(d) => format!("{pkg} ({d})"),
+        Some(d) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            format!("{pkg} ({d}{})", if dirty { "-dirty" } else { "" })
+        }
         None => pkg,
     };
     println!("cargo:rustc-env=OMDISCD_VERSION={version}");
