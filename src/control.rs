@@ -1081,7 +1081,14 @@ const MAX_ANSWER_BYTES: u64 = 64 << 20;
 pub const CLIENT_TIMEOUT_MS: u64 = 5_000;
 
 /// Clients served at once; more wait in the listen backlog.
-pub const MAX_CLIENTS: usize = 4;
+pub const MAX_CLIENTS: usize = MAX_WATCHERS + 1;
+
+/// Clients that may watch at once: one slot is always left for requests
+/// (`--dump`, `--stats`), which watchers would otherwise hold.
+pub const MAX_WATCHERS: usize = 4;
+
+/// What a watch request is answered when [`MAX_WATCHERS`] clients watch.
+const TOO_MANY_WATCHERS: &[u8] = b"error: too many watchers; try again later\n";
 
 /// The longest request line.
 const REQUEST_MAX: usize = 64;
@@ -1255,6 +1262,7 @@ impl Server {
     /// or failed (a watcher that has nothing to write learns it so).
     pub fn serve(&mut self, i: usize, snapshot: &Snapshot<'_>, epoll: &Epoll, hangup: bool) {
         let token = self.token + i as u64;
+        let watchers = self.clients.iter().filter(|c| c.watch.is_some()).count();
         let c = &mut self.clients[i];
         let Some(stream) = c.stream.as_mut() else {
             return;
@@ -1295,6 +1303,11 @@ impl Server {
                 return;
             };
             match Request::parse(&c.request[..end]) {
+                Some(Request::Watch(_)) if watchers == MAX_WATCHERS => {
+                    let _ = stream.write(TOO_MANY_WATCHERS);
+                    close(c, epoll);
+                    return;
+                }
                 Some(r) => {
                     c.answer = Some(Answer::new(r));
                     if let Request::Watch(f) = r {
@@ -1726,6 +1739,14 @@ mod tests {
             lines[1].contains("\"event\":\"joined\",\"id\":2,"),
             "{lines:?}"
         );
+        // Up to four watch; a fifth is refused, a request still served.
+        let _more: Vec<UnixStream> = (0..MAX_WATCHERS - 1)
+            .map(|_| connect(&mut s, &epoll, &path, &map, "watch\n"))
+            .collect();
+        let mut fifth = connect(&mut s, &epoll, &path, &map, "watch\n");
+        let mut text = String::new();
+        fifth.read_to_string(&mut text).unwrap();
+        assert_eq!(text.as_bytes(), TOO_MANY_WATCHERS);
         // A request alongside is answered and closed as before.
         let mut other = connect(&mut s, &epoll, &path, &map, "hosts\n");
         let mut text = String::new();
@@ -1743,7 +1764,7 @@ mod tests {
             stats: &stats,
         };
         s.serve(0, &snapshot, &epoll, true);
-        assert!(!s.watched() && s.clients[0].stream.is_none());
+        assert!(s.clients[0].stream.is_none() && s.clients[0].watch.is_none());
     }
 
     #[test]

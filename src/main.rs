@@ -90,6 +90,11 @@ fn stats(control: &Path, format: StatsFormat) -> ExitCode {
 fn watch(control: &Path, format: WatchFormat) -> ExitCode {
     let mut lines = match control::watch(control, format) {
         Ok(lines) => lines,
+        // The daemon's answer (too many watchers).
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            eprintln!("omdiscd: {}: {e}", control.display());
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!(
                 "omdiscd: no omdiscd answers on {}: {} (is it running? see --control-socket)",

@@ -255,7 +255,8 @@ fn bad_silent_and_excess_clients_do_not_hold_up_the_daemon() {
     assert!(ask(&path, "bogus\n").starts_with("error: unknown request"));
     assert!(ask(&path, &"x".repeat(100)).starts_with("error: unknown request"));
     // Silent clients fill every slot; they are disconnected after 5 s.
-    let mut silent: Vec<UnixStream> = (0..6)
+    let slots = omdiscd::control::MAX_CLIENTS;
+    let mut silent: Vec<UnixStream> = (0..slots + 2)
         .map(|_| UnixStream::connect(&path).unwrap())
         .collect();
     let t = std::time::Instant::now();
@@ -267,7 +268,7 @@ fn bad_silent_and_excess_clients_do_not_hold_up_the_daemon() {
         "served while all slots were taken: {waited:?}"
     );
     let mut buf = [0u8; 16];
-    for s in &mut silent[..4] {
+    for s in &mut silent[..slots] {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         assert_eq!(s.read(&mut buf).unwrap(), 0, "disconnected");
     }
@@ -445,6 +446,24 @@ fn watch_prints_the_map_then_a_join_a_goodbye_and_an_expiry_in_order() {
     assert!(text.try_wait().is_none() && json.try_wait().is_none());
     let stats = stdout(&omdiscd(&["--stats"], &d.map));
     assert!(stats.contains("\nwatchers_dropped 0\n"), "{stats}");
+    // Four watch at most; a fifth is refused, and --dump still answers.
+    let more: Vec<UnixStream> = (0..2)
+        .map(|_| {
+            let mut s = UnixStream::connect(sock(&d)).unwrap();
+            s.write_all(b"watch\n").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            // Answered: it holds a slot.
+            s.read_exact(&mut [0; 8]).unwrap();
+            s
+        })
+        .collect();
+    let out = omdiscd(&["--watch"], &d.map);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: too many watchers"), "{err}");
+    let out = omdiscd(&["--dump", "--format", "hosts"], &d.map);
+    assert_eq!(stdout(&out), format!("{}\n", d.addr), "{out:?}");
+    drop(more);
     // The daemon stops: the watchers end, successfully.
     d.proc().signal(Signal::SIGTERM);
     for w in [&text, &json] {

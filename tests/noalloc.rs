@@ -349,7 +349,7 @@ fn the_event_loop_does_not_allocate() {
     while daemon.core().map().len() > 1 && t.elapsed() < Duration::from_secs(5) {
         daemon.step(Some(Duration::from_millis(10))).unwrap();
     }
-    // Four watchers take every slot: three read every line (in threads of
+    // Four watchers, as many as may watch: three read every line (in threads of
     // their own, not counted), one never reads.
     let watcher = |request: &str| {
         let mut s = std::os::unix::net::UnixStream::connect(&control).unwrap();
