@@ -8,8 +8,9 @@
 //! json`. An unknown request is answered with one line starting `error:`.
 //!
 //! `watch` is answered with the map, then one line per change of the map
-//! as the daemon publishes it, until the client goes (see [`Backlog`] for a
-//! client that reads too slowly).
+//! as the daemon publishes it, until the client goes. A watcher that reads
+//! too slowly for its fixed backlog is disconnected after a last line that
+//! says so (`Backlog`).
 #![forbid(unsafe_code)]
 
 use std::fmt::{self, Write as _};
@@ -932,7 +933,7 @@ impl fmt::Display for Utc {
 }
 
 /// Bytes a watcher may have waiting: about 200 change lines.
-pub const BACKLOG: usize = 16 * 1024;
+const BACKLOG: usize = 16 * 1024;
 
 /// The end of a [`BACKLOG`] kept for the line that says a watcher is
 /// disconnected.
@@ -940,7 +941,7 @@ const LAST_LINE_ROOM: usize = 128;
 
 /// The last line of a watcher that read too slowly, by format; the client
 /// (`--watch`) knows it by these words.
-pub const DROPPED: [(WatchFormat, &str); 2] = [
+const DROPPED: [(WatchFormat, &str); 2] = [
     (
         WatchFormat::Text,
         "error: this watcher read too slowly and is disconnected; changes after this line were not sent\n",
@@ -1066,8 +1067,8 @@ pub fn watch(path: &Path, format: WatchFormat) -> io::Result<io::BufReader<UnixS
     Ok(lines)
 }
 
-/// Whether `line` is the one a watcher gets when it is dropped
-/// ([`DROPPED`]).
+/// Whether `line` is the last one a watcher gets when it is dropped for
+/// reading too slowly.
 pub fn is_dropped(line: &[u8]) -> bool {
     DROPPED.iter().any(|(_, l)| line == l.as_bytes())
 }
@@ -1163,6 +1164,10 @@ pub struct Server {
 }
 
 impl Server {
+    /// Listens on `path`: a socket left there by a daemon that died is
+    /// replaced (the caller holds the lock file, so no daemon uses it);
+    /// anything else there is an error. Client `i` gets epoll token
+    /// `client_token + i`.
     pub fn bind(path: &Path, client_token: u64) -> io::Result<Server> {
         // sun_path holds 108 bytes with the NUL.
         if path.as_os_str().len() > 107 {
