@@ -1120,9 +1120,9 @@ struct Client {
 
 impl Client {
     /// A watcher that has its map: what is left to write is its backlog.
-    fn watching(&self) -> Option<WatchFormat> {
+    fn watching(&self) -> bool {
         let answered = self.answer.is_some_and(|a| a.done()) && self.sent == self.chunk.len;
-        self.watch.filter(|_| answered && self.stream.is_some())
+        answered && self.watch.is_some() && self.stream.is_some()
     }
 }
 
@@ -1325,7 +1325,7 @@ impl Server {
                     return;
                 }
             }
-        } else if hangup && c.watching().is_some() && c.backlog.pending().is_empty() {
+        } else if hangup && c.watching() && c.backlog.pending().is_empty() {
             close(c, epoll);
             return;
         }
@@ -1391,7 +1391,7 @@ impl Server {
                 continue;
             }
             // Full: write what the socket takes now, then try again.
-            let answered = c.watching().is_some();
+            let answered = c.watching();
             if let Some(stream) = c.stream.as_mut().filter(|_| answered) {
                 let mut sent = 0;
                 let wrote = write_some(stream, c.backlog.pending(), &mut sent);
@@ -1418,7 +1418,7 @@ impl Server {
     /// Writes the watchers' backlogs (after [`Server::broadcast`]).
     pub(crate) fn flush(&mut self, epoll: &Epoll) {
         for (i, c) in self.clients.iter_mut().enumerate() {
-            if c.watching().is_some() && c.interest != libc::EPOLLOUT as u32 {
+            if c.watching() && c.interest != libc::EPOLLOUT as u32 {
                 flush(c, self.token + i as u64, epoll);
             }
         }
