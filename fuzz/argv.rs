@@ -121,7 +121,7 @@ pub fn check(data: &[u8]) -> Result<Command, UsageError> {
             assert!(!map_file.as_os_str().is_empty(), "empty path accepted");
             assert!(!control.as_os_str().is_empty(), "empty path accepted");
         }
-        Ok(Command::Stats { control, .. }) => {
+        Ok(Command::Stats { control, .. } | Command::Watch { control, .. }) => {
             assert!(!control.as_os_str().is_empty(), "empty path accepted");
         }
         Ok(Command::Help | Command::Version) => {}

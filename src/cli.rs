@@ -32,7 +32,7 @@ use std::path::PathBuf;
 pub use crate::wire::{LABEL_LEN, MAX_HOLD_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS};
 
 use crate::auth::Mode;
-use crate::control::{StatsFormat, View};
+use crate::control::{StatsFormat, View, WatchFormat};
 use crate::daemon::Config;
 
 /// Multicast group when `--group` is not given (organisation-local scope, RFC 2365).
@@ -84,6 +84,11 @@ pub enum Command {
         control: PathBuf,
         format: StatsFormat,
     },
+    /// Print the running daemon's map, then each change as it happens.
+    Watch {
+        control: PathBuf,
+        format: WatchFormat,
+    },
     /// Print [`USAGE`] and exit successfully.
     Help,
     /// Print the version and exit successfully.
@@ -112,6 +117,7 @@ pub const USAGE: &str = "\
 Usage: omdiscd [OPTIONS]
        omdiscd --dump [--format showmap|map|json|hosts] [--map-file PATH]
        omdiscd --stats [--format text|json|prometheus] [--map-file PATH]
+       omdiscd --watch [--format text|json] [--map-file PATH]
 Announce this node to the openMosix cluster by UDP multicast, learn the other
 nodes, and publish the cluster map to the kernel and to a map file.
 
@@ -149,8 +155,8 @@ nodes, and publish the cluster map to the kernel and to a map file.
       --setpe PATH           setpe program that loads the map into an
                              openMosix 2.4 kernel (default /sbin/setpe)
       --control-socket PATH  the daemon's control socket, mode 0600, used by
-                             --dump and --stats (default: the map file's path
-                             with .sock added)
+                             --dump, --stats and --watch (default: the map
+                             file's path with .sock added)
       --metrics-file PATH    write every counter in the Prometheus text format
                              to PATH every 10 s (node_exporter textfile)
       --on-change PROG       run PROG after each change of the map, with the
@@ -161,16 +167,21 @@ nodes, and publish the cluster map to the kernel and to a map file.
       --dump                 print the map (like showmap) and exit: asks the
                              running daemon, else reads the map file
       --stats                print the running daemon's counters and exit
+      --watch                print the running daemon's map, then a line per
+                             change (joined, left and why, id collision) as
+                             it happens, until interrupted
       --format FMT           --dump: showmap (default), map, json or hosts;
-                             --stats: text (default), json or prometheus
+                             --stats: text (default), json or prometheus;
+                             --watch: text (default) or json (a line each)
   -h, --help                 show this help and exit
   -V, --version              show the version and exit
 
 setpe and the --on-change program are killed if they run longer than 10 s.
 
 Exit status: 0 success; 1 the daemon could not start (network, key file,
-lock file, control socket, kernel command line) or --dump/--stats found no
-daemon and no usable map; 2 bad usage; 3 another omdiscd holds the lock
+lock file, control socket, kernel command line), --dump/--stats found no
+daemon and no usable map, --watch found no daemon, or the daemon dropped a
+--watch that read too slowly; 2 bad usage; 3 another omdiscd holds the lock
 file (--pid-file), or runs on this host with the same address, group and
 port; 4 --dump printed a stale map (the omdiscd that wrote it is not
 running).
@@ -279,6 +290,7 @@ enum Opt {
     Debug,
     Dump,
     Stats,
+    Watch,
     Format,
     Help,
     Version,
@@ -309,6 +321,7 @@ impl Opt {
             b"debug" => Opt::Debug,
             b"dump" => Opt::Dump,
             b"stats" => Opt::Stats,
+            b"watch" => Opt::Watch,
             b"format" => Opt::Format,
             b"help" => Opt::Help,
             b"version" => Opt::Version,
@@ -335,6 +348,7 @@ impl Opt {
                 | Opt::Debug
                 | Opt::Dump
                 | Opt::Stats
+                | Opt::Watch
                 | Opt::Cmdline
                 | Opt::Help
                 | Opt::Version
@@ -352,6 +366,7 @@ impl Opt {
                 | Opt::Format
                 | Opt::Dump
                 | Opt::Stats
+                | Opt::Watch
                 | Opt::Help
                 | Opt::Version
         )
@@ -375,6 +390,7 @@ struct State {
     version: bool,
     dump: bool,
     stats: bool,
+    watch: bool,
     /// `--format` as spelled and its value (its meaning depends on the command).
     format: Option<(String, String)>,
     options_ended: bool,
@@ -471,6 +487,7 @@ impl State {
             Opt::Debug => cfg.debug = true,
             Opt::Dump => self.dump = true,
             Opt::Stats => self.stats = true,
+            Opt::Watch => self.watch = true,
             Opt::Cmdline => cfg.cmdline = true,
             Opt::Format => self.format = Some((name.to_string(), utf8(name, &value)?.to_string())),
             Opt::Help => self.help = true,
@@ -584,31 +601,42 @@ impl State {
     }
 
     fn finish(self) -> Result<Command, UsageError> {
-        if self.dump && self.stats {
-            return Err(err(
-                "options '--dump' and '--stats' exclude each other".into()
-            ));
-        }
-        if self.dump || self.stats {
-            let command = if self.dump { "--dump" } else { "--stats" };
+        let commands = [
+            (self.dump, "--dump"),
+            (self.stats, "--stats"),
+            (self.watch, "--watch"),
+        ];
+        let mut given = commands.iter().filter(|(on, _)| *on).map(|&(_, name)| name);
+        if let Some(command) = given.next() {
+            if let Some(other) = given.next() {
+                return Err(err(format!(
+                    "options '{command}' and '{other}' exclude each other"
+                )));
+            }
             if let Some(opt) = self.run_option {
                 return Err(err(format!("option '{opt}' cannot be used with {command}")));
             }
             let control = self.cfg.control_socket();
-            if self.dump {
-                return Ok(Command::Dump {
+            return Ok(match command {
+                "--dump" => Command::Dump {
                     view: format_value(&self.format, &View::NAMES)?,
                     map_file: self.cfg.map_file,
                     control,
-                });
-            }
-            return Ok(Command::Stats {
-                format: format_value(&self.format, &StatsFormat::NAMES)?,
-                control,
+                },
+                "--stats" => Command::Stats {
+                    format: format_value(&self.format, &StatsFormat::NAMES)?,
+                    control,
+                },
+                _ => Command::Watch {
+                    format: format_value(&self.format, &WatchFormat::NAMES)?,
+                    control,
+                },
             });
         }
         if let Some((name, _)) = &self.format {
-            return Err(err(format!("option '{name}' needs --dump or --stats")));
+            return Err(err(format!(
+                "option '{name}' needs --dump, --stats or --watch"
+            )));
         }
         if let (Some(hold), Some((name, v))) = (self.cfg.hold_ms, &self.hold_arg) {
             let least = u64::from(self.cfg.interval_ms) * u64::from(MIN_HOLD_INTERVALS);
@@ -1158,8 +1186,36 @@ mod tests {
         assert!(fail(&["--stats", "--dump"]).contains("exclude each other"));
         assert_eq!(
             fail(&["--format", "json"]),
-            "option '--format' needs --dump or --stats"
+            "option '--format' needs --dump, --stats or --watch"
         );
+    }
+
+    #[test]
+    fn watch() {
+        assert_eq!(
+            parse(["--watch"]),
+            Ok(Command::Watch {
+                control: PathBuf::from("/run/omdiscd/openmosix.map.sock"),
+                format: WatchFormat::Text,
+            })
+        );
+        assert_eq!(
+            parse(["--watch", "--format=json", "--control-socket", "/c"]),
+            Ok(Command::Watch {
+                control: PathBuf::from("/c"),
+                format: WatchFormat::Json,
+            })
+        );
+        fails_naming(&["--watch", "--format", "showmap"], "--format", "showmap");
+        assert_eq!(
+            fail(&["--watch", "-i", "eth0"]),
+            "option '-i' cannot be used with --watch"
+        );
+        assert_eq!(
+            fail(&["--watch", "--stats"]),
+            "options '--stats' and '--watch' exclude each other"
+        );
+        assert!(fail(&["--watch=x"]).contains("--watch"));
     }
 
     #[test]
@@ -1340,6 +1396,7 @@ mod tests {
             "-d, --debug",
             "--dump",
             "--stats",
+            "--watch",
             "--format",
             "--control-socket",
             "--metrics-file",

@@ -4,8 +4,13 @@
 //!
 //! A client connects, sends one request line and reads to end-of-file. The
 //! request words are [`Request::word`]'s: `showmap`, `map`, `json`, `hosts`,
-//! `stats text`, `stats json`, `stats prometheus`. An unknown request is
-//! answered with one line starting `error:`.
+//! `stats text`, `stats json`, `stats prometheus`, `watch text`, `watch
+//! json`. An unknown request is answered with one line starting `error:`.
+//!
+//! `watch` is answered with the map, then one line per change of the map
+//! as the daemon publishes it, until the client goes. A watcher that reads
+//! too slowly for its fixed backlog is disconnected after a last line that
+//! says so (`Backlog`).
 #![forbid(unsafe_code)]
 
 use std::fmt::{self, Write as _};
@@ -17,7 +22,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::map::{ClusterMap, Node, NodeId, Via};
+use crate::map::{ClusterMap, Collision, Node, NodeId, Via};
 use crate::mapfile;
 use crate::sys::Epoll;
 
@@ -45,11 +50,22 @@ pub enum StatsFormat {
     Prometheus,
 }
 
+/// How `--watch` shows the map and its changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchFormat {
+    /// The map in the `showmap` layout, then each change as the log words
+    /// it, after the UTC time.
+    Text,
+    /// One JSON object per line: each node, then each change.
+    Json,
+}
+
 /// One request on the control socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
     Show(View),
     Stats(StatsFormat),
+    Watch(WatchFormat),
 }
 
 impl View {
@@ -71,6 +87,12 @@ impl StatsFormat {
     ];
 }
 
+impl WatchFormat {
+    /// `--format` values with `--watch`; the first is the default.
+    pub const NAMES: [(&'static str, WatchFormat); 2] =
+        [("text", WatchFormat::Text), ("json", WatchFormat::Json)];
+}
+
 fn name_of<T: PartialEq + Copy>(names: &[(&'static str, T)], v: T) -> &'static str {
     names.iter().find(|(_, x)| *x == v).map_or("?", |(n, _)| n)
 }
@@ -81,6 +103,7 @@ impl Request {
         match self {
             Request::Show(v) => (name_of(&View::NAMES, v), None),
             Request::Stats(f) => ("stats", Some(name_of(&StatsFormat::NAMES, f))),
+            Request::Watch(f) => ("watch", Some(name_of(&WatchFormat::NAMES, f))),
         }
     }
 
@@ -95,12 +118,17 @@ impl Request {
         if words.next().is_some() {
             return None;
         }
-        if first == "stats" {
-            let f = match second {
-                None => StatsFormat::Text,
-                Some(s) => StatsFormat::NAMES.iter().find(|(n, _)| *n == s)?.1,
-            };
-            return Some(Request::Stats(f));
+        /// The second word among `names`; the first name without one.
+        fn format<T: Copy>(names: &[(&'static str, T)], second: Option<&str>) -> Option<T> {
+            match second {
+                None => Some(names[0].1),
+                Some(s) => Some(names.iter().find(|(n, _)| *n == s)?.1),
+            }
+        }
+        match first {
+            "stats" => return format(&StatsFormat::NAMES, second).map(Request::Stats),
+            "watch" => return format(&WatchFormat::NAMES, second).map(Request::Watch),
+            _ => {}
         }
         if second.is_some() {
             return None;
@@ -129,7 +157,9 @@ impl Request {
 /// any order: the answer lists this node's by id, the file first), reads back
 /// ([`mapfile::parse`]) as the same nodes and aliases; the `showmap` and
 /// `hosts` answers are what `--dump` prints from that map file; the `json`
-/// answer has one object per node; every statistic is one row.
+/// answer has one object per node; the `watch text` answer is the `showmap`
+/// one, the `watch json` answer a line per node; each node's change lines
+/// fit one line; every statistic is one row.
 /// Returns what the request line parsed to.
 #[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_check(data: &[u8]) -> Option<Request> {
@@ -344,6 +374,30 @@ fn fuzz_render(map: &ClusterMap, now_ms: u64) {
         &want.lines().collect::<Vec<_>>(),
     );
     assert_eq!(text.len(), want.len(), "hosts answer");
+    let text = render(Request::Watch(WatchFormat::Text));
+    assert_eq!(text, render(Request::Show(View::Showmap)), "watch text");
+    let text = render(Request::Watch(WatchFormat::Json));
+    assert_eq!(text.lines().count(), map.len(), "watch json: {text}");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("{\"event\":\"present\",") && l.ends_with('}')),
+        "watch json: {text}"
+    );
+    // Each node as a change: one line of either format.
+    for n in map.iter() {
+        for change in [Change::Joined(n), Change::Left(n)] {
+            for (format, _) in DROPPED {
+                let mut line = Line::new();
+                change
+                    .line(format, now_ms / 1000, &mut line)
+                    .expect("a change line fits");
+                assert!(
+                    line.ends_with('\n') && line.matches('\n').count() == 1,
+                    "{line}"
+                );
+            }
+        }
+    }
     let text = render(Request::Show(View::Json));
     assert!(
         text.starts_with("{\"source\":\"daemon\",") && text.ends_with("\n]}\n"),
@@ -519,7 +573,10 @@ impl Answer {
     /// Renders the current row into `row`; returns where to go after it.
     fn row(&self, s: &Snapshot<'_>, row: &mut Row) -> Step {
         match self.request {
-            Request::Show(View::Showmap) => self.showmap_row(s, row),
+            Request::Show(View::Showmap) | Request::Watch(WatchFormat::Text) => {
+                self.showmap_row(s, row)
+            }
+            Request::Watch(WatchFormat::Json) => self.watch_json_row(s, row),
             Request::Show(View::Map) => self.map_row(s, row),
             Request::Show(View::Json) => self.json_row(s, row),
             Request::Show(View::Hosts) => self.hosts_row(s, row),
@@ -645,6 +702,32 @@ impl Answer {
         }
     }
 
+    /// `{"event":"present","id":ID,"address":"A","self":true}`, this node
+    /// first.
+    fn watch_json_row(&self, s: &Snapshot<'_>, row: &mut Row) -> Step {
+        let own = s.map.own_node();
+        let node = match self.phase {
+            Phase::Head | Phase::Own => Some(own),
+            Phase::Rows => s.map.iter_after(self.cursor).find(|n| n.id != own.id),
+            _ => None,
+        };
+        let Some(n) = node else {
+            return Step::Next(Phase::Done);
+        };
+        let _ = writeln!(
+            row,
+            "{{\"event\":\"present\",\"id\":{},\"address\":\"{}\",\"self\":{}}}",
+            n.id,
+            n.addr,
+            n.id == own.id
+        );
+        if self.phase == Phase::Rows {
+            Step::Stay(n.id)
+        } else {
+            Step::Next(Phase::Rows)
+        }
+    }
+
     fn stats_row(&self, s: &Snapshot<'_>, f: StatsFormat, row: &mut Row) -> Step {
         let stat = s.stats.get(self.index);
         let (phase, next) = match (self.phase, stat) {
@@ -756,6 +839,193 @@ fn json_node(row: &mut Row, now_ms: u64, n: &Node, sep: &str) -> fmt::Result {
     )
 }
 
+/// A change of the map, for watchers (see [`Server::broadcast`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A node joined the map (at a publish).
+    Joined(Node),
+    /// A node left the map (at a publish), for [`mapfile::Reason::of`].
+    Left(Node),
+    /// A node id is claimed by two addresses, when it is first seen.
+    Collision(Collision),
+}
+
+/// The longest change line, either format.
+const LINE_MAX: usize = 512;
+
+type Line = heapless::String<LINE_MAX>;
+
+impl Change {
+    /// The change as one line in `format`, at `time_s` (seconds since 1970).
+    fn line(&self, format: WatchFormat, time_s: u64, out: &mut Line) -> fmt::Result {
+        match format {
+            WatchFormat::Text => {
+                write!(out, "{} ", Utc(time_s))?;
+                match self {
+                    Change::Joined(n) => write!(out, "{}", mapfile::JoinedLine(n))?,
+                    Change::Left(n) => write!(out, "{}", mapfile::LeftLine(n))?,
+                    Change::Collision(c) => write!(out, "{}", mapfile::CollisionLine(*c))?,
+                }
+            }
+            WatchFormat::Json => {
+                write!(out, "{{\"time\":\"{}\",", Utc(time_s))?;
+                match self {
+                    Change::Joined(n) => write!(
+                        out,
+                        "\"event\":\"joined\",\"id\":{},\"address\":\"{}\"",
+                        n.id, n.addr
+                    )?,
+                    Change::Left(n) => {
+                        write!(
+                            out,
+                            "\"event\":\"left\",\"id\":{},\"address\":\"{}\"",
+                            n.id, n.addr
+                        )?;
+                        match mapfile::Reason::of(n) {
+                            mapfile::Reason::Goodbye => write!(out, ",\"reason\":\"goodbye\""),
+                            mapfile::Reason::Moved(to) => {
+                                write!(out, ",\"reason\":\"address_changed\",\"to\":\"{to}\"")
+                            }
+                            mapfile::Reason::Expired(ms) => write!(
+                                out,
+                                ",\"reason\":\"expired\",\"silent_s\":{}",
+                                Secs(ms)
+                            ),
+                            mapfile::Reason::Unknown => Ok(()),
+                        }?;
+                    }
+                    Change::Collision(c) => write!(
+                        out,
+                        "\"event\":\"collision\",\"id\":{},\"winner\":\"{}\",\"loser\":\"{}\",\"own_lost\":{}",
+                        c.id, c.winner, c.loser, c.own_lost
+                    )?,
+                }
+                out.push('}').map_err(|_| fmt::Error)?;
+            }
+        }
+        out.push('\n').map_err(|_| fmt::Error)
+    }
+}
+
+/// Seconds since 1970 as a UTC ISO 8601 time: `2026-12-07T14:02:21Z`.
+struct Utc(u64);
+
+impl fmt::Display for Utc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (days, secs) = (self.0 / 86_400, self.0 % 86_400);
+        // Days to a civil date (Howard Hinnant's algorithm), from 0000-03-01.
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z % 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60
+        )
+    }
+}
+
+/// Bytes a watcher may have waiting: about 200 change lines.
+const BACKLOG: usize = 16 * 1024;
+
+/// The end of a [`BACKLOG`] kept for the line that says a watcher is
+/// disconnected.
+const LAST_LINE_ROOM: usize = 128;
+
+/// The last line of a watcher that read too slowly, by format; the client
+/// (`--watch`) knows it by these words.
+const DROPPED: [(WatchFormat, &str); 2] = [
+    (
+        WatchFormat::Text,
+        "error: this watcher read too slowly and is disconnected; changes after this line were not sent\n",
+    ),
+    (
+        WatchFormat::Json,
+        "{\"event\":\"dropped\",\"reason\":\"read too slowly\"}\n",
+    ),
+];
+
+/// A watcher's lines not yet written, whole lines in order, in a fixed
+/// buffer. The daemon never waits for a watcher: a line that does not fit
+/// (the socket and the backlog are full) is lost, and so is every later
+/// one; the watcher gets [`DROPPED`]'s line in the room kept for it, then
+/// end-of-file once it has read what it has, or when it has not within
+/// [`CLIENT_TIMEOUT_MS`].
+pub(crate) struct Backlog {
+    data: Box<[u8; BACKLOG]>,
+    /// Written up to here.
+    start: usize,
+    end: usize,
+    /// Lines were lost: nothing more is taken.
+    lost: bool,
+}
+
+impl Backlog {
+    fn new() -> Backlog {
+        Backlog {
+            data: Box::new([0; BACKLOG]),
+            start: 0,
+            end: 0,
+            lost: false,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.lost = false;
+    }
+
+    /// What is waiting.
+    fn pending(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    /// `n` bytes were written.
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Appends `line` if it fits in `room` bytes of the buffer (moving what
+    /// is waiting to its start if need be).
+    fn append(&mut self, line: &[u8], room: usize) -> bool {
+        if self.end + line.len() > room {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end + line.len() > room {
+            return false;
+        }
+        self.data[self.end..self.end + line.len()].copy_from_slice(line);
+        self.end += line.len();
+        true
+    }
+
+    /// Takes `line` unless lines were lost; false if it does not fit.
+    fn push(&mut self, line: &[u8]) -> bool {
+        !self.lost && self.append(line, BACKLOG - LAST_LINE_ROOM)
+    }
+
+    /// Lines were lost: `last` ends what the watcher gets.
+    fn overflow(&mut self, last: &[u8]) {
+        self.lost = true;
+        self.append(last, BACKLOG);
+    }
+}
+
 /// Asks the daemon listening on `path` (a client: `--dump`, `--stats`).
 /// An answer starting `error:` is an error.
 pub fn ask(path: &Path, request: Request) -> io::Result<Vec<u8>> {
@@ -778,6 +1048,32 @@ pub fn ask(path: &Path, request: Request) -> io::Result<Vec<u8>> {
     Ok(answer)
 }
 
+/// Asks the daemon listening on `path` to watch (a client: `--watch`): the
+/// stream of its answer, read without a time limit once the daemon took the
+/// request. An answer starting `error:` is an error.
+pub fn watch(path: &Path, format: WatchFormat) -> io::Result<io::BufReader<UnixStream>> {
+    let mut stream = UnixStream::connect(path)?;
+    let timeout = Some(Duration::from_millis(CLIENT_TIMEOUT_MS));
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)?;
+    let (first, second) = Request::Watch(format).word();
+    writeln!(stream, "{first} {}", second.unwrap_or_default())?;
+    let mut lines = io::BufReader::new(stream);
+    let head = io::BufRead::fill_buf(&mut lines)?;
+    if head.starts_with(b"error:") {
+        let text = String::from_utf8_lossy(head).trim_end().to_string();
+        return Err(io::Error::new(io::ErrorKind::InvalidData, text));
+    }
+    lines.get_ref().set_read_timeout(None)?;
+    Ok(lines)
+}
+
+/// Whether `line` is the last one a watcher gets when it is dropped for
+/// reading too slowly.
+pub fn is_dropped(line: &[u8]) -> bool {
+    DROPPED.iter().any(|(_, l)| line == l.as_bytes())
+}
+
 /// The most a client reads (a JSON map of 65,535 nodes with aliases is
 /// about 20 MiB).
 const MAX_ANSWER_BYTES: u64 = 64 << 20;
@@ -787,14 +1083,21 @@ const MAX_ANSWER_BYTES: u64 = 64 << 20;
 pub const CLIENT_TIMEOUT_MS: u64 = 5_000;
 
 /// Clients served at once; more wait in the listen backlog.
-pub const MAX_CLIENTS: usize = 4;
+pub const MAX_CLIENTS: usize = MAX_WATCHERS + 1;
+
+/// Clients that may watch at once: one slot is always left for requests
+/// (`--dump`, `--stats`), which watchers would otherwise hold.
+pub const MAX_WATCHERS: usize = 4;
+
+/// What a watch request is answered when [`MAX_WATCHERS`] clients watch.
+const TOO_MANY_WATCHERS: &[u8] = b"error: too many watchers; try again later\n";
 
 /// The longest request line.
 const REQUEST_MAX: usize = 64;
 
 /// What an unknown request is answered.
 const BAD_REQUEST: &[u8] =
-    b"error: unknown request; ask showmap, map, json, hosts, or stats [text|json|prometheus]\n";
+    b"error: unknown request; ask showmap, map, json, hosts, stats [text|json|prometheus] or watch [text|json]\n";
 
 /// One connection.
 struct Client {
@@ -805,9 +1108,47 @@ struct Client {
     chunk: Chunk,
     /// Bytes of `chunk` already written.
     sent: usize,
+    /// When it is disconnected: 5 s after it connected, while it asks and
+    /// reads its answer; never for a watcher that has its map, until its
+    /// lines were lost.
     deadline_ms: u64,
-    /// Registered for writability (the socket was full).
-    waiting: bool,
+    /// The epoll events it is registered for.
+    interest: u32,
+    /// A `watch` request: its changes go into `backlog`.
+    watch: Option<WatchFormat>,
+    backlog: Backlog,
+}
+
+impl Client {
+    /// A watcher that has its map: what is left to write is its backlog.
+    fn watching(&self) -> bool {
+        let answered = self.answer.is_some_and(|a| a.done()) && self.sent == self.chunk.len;
+        answered && self.watch.is_some() && self.stream.is_some()
+    }
+}
+
+/// How far a write went.
+enum Wrote {
+    /// Everything waiting.
+    All,
+    /// The socket is full.
+    Full,
+    /// The client is gone.
+    Gone,
+}
+
+/// Writes `bytes[*sent..]`, advancing `sent`.
+fn write_some(stream: &mut UnixStream, bytes: &[u8], sent: &mut usize) -> Wrote {
+    while *sent < bytes.len() {
+        match stream.write(&bytes[*sent..]) {
+            Ok(0) => return Wrote::Gone,
+            Ok(n) => *sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Wrote::Full,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Wrote::Gone,
+        }
+    }
+    Wrote::All
 }
 
 /// The control socket: a listening `AF_UNIX` stream socket, mode 0600, and
@@ -819,6 +1160,8 @@ pub struct Server {
     clients: Box<[Client]>,
     /// epoll token of client 0; client i has `token + i`.
     token: u64,
+    /// Watchers disconnected because they read too slowly.
+    pub(crate) watchers_dropped: u64,
 }
 
 /// Refuses, without creating anything, a path the control socket cannot
@@ -871,7 +1214,9 @@ impl Server {
                 chunk: Chunk::new(),
                 sent: 0,
                 deadline_ms: 0,
-                waiting: false,
+                interest: 0,
+                watch: None,
+                backlog: Backlog::new(),
             })
             .collect();
         Ok(Server {
@@ -879,6 +1224,7 @@ impl Server {
             path: path.to_path_buf(),
             clients,
             token: client_token,
+            watchers_dropped: 0,
         })
     }
 
@@ -909,10 +1255,8 @@ impl Server {
                 continue;
             }
             let token = self.token + i as u64;
-            if epoll
-                .add(stream.as_raw_fd(), token, libc::EPOLLIN as u32)
-                .is_err()
-            {
+            let interest = libc::EPOLLIN as u32;
+            if epoll.add(stream.as_raw_fd(), token, interest).is_err() {
                 continue;
             }
             let c = &mut self.clients[i];
@@ -922,14 +1266,18 @@ impl Server {
             c.chunk.clear();
             c.sent = 0;
             c.deadline_ms = now_ms + CLIENT_TIMEOUT_MS;
-            c.waiting = false;
+            c.interest = interest;
+            c.watch = None;
+            c.backlog.clear();
         }
     }
 
     /// Serves client `i`: reads its request, then writes as much of the
-    /// answer as the socket takes.
-    pub fn serve(&mut self, i: usize, snapshot: &Snapshot<'_>, epoll: &Epoll) {
+    /// answer as the socket takes. `hangup`: epoll said the client hung up
+    /// or failed (a watcher that has nothing to write learns it so).
+    pub fn serve(&mut self, i: usize, snapshot: &Snapshot<'_>, epoll: &Epoll, hangup: bool) {
         let token = self.token + i as u64;
+        let watchers = self.clients.iter().filter(|c| c.watch.is_some()).count();
         let c = &mut self.clients[i];
         let Some(stream) = c.stream.as_mut() else {
             return;
@@ -970,13 +1318,26 @@ impl Server {
                 return;
             };
             match Request::parse(&c.request[..end]) {
-                Some(r) => c.answer = Some(Answer::new(r)),
+                Some(Request::Watch(_)) if watchers == MAX_WATCHERS => {
+                    let _ = stream.write(TOO_MANY_WATCHERS);
+                    close(c, epoll);
+                    return;
+                }
+                Some(r) => {
+                    c.answer = Some(Answer::new(r));
+                    if let Request::Watch(f) = r {
+                        c.watch = Some(f);
+                    }
+                }
                 None => {
                     let _ = stream.write(BAD_REQUEST);
                     close(c, epoll);
                     return;
                 }
             }
+        } else if hangup && c.watching() && c.backlog.pending().is_empty() {
+            close(c, epoll);
+            return;
         }
         loop {
             if c.sent == c.chunk.bytes().len() {
@@ -987,34 +1348,88 @@ impl Server {
                     _ => {}
                 }
                 if c.chunk.bytes().is_empty() {
-                    close(c, epoll);
-                    return;
+                    break;
                 }
             }
             let Some(stream) = c.stream.as_mut() else {
                 return;
             };
-            match stream.write(&c.chunk.bytes()[c.sent..]) {
-                Ok(0) => {
+            match write_some(stream, c.chunk.bytes(), &mut c.sent) {
+                Wrote::All => {}
+                Wrote::Full => {
+                    want(c, token, epoll, libc::EPOLLOUT as u32);
+                    return;
+                }
+                Wrote::Gone => {
                     close(c, epoll);
                     return;
                 }
-                Ok(n) => c.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !c.waiting {
-                        c.waiting = true;
-                        let fd = stream.as_raw_fd();
-                        if epoll.modify(fd, token, libc::EPOLLOUT as u32).is_err() {
-                            close(c, epoll);
-                        }
-                    }
-                    return;
+            }
+        }
+        if c.watch.is_none() {
+            close(c, epoll);
+            return;
+        }
+        // A watcher has its map: it is not timed out for listening.
+        if !c.backlog.lost {
+            c.deadline_ms = u64::MAX;
+        }
+        flush(c, token, epoll);
+    }
+
+    /// Whether any client watches: changes are worth rendering.
+    pub(crate) fn watched(&self) -> bool {
+        self.clients.iter().any(|c| c.watch.is_some())
+    }
+
+    /// Gives every watcher `change`, at `now_ms` and `time_s` (seconds
+    /// since 1970). Written when [`Server::flush`] runs, or now if its
+    /// backlog is full; a watcher that cannot take the line is dropped
+    /// (see [`Backlog`]).
+    pub(crate) fn broadcast(&mut self, change: &Change, now_ms: u64, time_s: u64) {
+        for c in self.clients.iter_mut() {
+            let Some(format) = c.watch.filter(|_| c.stream.is_some()) else {
+                continue;
+            };
+            let mut line = Line::new();
+            // A line longer than LINE_MAX is cut short rather than lost.
+            let _ = change.line(format, time_s, &mut line);
+            if c.backlog.push(line.as_bytes()) {
+                continue;
+            }
+            if c.backlog.lost {
+                continue;
+            }
+            // Full: write what the socket takes now, then try again.
+            let answered = c.watching();
+            if let Some(stream) = c.stream.as_mut().filter(|_| answered) {
+                let mut sent = 0;
+                let wrote = write_some(stream, c.backlog.pending(), &mut sent);
+                c.backlog.consume(sent);
+                if matches!(wrote, Wrote::Gone) {
+                    // The epoll loop learns it (a hang-up): nothing to write.
+                    c.backlog.clear();
+                    continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    close(c, epoll);
-                    return;
+                if c.backlog.push(line.as_bytes()) {
+                    continue;
                 }
+            }
+            let last = DROPPED
+                .iter()
+                .find(|(f, _)| *f == format)
+                .map_or("", |d| d.1);
+            c.backlog.overflow(last.as_bytes());
+            c.deadline_ms = c.deadline_ms.min(now_ms + CLIENT_TIMEOUT_MS);
+            self.watchers_dropped += 1;
+        }
+    }
+
+    /// Writes the watchers' backlogs (after [`Server::broadcast`]).
+    pub(crate) fn flush(&mut self, epoll: &Epoll) {
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            if c.watching() && c.interest != libc::EPOLLOUT as u32 {
+                flush(c, self.token + i as u64, epoll);
             }
         }
     }
@@ -1023,7 +1438,7 @@ impl Server {
     pub fn next_deadline(&self) -> Option<u64> {
         self.clients
             .iter()
-            .filter(|c| c.stream.is_some())
+            .filter(|c| c.stream.is_some() && c.deadline_ms != u64::MAX)
             .map(|c| c.deadline_ms)
             .min()
     }
@@ -1038,11 +1453,45 @@ impl Server {
     }
 }
 
+/// Writes a watcher's backlog as far as the socket takes it: registered
+/// for writability while some is left, for hang-ups only when none is;
+/// disconnected once it has the line that says it was dropped.
+fn flush(c: &mut Client, token: u64, epoll: &Epoll) {
+    let Some(stream) = c.stream.as_mut() else {
+        return;
+    };
+    let mut sent = 0;
+    let wrote = write_some(stream, c.backlog.pending(), &mut sent);
+    c.backlog.consume(sent);
+    match wrote {
+        Wrote::All if c.backlog.lost => close(c, epoll),
+        Wrote::All => want(c, token, epoll, 0),
+        Wrote::Full => want(c, token, epoll, libc::EPOLLOUT as u32),
+        Wrote::Gone => close(c, epoll),
+    }
+}
+
+/// Registers client `c` for `interest` (0: hang-ups and errors only).
+fn want(c: &mut Client, token: u64, epoll: &Epoll, interest: u32) {
+    if c.interest == interest {
+        return;
+    }
+    let Some(stream) = c.stream.as_ref() else {
+        return;
+    };
+    if epoll.modify(stream.as_raw_fd(), token, interest).is_err() {
+        close(c, epoll);
+        return;
+    }
+    c.interest = interest;
+}
+
 fn close(c: &mut Client, epoll: &Epoll) {
     if let Some(stream) = c.stream.take() {
         let _ = epoll.delete(stream.as_raw_fd());
     }
     c.answer = None;
+    c.watch = None;
 }
 
 impl Drop for Server {
@@ -1061,7 +1510,8 @@ mod tests {
         let all = View::NAMES
             .iter()
             .map(|&(_, v)| Request::Show(v))
-            .chain(StatsFormat::NAMES.iter().map(|&(_, f)| Request::Stats(f)));
+            .chain(StatsFormat::NAMES.iter().map(|&(_, f)| Request::Stats(f)))
+            .chain(WatchFormat::NAMES.iter().map(|&(_, f)| Request::Watch(f)));
         for r in all {
             let line = match r.word() {
                 (a, Some(b)) => format!("{a} {b}\r"),
@@ -1073,12 +1523,18 @@ mod tests {
             fuzz_check(b"stats\n"),
             Some(Request::Stats(StatsFormat::Text))
         );
+        assert_eq!(
+            fuzz_check(b"watch\n"),
+            Some(Request::Watch(WatchFormat::Text))
+        );
         for bad in [
             &b""[..],
             b"\n",
             b"stats xml",
             b"map json",
             b"stats text json",
+            b"watch showmap",
+            b"watch json text",
             b"Map",
         ] {
             assert_eq!(fuzz_check(bad), None, "{:?}", String::from_utf8_lossy(bad));
@@ -1113,5 +1569,279 @@ mod tests {
         }
         fuzz_check(b"showmap\n\0\0\0\0");
         fuzz_check(b"hosts\n\xff\xff\xff\xff\x06");
+    }
+    #[test]
+    fn utc_times_are_iso_8601() {
+        assert_eq!(Utc(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(Utc(1_764_460_800).to_string(), "2025-11-30T00:00:00Z");
+        assert_eq!(Utc(951_825_599).to_string(), "2000-02-29T11:59:59Z");
+        assert_eq!(Utc(4_102_444_800).to_string(), "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn change_lines_share_the_change_log_words() {
+        use std::net::Ipv4Addr;
+        let mut map = crate::map::test_map(
+            Ipv4Addr::new(10, 0, 0, 1),
+            [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)],
+        );
+        map.mark_published();
+        map.apply_leave(Ipv4Addr::new(10, 0, 0, 2), 3, 1000, 10);
+        map.expire(6000);
+        let mut log = Vec::new();
+        mapfile::change_log(&map, |a| log.push(a.to_string()));
+        let render = |change: Change, format| {
+            let mut line = Line::new();
+            change.line(format, 1_764_460_800, &mut line).unwrap();
+            line.to_string()
+        };
+        let left: Vec<Node> = map.left().collect();
+        assert_eq!(left.len(), 2);
+        for n in &left {
+            let text = render(Change::Left(*n), WatchFormat::Text);
+            let words = text
+                .strip_prefix("2025-11-30T00:00:00Z ")
+                .and_then(|t| t.strip_suffix('\n'))
+                .unwrap();
+            assert!(log.iter().any(|l| l == words), "{text:?} not in {log:?}");
+        }
+        assert_eq!(
+            render(Change::Left(left[0]), WatchFormat::Json),
+            "{\"time\":\"2025-11-30T00:00:00Z\",\"event\":\"left\",\"id\":2,\"address\":\"10.0.0.2\",\"reason\":\"goodbye\"}\n"
+        );
+        assert_eq!(
+            render(Change::Left(left[1]), WatchFormat::Json),
+            "{\"time\":\"2025-11-30T00:00:00Z\",\"event\":\"left\",\"id\":3,\"address\":\"10.0.0.3\",\"reason\":\"expired\",\"silent_s\":6.000}\n"
+        );
+        let own = map.own_node();
+        assert_eq!(
+            render(Change::Joined(own), WatchFormat::Text),
+            "2025-11-30T00:00:00Z openMosix #1 (IP address 10.0.0.1) joined the cluster\n"
+        );
+        assert_eq!(
+            render(Change::Joined(own), WatchFormat::Json),
+            "{\"time\":\"2025-11-30T00:00:00Z\",\"event\":\"joined\",\"id\":1,\"address\":\"10.0.0.1\"}\n"
+        );
+        let c = Collision {
+            id: 2,
+            winner: Ipv4Addr::new(10, 0, 0, 2),
+            loser: Ipv4Addr::new(10, 9, 0, 2),
+            replaced: false,
+            own_lost: true,
+            first_report: true,
+        };
+        let text = render(Change::Collision(c), WatchFormat::Text);
+        assert!(
+            text.starts_with(
+                "2025-11-30T00:00:00Z lost node id #2 (0x0002) to 10.0.0.2, which started first"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1);
+        assert_eq!(
+            render(Change::Collision(c), WatchFormat::Json),
+            "{\"time\":\"2025-11-30T00:00:00Z\",\"event\":\"collision\",\"id\":2,\"winner\":\"10.0.0.2\",\"loser\":\"10.9.0.2\",\"own_lost\":true}\n"
+        );
+    }
+
+    #[test]
+    fn a_backlog_keeps_whole_lines_in_order_and_room_for_the_last() {
+        let mut b = Backlog::new();
+        let line = [b'x'; 100];
+        let mut taken = 0;
+        while b.push(&line) {
+            taken += 1;
+        }
+        assert_eq!(taken, (BACKLOG - LAST_LINE_ROOM) / 100);
+        // Writing some makes room again, at the start of the buffer.
+        b.consume(200);
+        assert!(b.push(&line) && b.push(&line));
+        assert!(!b.push(&line));
+        assert_eq!(b.pending().len(), taken * 100);
+        let last = DROPPED[0].1.as_bytes();
+        assert!(last.len() <= LAST_LINE_ROOM && DROPPED[1].1.len() <= LAST_LINE_ROOM);
+        b.overflow(last);
+        assert!(b.pending().ends_with(last));
+        // Once lines were lost, none is taken, even with room.
+        b.consume(b.pending().len());
+        assert!(b.pending().is_empty() && !b.push(b"y\n"));
+        b.clear();
+        assert!(b.push(b"y\n"));
+    }
+
+    /// A server on a socket in a fresh directory, its epoll, and a map.
+    fn server(name: &str) -> (Server, Epoll, PathBuf, ClusterMap) {
+        use std::net::Ipv4Addr;
+        let dir = std::env::temp_dir().join(format!("omd-ctl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("sock");
+        let server = Server::bind(&path, 100).unwrap();
+        let map = crate::map::test_map(Ipv4Addr::new(10, 0, 0, 1), [Ipv4Addr::new(10, 0, 0, 2)]);
+        (server, Epoll::new().unwrap(), path, map)
+    }
+
+    /// Connects a client that sends `request`, and has the server answer it.
+    fn connect(
+        s: &mut Server,
+        epoll: &Epoll,
+        path: &Path,
+        map: &ClusterMap,
+        request: &str,
+    ) -> UnixStream {
+        let mut client = UnixStream::connect(path).unwrap();
+        client.write_all(request.as_bytes()).unwrap();
+        s.accept(0, epoll);
+        let i = s.clients.iter().rposition(|c| c.stream.is_some()).unwrap();
+        let stats = Stats::new();
+        let snapshot = Snapshot {
+            map,
+            now_ms: 0,
+            time_s: 0,
+            pid: 1,
+            version: "t",
+            stats: &stats,
+        };
+        s.serve(i, &snapshot, epoll, false);
+        client
+    }
+
+    fn read_lines(client: &mut UnixStream, n: usize) -> Vec<String> {
+        let mut text = Vec::new();
+        let mut byte = [0u8];
+        let mut lines = Vec::new();
+        while lines.len() < n {
+            assert_eq!(
+                client.read(&mut byte).unwrap(),
+                1,
+                "end-of-file after {lines:?}"
+            );
+            if byte[0] == b'\n' {
+                lines.push(String::from_utf8(std::mem::take(&mut text)).unwrap());
+            } else {
+                text.push(byte[0]);
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn a_watcher_gets_the_map_then_each_change_and_no_deadline() {
+        let (mut s, epoll, path, map) = server("watch");
+        let mut client = connect(&mut s, &epoll, &path, &map, "watch json\n");
+        let lines = read_lines(&mut client, 2);
+        assert_eq!(
+            lines[0],
+            "{\"event\":\"present\",\"id\":1,\"address\":\"10.0.0.1\",\"self\":true}"
+        );
+        assert_eq!(
+            lines[1],
+            "{\"event\":\"present\",\"id\":2,\"address\":\"10.0.0.2\",\"self\":false}"
+        );
+        // Listening, it is not timed out; registered for hang-ups only.
+        assert_eq!(s.next_deadline(), None);
+        assert!(s.watched());
+        assert_eq!(s.clients[0].interest, 0);
+        for n in map.iter() {
+            s.broadcast(&Change::Joined(n), 10, 0);
+        }
+        s.flush(&epoll);
+        let lines = read_lines(&mut client, 2);
+        assert!(
+            lines[0].contains("\"event\":\"joined\",\"id\":1,"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("\"event\":\"joined\",\"id\":2,"),
+            "{lines:?}"
+        );
+        // Up to four watch; a fifth is refused, a request still served.
+        let _more: Vec<UnixStream> = (0..MAX_WATCHERS - 1)
+            .map(|_| connect(&mut s, &epoll, &path, &map, "watch\n"))
+            .collect();
+        let mut fifth = connect(&mut s, &epoll, &path, &map, "watch\n");
+        let mut text = String::new();
+        fifth.read_to_string(&mut text).unwrap();
+        assert_eq!(text.as_bytes(), TOO_MANY_WATCHERS);
+        // A request alongside is answered and closed as before.
+        let mut other = connect(&mut s, &epoll, &path, &map, "hosts\n");
+        let mut text = String::new();
+        other.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "10.0.0.1\n10.0.0.2\n");
+        // The watcher hangs up: the next hang-up event closes its slot.
+        drop(client);
+        let stats = Stats::new();
+        let snapshot = Snapshot {
+            map: &map,
+            now_ms: 0,
+            time_s: 0,
+            pid: 1,
+            version: "t",
+            stats: &stats,
+        };
+        s.serve(0, &snapshot, &epoll, true);
+        assert!(s.clients[0].stream.is_none() && s.clients[0].watch.is_none());
+    }
+
+    #[test]
+    fn a_watcher_that_does_not_read_is_dropped_with_a_last_line_not_waited_for() {
+        let (mut s, epoll, path, map) = server("slow");
+        let mut slow = connect(&mut s, &epoll, &path, &map, "watch\n");
+        let mut fast = connect(&mut s, &epoll, &path, &map, "watch text\n");
+        assert_eq!(read_lines(&mut fast, 6).len(), 6);
+        // The slow one reads nothing: the socket fills, then its backlog.
+        let node = map.own_node();
+        let mut sent = 0;
+        while s.watchers_dropped == 0 {
+            s.broadcast(&Change::Joined(node), 1_000, 0);
+            s.flush(&epoll);
+            sent += 1;
+            // The fast one keeps up.
+            read_lines(&mut fast, 1);
+            assert!(sent < 1_000_000, "never dropped");
+        }
+        assert_eq!(s.watchers_dropped, 1);
+        // Lost lines are not taken; the fast watcher goes on.
+        let other = map.get(2).unwrap();
+        s.broadcast(&Change::Joined(other), 1_001, 0);
+        s.flush(&epoll);
+        assert_eq!(read_lines(&mut fast, 1).len(), 1);
+        assert_eq!(s.watchers_dropped, 1);
+        // The dropped one has 5 s to read what it has.
+        assert_eq!(s.next_deadline(), Some(1_000 + CLIENT_TIMEOUT_MS));
+        // It reads: the map, every line taken, in order, the last line, end.
+        slow.set_nonblocking(false).unwrap();
+        let stats = Stats::new();
+        let snapshot = Snapshot {
+            map: &map,
+            now_ms: 0,
+            time_s: 0,
+            pid: 1,
+            version: "t",
+            stats: &stats,
+        };
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = slow.read(&mut buf).unwrap();
+            text.extend_from_slice(&buf[..n]);
+            // The socket has room again: epoll would say so.
+            s.serve(0, &snapshot, &epoll, false);
+            if s.clients[0].stream.is_none() {
+                slow.read_to_end(&mut text).unwrap();
+                break;
+            }
+        }
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("My Node-Id: 0x0001"), "{}", lines[0]);
+        let changes = &lines[6..];
+        assert_eq!(format!("{}\n", changes.last().unwrap()), DROPPED[0].1);
+        // Every line but the one that did not fit, none after it, and the
+        // last line.
+        assert_eq!(changes.len(), sent);
+        assert!(changes[..changes.len() - 1]
+            .iter()
+            .all(|l| l.ends_with("openMosix #1 (IP address 10.0.0.1) joined the cluster")));
+        assert!(is_dropped(DROPPED[1].1.as_bytes()));
     }
 }

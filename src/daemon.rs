@@ -23,7 +23,9 @@ use crate::cli::{
     DEFAULT_BUDGET, DEFAULT_GROUP, DEFAULT_HOLD_INTERVALS, DEFAULT_INTERVAL_MS, DEFAULT_MAP_FILE,
     DEFAULT_PORT, DEFAULT_PROC_ROOT, DEFAULT_SETPE, MAX_INTERFACES,
 };
-use crate::control::{self, Answer, Chunk, Request, Server, Snapshot, Stat, Stats, StatsFormat};
+use crate::control::{
+    self, Answer, Change, Chunk, Request, Server, Snapshot, Stat, Stats, StatsFormat,
+};
 use crate::log::{Level, Limit};
 use crate::map::{ClusterMap, NodeId};
 use crate::netlink::{self, Netlink};
@@ -369,6 +371,9 @@ struct Shell {
     change_logs: Bucket,
     /// `--on-change`.
     hook: Option<Hook>,
+    /// The control socket (`--dump`, `--stats`, `--watch`): in the shell,
+    /// which gives its watchers the changes.
+    control: Server,
 }
 
 /// Most bytes of `OMDISCD_JOINED` or `OMDISCD_LEFT` (a cold boot of
@@ -592,6 +597,16 @@ impl Actions for Shell {
                 r.file_failed = true;
             }
         }
+        if p.changes && self.control.watched() {
+            let (now, time_s) = (monotonic_ms(), u64::from(realtime_s()));
+            let own = p.map.own_id();
+            for n in p.map.joined().filter(|n| n.id != own) {
+                self.control.broadcast(&Change::Joined(n), now, time_s);
+            }
+            for n in p.map.left() {
+                self.control.broadcast(&Change::Left(n), now, time_s);
+            }
+        }
         if p.changes {
             let now = monotonic_ms();
             if self.change_logs.take_per(now, 1, CHANGE_LOG_BURST, 60_000) {
@@ -643,22 +658,19 @@ impl Actions for Shell {
                 Level::Info,
                 format_args!("ignoring node {addr} of another cluster"),
             ),
-            Event::Collision(c) if c.own_lost => limited(
-                Limit::Collision,
-                Level::Error,
-                format_args!(
-                    "lost node id #{} (0x{:04x}) to {}, which started first: this node ({}) is out of the cluster and silent until {} leaves; give it an address whose last two octets no other node has",
-                    c.id, c.id, c.winner, c.loser, c.winner
-                ),
-            ),
-            Event::Collision(c) => limited(
-                Limit::Collision,
-                Level::Warn,
-                format_args!(
-                    "node id collision: #{} (0x{:04x}) is claimed by {} and {}; {} keeps it (it started first, or at the same second with the lower address), {} is not in the map",
-                    c.id, c.id, c.winner, c.loser, c.winner, c.loser
-                ),
-            ),
+            Event::Collision(c) => {
+                if self.control.watched() {
+                    let time_s = u64::from(realtime_s());
+                    self.control
+                        .broadcast(&Change::Collision(c), monotonic_ms(), time_s);
+                }
+                let level = if c.own_lost { Level::Error } else { Level::Warn };
+                limited(
+                    Limit::Collision,
+                    level,
+                    format_args!("{}", mapfile::CollisionLine(c)),
+                );
+            }
             Event::Duplicate(d) if d.own => limited(
                 Limit::Collision,
                 Level::Error,
@@ -770,8 +782,6 @@ pub struct Daemon {
     counters_at_ms: u64,
     /// `--pid-file`, locked for the daemon's life.
     lock: PidLock,
-    /// The control socket (`--dump`, `--stats`).
-    control: Server,
     /// This host's one daemon for the group, port and address.
     claim: AbstractClaim,
     /// When the daemon started (monotonic), for the uptime.
@@ -932,11 +942,11 @@ impl Daemon {
                 map_file,
                 change_logs: Bucket::full(CHANGE_LOG_BURST),
                 hook,
+                control,
             },
             key_file: cfg.key_file.clone(),
             counters_at_ms: 0,
             lock,
-            control,
             claim,
             started_ms: monotonic_ms(),
             metrics,
@@ -1083,7 +1093,7 @@ impl Daemon {
         };
         let metrics_due = self.metrics.as_ref().map(|m| m.due_ms);
         let deadline = [
-            self.control.next_deadline(),
+            self.io.control.next_deadline(),
             self.io.child_deadline(),
             metrics_due,
             self.proc_check_ms,
@@ -1098,6 +1108,8 @@ impl Daemon {
             self.timer.arm_at_ms(deadline)?;
             self.armed_ms = deadline;
         }
+        // What changed since the last wait reaches the watchers first.
+        self.io.control.flush(&self.epoll);
         let mut events = [crate::sys::EMPTY_EVENT; 8];
         let n = self.epoll.wait(&mut events, max_wait)?;
         for ev in &events[..n] {
@@ -1109,17 +1121,18 @@ impl Daemon {
                 }
                 TOKEN_SIGNAL => self.on_signals(),
                 TOKEN_NETLINK => self.on_netlink(),
-                TOKEN_CONTROL => self.control.accept(monotonic_ms(), &self.epoll),
+                TOKEN_CONTROL => self.io.control.accept(monotonic_ms(), &self.epoll),
                 TOKEN_CLAIM => self.claim.drain(),
                 token => {
-                    if let Some(i) = self.control.client_of(token) {
-                        self.serve(i);
+                    if let Some(i) = self.io.control.client_of(token) {
+                        let hangup = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+                        self.serve(i, { ev.events } & hangup != 0);
                     }
                 }
             }
         }
         let now = monotonic_ms();
-        self.control.expire(now, &self.epoll);
+        self.io.control.expire(now, &self.epoll);
         if self.io.child_deadline().is_some_and(|d| now >= d) {
             self.poll_children(now);
         }
@@ -1338,8 +1351,8 @@ impl Daemon {
         }
     }
 
-    /// Answers control socket client `i`.
-    fn serve(&mut self, i: usize) {
+    /// Answers control socket client `i` (`hangup`: see [`Server::serve`]).
+    fn serve(&mut self, i: usize, hangup: bool) {
         let now = monotonic_ms();
         let stats = self.stats(now);
         let snapshot = Snapshot {
@@ -1350,7 +1363,7 @@ impl Daemon {
             version: VERSION,
             stats: &stats,
         };
-        self.control.serve(i, &snapshot, &self.epoll);
+        self.io.control.serve(i, &snapshot, &self.epoll, hangup);
     }
 
     /// Rewrites `--metrics-file`.
@@ -1502,6 +1515,11 @@ impl Daemon {
             setpe.failed + setpe.timed_out + setpe.not_started,
         );
         counter("hook_runs", "--on-change runs started.", hook.started);
+        counter(
+            "watchers_dropped",
+            "--watch clients disconnected because they read too slowly.",
+            self.io.control.watchers_dropped,
+        );
         counter(
             "hook_failures",
             "--on-change runs that failed, timed out or did not start.",

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use omdiscd::cli::{self, Command};
-use omdiscd::control::{self, Request, StatsFormat, View};
+use omdiscd::control::{self, Request, StatsFormat, View, WatchFormat};
 use omdiscd::daemon::{self, Daemon, StartError};
 use omdiscd::log::{self, Sink};
 use omdiscd::sys::{self, Starter};
@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             view,
         } => dump(&map_file, &control, view),
         Command::Stats { control, format } => stats(&control, format),
+        Command::Watch { control, format } => watch(&control, format),
         Command::Run(cfg) => run(*cfg),
     }
 }
@@ -87,6 +88,50 @@ fn stats(control: &Path, format: StatsFormat) -> ExitCode {
                 sys::IoErr(&e)
             );
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--watch`: the running daemon's map, then its changes, until the daemon
+/// stops (status 0) or drops this client for reading too slowly (1).
+fn watch(control: &Path, format: WatchFormat) -> ExitCode {
+    let mut lines = match control::watch(control, format) {
+        Ok(lines) => lines,
+        // The daemon's answer (too many watchers).
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            eprintln!("omdiscd: {}: {e}", control.display());
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!(
+                "omdiscd: no omdiscd answers on {}: {} (is it running? see --control-socket)",
+                control.display(),
+                sys::IoErr(&e)
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match std::io::BufRead::read_until(&mut lines, b'\n', &mut line) {
+            Ok(0) => return ExitCode::SUCCESS,
+            Ok(_) if control::is_dropped(&line) => {
+                let text = String::from_utf8_lossy(&line);
+                eprintln!("omdiscd: {}", text.trim_end().trim_start_matches("error: "));
+                return ExitCode::FAILURE;
+            }
+            // Each line as it comes (a pipe would hold it otherwise).
+            Ok(_) if print_all(&line) => {}
+            Ok(_) => return ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!(
+                    "omdiscd: reading from {}: {}",
+                    control.display(),
+                    sys::IoErr(&e)
+                );
+                return ExitCode::FAILURE;
+            }
         }
     }
 }

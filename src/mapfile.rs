@@ -22,7 +22,7 @@
 use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
 
-use crate::map::{ClusterMap, Node, NodeId};
+use crate::map::{ClusterMap, Collision, Node, NodeId};
 
 /// Marker of the comment that names this node.
 pub const THIS_NODE_TAG: &str = "# this-node:";
@@ -204,27 +204,101 @@ impl<const N: usize> fmt::Display for Padded<N> {
     }
 }
 
-/// Why a node left, for the change log: ` (goodbye)` or ` (expired after
-/// N s of silence)`.
-struct Why<'a>(&'a Node);
+/// Why a node left the map (see [`Reason::of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// It said goodbye (a LEAVE).
+    Goodbye,
+    /// It said goodbye because its address changed to this one.
+    Moved(Ipv4Addr),
+    /// Nothing heard from it for this many milliseconds.
+    Expired(u64),
+    /// Taken out otherwise (this node's own old identity).
+    Unknown,
+}
 
-impl fmt::Display for Why<'_> {
+impl Reason {
+    /// Why `n`, a node that left, left.
+    pub(crate) fn of(n: &Node) -> Reason {
+        match (n.said_goodbye, n.moved_to) {
+            (true, Some(to)) => Reason::Moved(to),
+            (true, None) => Reason::Goodbye,
+            _ if n.departed_ms > n.last_seen_ms => Reason::Expired(n.departed_ms - n.last_seen_ms),
+            _ => Reason::Unknown,
+        }
+    }
+}
+
+/// Why a node left, for the change log: ` (goodbye)`, ` (address changed
+/// to A)` or ` (expired after N s of silence)`.
+struct Why(Reason);
+
+impl fmt::Display for Why {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0;
-        if let (true, Some(to)) = (n.said_goodbye, n.moved_to) {
-            write!(f, " (address changed to {to})")
-        } else if n.said_goodbye {
-            f.write_str(" (goodbye)")
-        } else if n.departed_ms > n.last_seen_ms {
-            let silent_ms = n.departed_ms - n.last_seen_ms;
-            write!(
+        match self.0 {
+            Reason::Moved(to) => write!(f, " (address changed to {to})"),
+            Reason::Goodbye => f.write_str(" (goodbye)"),
+            Reason::Expired(silent_ms) => write!(
                 f,
                 " (expired after {}.{} s of silence)",
                 silent_ms / 1000,
                 silent_ms % 1000 / 100
+            ),
+            Reason::Unknown => Ok(()),
+        }
+    }
+}
+
+/// The change line of a node that joined:
+/// `openMosix #ID (IP address A) joined the cluster`.
+pub(crate) struct JoinedLine<'a>(pub &'a Node);
+
+impl fmt::Display for JoinedLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        write!(
+            f,
+            "openMosix #{} (IP address {}) joined the cluster",
+            n.id, n.addr
+        )
+    }
+}
+
+/// The change line of a node that left, and why:
+/// `openMosix #ID (IP address A) left the cluster (goodbye)`.
+pub(crate) struct LeftLine<'a>(pub &'a Node);
+
+impl fmt::Display for LeftLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        write!(
+            f,
+            "openMosix #{} (IP address {}) left the cluster{}",
+            n.id,
+            n.addr,
+            Why(Reason::of(n))
+        )
+    }
+}
+
+/// The line of a node id collision, as logged (and shown by `--watch`).
+pub(crate) struct CollisionLine(pub Collision);
+
+impl fmt::Display for CollisionLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        if c.own_lost {
+            write!(
+                f,
+                "lost node id #{} (0x{:04x}) to {}, which started first: this node ({}) is out of the cluster and silent until {} leaves; give it an address whose last two octets no other node has",
+                c.id, c.id, c.winner, c.loser, c.winner
             )
         } else {
-            Ok(())
+            write!(
+                f,
+                "node id collision: #{} (0x{:04x}) is claimed by {} and {}; {} keeps it (it started first, or at the same second with the lower address), {} is not in the map",
+                c.id, c.id, c.winner, c.loser, c.winner, c.loser
+            )
         }
     }
 }
@@ -241,12 +315,7 @@ fn list_left(
         left += 1;
         if *listed < CHANGE_LOG_FULL_LIMIT {
             *listed += 1;
-            line(format_args!(
-                "openMosix #{} (IP address {}) left the cluster{}",
-                node.id,
-                node.addr,
-                Why(&node)
-            ));
+            line(format_args!("{}", LeftLine(&node)));
         }
     }
     left
@@ -273,10 +342,7 @@ pub fn change_log(map: &ClusterMap, mut line: impl FnMut(fmt::Arguments<'_>)) {
         for node in map.joined().filter(|n| n.id != own) {
             if listed < CHANGE_LOG_FULL_LIMIT {
                 listed += 1;
-                line(format_args!(
-                    "openMosix #{} (IP address {}) joined the cluster",
-                    node.id, node.addr
-                ));
+                line(format_args!("{}", JoinedLine(&node)));
             }
         }
         list_left(map, &mut listed, &mut line);

@@ -294,7 +294,8 @@ fn bad_silent_and_excess_clients_do_not_hold_up_the_daemon() {
     assert!(ask(&path, "bogus\n").starts_with("error: unknown request"));
     assert!(ask(&path, &"x".repeat(100)).starts_with("error: unknown request"));
     // Silent clients fill every slot; they are disconnected after 5 s.
-    let mut silent: Vec<UnixStream> = (0..6)
+    let slots = omdiscd::control::MAX_CLIENTS;
+    let mut silent: Vec<UnixStream> = (0..slots + 2)
         .map(|_| UnixStream::connect(&path).unwrap())
         .collect();
     let t = std::time::Instant::now();
@@ -306,7 +307,7 @@ fn bad_silent_and_excess_clients_do_not_hold_up_the_daemon() {
         "served while all slots were taken: {waited:?}"
     );
     let mut buf = [0u8; 16];
-    for s in &mut silent[..4] {
+    for s in &mut silent[..slots] {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         assert_eq!(s.read(&mut buf).unwrap(), 0, "disconnected");
     }
@@ -356,6 +357,164 @@ fn metrics_file_has_every_counter_in_the_prometheus_format_and_a_bad_path_is_ref
     assert!(
         err.starts_with("omdiscd: preparing --metrics-file: ")
             && err.contains("not a regular file"),
+        "{err}"
+    );
+}
+
+/// The change lines `omdiscd --watch` printed so far (after the map): for
+/// text, the lines after the showmap table without their time; for json,
+/// the lines after the `present` ones.
+fn watched_changes(p: &Proc, json: bool) -> Vec<String> {
+    let text = p.stdout_text();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if json {
+            if !line.contains("\"event\":\"present\"") {
+                out.push(line.to_string());
+            }
+        } else if let Some((time, rest)) = line.split_once(' ') {
+            // 2026-12-07T14:02:21Z
+            let is_time = time.len() == 20
+                && time.ends_with('Z')
+                && time.as_bytes()[10] == b'T'
+                && time[..4].parse::<u32>().is_ok();
+            if is_time {
+                out.push(rest.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn watch_prints_the_map_then_a_join_a_goodbye_and_an_expiry_in_order() {
+    let (lab, _br, nodes) = Lab::flat(3);
+    let iv = ["-i", "eth0", "--interval", "0.3"];
+    let d = start(&lab, nodes[0].0, nodes[0].1, "w0", &iv);
+    wait_for(CONVERGE_TIMEOUT, "the socket", &[&d], || sock(&d).exists());
+    let path = sock(&d);
+    let path = path.to_str().unwrap();
+    let text = lab.spawn(
+        nodes[0].0,
+        Path::new(BIN),
+        &["--watch", "--control-socket", path],
+    );
+    let json = lab.spawn(
+        nodes[0].0,
+        Path::new(BIN),
+        &["--watch", "--format", "json", "--control-socket", path],
+    );
+    // The map first: this node alone.
+    wait_for(CONVERGE_TIMEOUT, "the maps", &[&d], || {
+        text.stdout_text()
+            .contains("------------ ---------------- -----\n")
+            && json.stdout_text().contains("\"self\":true}\n")
+    });
+    let map = text.stdout_text();
+    assert!(
+        map.starts_with(&format!("My Node-Id: 0x{:04x}\n", nid(d.addr))),
+        "{map}"
+    );
+    assert_eq!(
+        json.stdout_text(),
+        format!(
+            "{{\"event\":\"present\",\"id\":{},\"address\":\"{}\",\"self\":true}}\n",
+            nid(d.addr),
+            d.addr
+        )
+    );
+
+    let (a1, a2) = (nodes[1].1, nodes[2].1);
+    let joined = |a: Ipv4Addr| format!("openMosix #{} (IP address {a}) joined the cluster", nid(a));
+    let left = |a: Ipv4Addr, why: &str| {
+        format!(
+            "openMosix #{} (IP address {a}) left the cluster ({why}",
+            nid(a)
+        )
+    };
+    let d1 = start(&lab, nodes[1].0, a1, "w1", &iv);
+    wait_for(CONVERGE_TIMEOUT, "the first join", &[&d, &d1], || {
+        watched_changes(&text, false).contains(&joined(a1))
+    });
+    let d2 = start(&lab, nodes[2].0, a2, "w2", &iv);
+    wait_for(CONVERGE_TIMEOUT, "the second join", &[&d, &d2], || {
+        watched_changes(&text, false).contains(&joined(a2))
+    });
+    // A graceful stop says goodbye; a killed node expires.
+    d1.proc().signal(Signal::SIGTERM);
+    wait_for(CONVERGE_TIMEOUT, "the goodbye", &[&d, &d1], || {
+        watched_changes(&text, false).len() == 3
+    });
+    d2.proc().kill();
+    wait_for(CONVERGE_TIMEOUT, "the expiry", &[&d, &d2], || {
+        watched_changes(&text, false).len() == 4
+    });
+    let changes = watched_changes(&text, false);
+    assert_eq!(changes[..2], [joined(a1), joined(a2)], "{changes:?}");
+    assert_eq!(
+        changes[2],
+        format!("{})", left(a1, "goodbye")),
+        "{changes:?}"
+    );
+    assert!(
+        changes[3].starts_with(&left(a2, "expired after "))
+            && changes[3].ends_with(" s of silence)"),
+        "{changes:?}"
+    );
+    // The same four as JSON objects, in the same order.
+    wait_for(CONVERGE_TIMEOUT, "the json lines", &[&d], || {
+        watched_changes(&json, true).len() == 4
+    });
+    let objects = watched_changes(&json, true);
+    let ids = |event: &str, a: Ipv4Addr| {
+        format!(
+            "\"event\":\"{event}\",\"id\":{},\"address\":\"{a}\"",
+            nid(a)
+        )
+    };
+    for (line, want) in objects.iter().zip([
+        format!("{}}}", ids("joined", a1)),
+        format!("{}}}", ids("joined", a2)),
+        format!("{},\"reason\":\"goodbye\"}}", ids("left", a1)),
+        format!("{},\"reason\":\"expired\",\"silent_s\":", ids("left", a2)),
+    ]) {
+        assert!(line.starts_with("{\"time\":\"20"), "{objects:?}");
+        assert!(line.contains(&want), "{want} not in {objects:?}");
+    }
+    // Watching is not a request: no 5 s limit. The daemon counts no drop.
+    assert!(text.try_wait().is_none() && json.try_wait().is_none());
+    let stats = stdout(&omdiscd(&["--stats"], &d.map));
+    assert!(stats.contains("\nwatchers_dropped 0\n"), "{stats}");
+    // Four watch at most; a fifth is refused, and --dump still answers.
+    let more: Vec<UnixStream> = (0..2)
+        .map(|_| {
+            let mut s = UnixStream::connect(sock(&d)).unwrap();
+            s.write_all(b"watch\n").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            // Answered: it holds a slot.
+            s.read_exact(&mut [0; 8]).unwrap();
+            s
+        })
+        .collect();
+    let out = omdiscd(&["--watch"], &d.map);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: too many watchers"), "{err}");
+    let out = omdiscd(&["--dump", "--format", "hosts"], &d.map);
+    assert_eq!(stdout(&out), format!("{}\n", d.addr), "{out:?}");
+    drop(more);
+    // The daemon stops: the watchers end, successfully.
+    d.proc().signal(Signal::SIGTERM);
+    for w in [&text, &json] {
+        let status = w.wait_exit(EXIT_TIMEOUT).expect("the watcher ended");
+        assert_eq!(status.code(), Some(0), "{}", w.stderr_text());
+    }
+    // Without a daemon, --watch fails at once, saying so.
+    let out = omdiscd(&["--watch"], &d.map);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("omdiscd: no omdiscd answers on ") && err.contains("is it running?"),
         "{err}"
     );
 }

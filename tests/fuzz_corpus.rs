@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use omdiscd::auth::{KeyFileError, Keyring, Mode};
 use omdiscd::cli::Command;
-use omdiscd::control::{Request, StatsFormat, View};
+use omdiscd::control::{Request, StatsFormat, View, WatchFormat};
 use omdiscd::daemon::Config;
 use omdiscd::mapfile::{MapFileError, MapFileErrorKind};
 use omdiscd::netlink::msg::{self as netlink, ReplyState, ReplyStatus};
@@ -380,6 +380,7 @@ fn netlink_captures_decode_to_what_the_kernel_said() {
 fn control_seeds_parse_or_fail_as_named() {
     let show = |v| Some(Request::Show(v));
     let stats = |f| Some(Request::Stats(f));
+    let watch = |f| Some(Request::Watch(f));
     let table: &[(&str, Option<Request>)] = &[
         ("valid-showmap", show(View::Showmap)),
         ("valid-map", show(View::Map)),
@@ -389,6 +390,9 @@ fn control_seeds_parse_or_fail_as_named() {
         ("valid-stats-text", stats(StatsFormat::Text)),
         ("valid-stats-json", stats(StatsFormat::Json)),
         ("valid-stats-prometheus", stats(StatsFormat::Prometheus)),
+        ("valid-watch-default-text", watch(WatchFormat::Text)),
+        ("valid-watch-json", watch(WatchFormat::Json)),
+        ("bad-watch-unknown-format", None),
         ("valid-crlf", show(View::Map)),
         ("valid-spaces-and-tabs", stats(StatsFormat::Json)),
         // The whole input is the line.
@@ -420,6 +424,7 @@ fn control_seeds_parse_or_fail_as_named() {
             stats(StatsFormat::Prometheus),
         ),
         ("valid-map-truncated-input", show(View::Map)),
+        ("valid-watch-json-howto-cluster", watch(WatchFormat::Json)),
         ("bad-unknown-with-map", None),
     ];
     replay(
@@ -621,13 +626,20 @@ fn cli_seeds_parse_or_fail_as_named() {
         ),
         (
             "bad-format-without-command",
-            fail("option '--format' needs --dump or --stats"),
+            fail("option '--format' needs --dump, --stats or --watch"),
         ),
         (
             "valid-stats",
             Ok(Command::Stats {
                 control: "/c".into(),
                 format: StatsFormat::Prometheus,
+            }),
+        ),
+        (
+            "valid-watch",
+            Ok(Command::Watch {
+                control: "/c".into(),
+                format: WatchFormat::Json,
             }),
         ),
         (

@@ -5,7 +5,9 @@
 //! over a real socket, checks every MAC, probes and expires nodes,
 //! publishes the map file, runs setpe and the `--on-change` program, serves
 //! control socket clients in every format, logs, and handles signals
-//! (SIGHUP re-reads the key file).
+//! (SIGHUP re-reads the key file); then while four watchers (`watch`) are
+//! told every change, three reading and one that never reads, which is
+//! dropped without holding up the loop.
 //!
 //! It runs in a network namespace of its own (the test thread unshares
 //! one), on `lo` with 10.77.0.1/16, so that every sender has an address of
@@ -213,7 +215,9 @@ fn the_event_loop_does_not_allocate() {
     // Control socket clients, from another thread (not counted), ask for
     // everything while the loop is watched.
     let control = dir.join("openmosix.map.sock");
+    let control_path = control.clone();
     let clients = std::thread::spawn(move || {
+        let control = control_path;
         let mut answers = Vec::new();
         for _ in 0..3 {
             for request in [
@@ -339,5 +343,91 @@ fn the_event_loop_does_not_allocate() {
     assert_eq!(error_allocations, 0, "heap allocations on the error paths");
     let published = std::fs::read_to_string(dir.join("openmosix.map")).unwrap();
     assert!(published.contains("# nodes: 1\n"), "{published}");
+
+    // The newcomer expires first, so that the watchers see only what follows.
+    let t = Instant::now();
+    while daemon.core().map().len() > 1 && t.elapsed() < Duration::from_secs(5) {
+        daemon.step(Some(Duration::from_millis(10))).unwrap();
+    }
+    // Four watchers, as many as may watch: three read every line (in threads of
+    // their own, not counted), one never reads.
+    let watcher = |request: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&control).unwrap();
+        std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+        s
+    };
+    let readers: Vec<_> = ["watch\n", "watch text\n", "watch json\n"]
+        .into_iter()
+        .map(|r| {
+            let mut s = watcher(r);
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+                text
+            })
+        })
+        .collect();
+    let silent = watcher("watch json\n");
+    // Rounds of 200 joins and 200 expiries, until the silent watcher is
+    // dropped (its socket and its backlog full).
+    let dropped = |d: &Daemon| {
+        let stats = d.stats(0);
+        stats
+            .iter()
+            .find(|s| s.name == "watchers_dropped")
+            .unwrap()
+            .value
+    };
+    let mut announces = Vec::new();
+    for round in 0..20u32 {
+        let seq = 1_000 + round * 10;
+        announces.push(
+            nodes
+                .iter()
+                .map(|&a| packet(MessageType::Announce, a, seq, label))
+                .collect::<Vec<_>>(),
+        );
+    }
+    counting_alloc::reset();
+    let mut slowest = Duration::ZERO;
+    for round in &announces {
+        for (socket, p) in sockets.iter().zip(round) {
+            socket.send_to(p, to).unwrap();
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(1_000) {
+            let step = Instant::now();
+            watched(|| daemon.step(Some(Duration::from_millis(10)))).unwrap();
+            slowest = slowest.max(step.elapsed());
+        }
+        if dropped(&daemon) > 0 {
+            break;
+        }
+    }
+    // Then every node expires.
+    let t = Instant::now();
+    while daemon.core().map().len() > 1 && t.elapsed() < Duration::from_secs(5) {
+        watched(|| daemon.step(Some(Duration::from_millis(10)))).unwrap();
+    }
+    let watch_allocations = counting_alloc::count();
+    assert_eq!(dropped(&daemon), 1, "the silent watcher was dropped");
+    assert_eq!(watch_allocations, 0, "heap allocations while watched");
+    // 10 ms waits: the loop never waited for a watcher.
+    assert!(
+        slowest < Duration::from_millis(200),
+        "a step took {slowest:?}"
+    );
+    // The daemon goes: the readers end, with every change, in order.
+    drop(daemon);
+    drop(silent);
+    let texts: Vec<String> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    for text in &texts {
+        let joined = text.matches("joined").count();
+        let left = text.matches("expired").count();
+        assert!(joined >= 400, "{joined} joins");
+        assert_eq!(joined, left, "every node that joined expired");
+        assert!(!text.contains("dropped"), "a reader was dropped");
+    }
+    assert_eq!(texts[0], texts[1], "two text watchers saw the same");
     std::fs::remove_dir_all(&dir).unwrap();
 }
