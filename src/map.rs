@@ -286,11 +286,25 @@ pub(crate) enum SenderCheck {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaveOutcome {
     Removed,
-    /// Its sequence number is not newer than the last one heard: a replay.
+    /// Not new (see `docs/PROTOCOL.md`, "Freshness"): of the live
+    /// incarnation but not newer than the last message heard from it, of an
+    /// incarnation that left already (but for [`LeaveOutcome::Repeated`]),
+    /// or of an incarnation that did not start later than the one the map
+    /// has or remembers. A replay.
     Stale,
-    /// Not in the map, from another address than the holder's, or an old incarnation.
+    /// A copy of the LEAVE that removed the node, within
+    /// [`LEAVE_COPIES_MS`] of it: every LEAVE is sent several times.
+    Repeated,
+    /// New, but of no node in the map: a node that expired here, a claimant
+    /// that does not hold its id, a restart that left at once, an address
+    /// not remembered, or this node's own.
     Ignored,
 }
+
+/// A LEAVE of the incarnation that just left, with the sequence number of
+/// the LEAVE that removed it, is one of its copies (a node sends each
+/// LEAVE three times, 5 ms apart) for this long after; later, a replay.
+pub const LEAVE_COPIES_MS: u64 = 100;
 
 /// A read-only view of one node, for publishing and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -730,18 +744,22 @@ impl ClusterMap {
         AnnounceOutcome::Joined
     }
 
-    /// Applies a LEAVE with `sequence`, heard at `now_ms`: the node is
-    /// removed at once if it is the incarnation the map has and the
-    /// sequence number is newer than the last one heard from it.
+    /// Applies a LEAVE with `sequence` of the incarnation that started at
+    /// `started` (0: not known), heard at `now_ms`: the node is removed at
+    /// once if it is the incarnation the map has and the sequence number is
+    /// newer than the last one heard from it. See [`LeaveOutcome`].
     pub fn apply_leave(
         &mut self,
         addr: Ipv4Addr,
         incarnation: u32,
         sequence: u32,
+        started: u32,
         now_ms: u64,
     ) -> LeaveOutcome {
         match self.check_member(addr, incarnation, sequence, now_ms) {
-            SenderCheck::Stranger => LeaveOutcome::Ignored,
+            SenderCheck::Stranger => {
+                self.leave_of_stranger(addr, incarnation, sequence, started, now_ms)
+            }
             SenderCheck::Stale => LeaveOutcome::Stale,
             SenderCheck::Member => {
                 let id = node_id_of(addr);
@@ -750,6 +768,47 @@ impl ClusterMap {
                 LeaveOutcome::Removed
             }
         }
+    }
+
+    /// A LEAVE that is not of a live member: whether it is new, by the
+    /// rules of [`ClusterMap::apply_announce`]. It removes nothing either way.
+    fn leave_of_stranger(
+        &mut self,
+        addr: Ipv4Addr,
+        incarnation: u32,
+        sequence: u32,
+        started: u32,
+        now_ms: u64,
+    ) -> LeaveOutcome {
+        let id = node_id_of(addr);
+        let live = self.live.contains(id);
+        let s = &self.slots[id as usize];
+        if id == 0 || s.addr != u32::from(addr) || !(live || s.departed_ms != 0) {
+            return LeaveOutcome::Ignored;
+        }
+        if s.incarnation != incarnation {
+            let recent = live || self.remembered(id, now_ms);
+            if recent && !started_later(started, s.started) {
+                return LeaveOutcome::Stale;
+            }
+            return LeaveOutcome::Ignored;
+        }
+        if live {
+            // This node's own incarnation (looped back).
+            return LeaveOutcome::Ignored;
+        }
+        if s.left {
+            let copy =
+                sequence == s.sequence && now_ms < s.departed_ms.saturating_add(LEAVE_COPIES_MS);
+            if copy {
+                return LeaveOutcome::Repeated;
+            }
+        } else if accept_sequence(s, sequence).is_some() {
+            // Its goodbye, after it expired here.
+            return LeaveOutcome::Ignored;
+        }
+        self.stats.stale += 1;
+        LeaveOutcome::Stale
     }
 
     /// The node that just left with a LEAVE (`addr`) said so because its
@@ -1270,7 +1329,10 @@ mod tests {
         assert_eq!(map.get(2638).unwrap().addr, holder);
         assert_eq!(map.stats().collisions, 3);
         // A claimant's LEAVE does not remove the holder.
-        assert_eq!(map.apply_leave(claimant, 9, 3, 30), LeaveOutcome::Ignored);
+        assert_eq!(
+            map.apply_leave(claimant, 9, 3, 0, 30),
+            LeaveOutcome::Ignored
+        );
         assert!(map.get(2638).is_some());
     }
 
@@ -1341,11 +1403,11 @@ mod tests {
         let a = Ipv4Addr::new(192, 168, 10, 78);
         map.apply_announce(&started(ann(a, 7, 5), 100), 0);
         assert_eq!(
-            map.apply_leave(a, 7, 5, 10),
+            map.apply_leave(a, 7, 5, 0, 10),
             LeaveOutcome::Stale,
             "a replayed LEAVE"
         );
-        assert_eq!(map.apply_leave(a, 7, 6, 20), LeaveOutcome::Removed);
+        assert_eq!(map.apply_leave(a, 7, 6, 0, 20), LeaveOutcome::Removed);
         for seq in [4, 5, 6, 7] {
             assert_eq!(
                 map.apply_announce(&started(ann(a, 7, seq), 100), 30),
@@ -1363,6 +1425,61 @@ mod tests {
         // A later one is a restart, at once.
         let out = map.apply_announce(&started(ann(a, 8, 1), 101), 50);
         assert_eq!(out, AnnounceOutcome::Joined);
+    }
+
+    #[test]
+    fn a_replayed_leave_is_stale_but_the_copies_of_a_goodbye_and_news_of_no_node_are_not() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&started(ann(a, 7, 1), 100), 0);
+        assert_eq!(map.apply_leave(a, 7, 2, 100, 1000), LeaveOutcome::Removed);
+        // The goodbye's own copies (the same LEAVE, sent three times) ...
+        assert_eq!(map.apply_leave(a, 7, 2, 100, 1005), LeaveOutcome::Repeated);
+        assert_eq!(
+            map.apply_leave(a, 7, 2, 100, 1000 + LEAVE_COPIES_MS - 1),
+            LeaveOutcome::Repeated
+        );
+        // ... but later, or another LEAVE of an incarnation that left: replays,
+        // also long after it was forgotten as an id holder.
+        assert_eq!(
+            map.apply_leave(a, 7, 2, 100, 1000 + LEAVE_COPIES_MS),
+            LeaveOutcome::Stale
+        );
+        assert_eq!(map.apply_leave(a, 7, 1, 100, 1200), LeaveOutcome::Stale);
+        assert_eq!(
+            map.apply_leave(a, 7, 9, 100, 1_000_000),
+            LeaveOutcome::Stale
+        );
+        // A restart: a LEAVE of the incarnation it replaced (or of any that
+        // did not start later, unsigned ones included) is a replay; one of an
+        // incarnation that started later removes nothing and is no replay.
+        let b = Ipv4Addr::new(192, 168, 10, 86);
+        map.apply_announce(&started(ann(b, 7, 5), 100), 0);
+        let out = map.apply_announce(&started(ann(b, 8, 1), 200), 10);
+        assert_eq!(out, AnnounceOutcome::Restarted);
+        assert_eq!(map.apply_leave(b, 7, 6, 100, 20), LeaveOutcome::Stale);
+        assert_eq!(map.apply_leave(b, 6, 1, 0, 20), LeaveOutcome::Stale);
+        assert_eq!(map.apply_leave(b, 9, 1, 300, 20), LeaveOutcome::Ignored);
+        assert_eq!(map.get(2646).unwrap().incarnation, 8);
+        // A node that expired here: its goodbye is news of no node; an older
+        // message of it as a LEAVE is not new.
+        let c = Ipv4Addr::new(192, 168, 10, 90);
+        map.apply_announce(&started(ann(c, 7, 5), 100), 0);
+        assert_eq!(map.expire(6000), 1);
+        assert_eq!(map.apply_leave(c, 7, 5, 100, 6100), LeaveOutcome::Stale);
+        assert_eq!(map.apply_leave(c, 7, 6, 100, 6100), LeaveOutcome::Ignored);
+        // A claimant that does not hold its id, and this node's own id.
+        let claimant = Ipv4Addr::new(10, 1, 10, 86);
+        assert_eq!(
+            map.apply_leave(claimant, 3, 2, 50, 30),
+            LeaveOutcome::Ignored
+        );
+        assert_eq!(map.apply_leave(OWN, 1, 9, 0, 30), LeaveOutcome::Ignored);
+        assert_eq!(
+            map.stats().stale,
+            4,
+            "the replays of the incarnation the map knew"
+        );
     }
 
     #[test]
@@ -1504,7 +1621,7 @@ mod tests {
         let mut map = ClusterMap::new(OWN, &[], 1);
         let a = Ipv4Addr::new(192, 168, 10, 78);
         map.apply_announce(&ann(a, 7, 1), 0);
-        map.apply_leave(a, 7, 2, 10);
+        map.apply_leave(a, 7, 2, 0, 10);
         assert_eq!(map.apply_hearsay(a, 7, 5000, 20), AnnounceOutcome::Ignored);
         assert_eq!(
             map.apply_hearsay(a, 7, 5000, 100_000),
@@ -1532,19 +1649,19 @@ mod tests {
         map.apply_announce(&ann(a, 7, 1), 0);
         map.apply_announce(&ann(b, 7, 1), 1000);
         assert_eq!(
-            map.apply_leave(a, 6, 2, 10),
+            map.apply_leave(a, 6, 2, 0, 10),
             LeaveOutcome::Ignored,
             "old incarnation"
         );
-        assert_eq!(map.apply_leave(a, 7, 2, 10), LeaveOutcome::Removed);
-        assert_eq!(map.apply_leave(a, 7, 3, 10), LeaveOutcome::Ignored);
+        assert_eq!(map.apply_leave(a, 7, 2, 0, 10), LeaveOutcome::Removed);
+        assert_eq!(map.apply_leave(a, 7, 3, 0, 10), LeaveOutcome::Stale);
         assert_eq!(map.next_deadlines().expiry, Some(7000));
         assert_eq!(map.expire(6999), 0);
         assert_eq!(map.expire(7000), 1);
         assert_eq!(ids(&map), vec![2780]);
         assert_eq!(map.next_deadlines().expiry, None);
         assert_eq!(map.expire(u64::MAX), 0, "own node never expires");
-        assert_eq!(map.apply_leave(OWN, 1, 9, 10), LeaveOutcome::Ignored);
+        assert_eq!(map.apply_leave(OWN, 1, 9, 0, 10), LeaveOutcome::Ignored);
     }
 
     #[test]
@@ -1561,7 +1678,7 @@ mod tests {
         map.apply_announce(&ann(a, 7, 2), 10);
         assert!(!map.is_dirty(), "a refresh is not a change");
         map.apply_announce(&ann(b, 7, 1), 10);
-        map.apply_leave(a, 7, 3, 10);
+        map.apply_leave(a, 7, 3, 0, 10);
         assert!(map.is_dirty());
         assert_eq!(map.joined().map(|n| n.id).collect::<Vec<_>>(), vec![2646]);
         let left: Vec<_> = map.left().map(|n| (n.id, n.addr)).collect();

@@ -695,7 +695,7 @@ Base Node-Id Address          Count
         // Then one leaves with a goodbye and one falls silent: each says why.
         let mut map = howto_map();
         map.mark_published();
-        map.apply_leave(Ipv4Addr::new(192, 168, 10, 67), 3, 2, 10);
+        map.apply_leave(Ipv4Addr::new(192, 168, 10, 67), 3, 2, 0, 10);
         map.expire(6000);
         let mut lines = Vec::new();
         change_log(&map, |a| lines.push(a.to_string()));
@@ -723,7 +723,7 @@ Base Node-Id Address          Count
         }
         map.mark_published();
         add(&mut map, 200);
-        map.apply_leave(Ipv4Addr::new(10, 0, 1, 7), 3, 1000, 10);
+        map.apply_leave(Ipv4Addr::new(10, 0, 1, 7), 3, 1000, 0, 10);
         let mut lines = Vec::new();
         change_log(&map, |a| lines.push(a.to_string()));
         assert_eq!(

@@ -1400,9 +1400,14 @@ impl Core {
                 )
             }
             MessageType::Leave => {
-                let outcome =
-                    self.map
-                        .apply_leave(repr.addr, repr.incarnation, repr.sequence, now_ms);
+                let started = repr.auth.map_or(0, |t| t.stamp);
+                let outcome = self.map.apply_leave(
+                    repr.addr,
+                    repr.incarnation,
+                    repr.sequence,
+                    started,
+                    now_ms,
+                );
                 match outcome {
                     LeaveOutcome::Removed => {
                         // Sent from its new address, the last it lists: it
@@ -1418,7 +1423,7 @@ impl Core {
                         self.not_new(now_ms, authentic, &d, &repr, io);
                         false
                     }
-                    LeaveOutcome::Ignored => false,
+                    LeaveOutcome::Repeated | LeaveOutcome::Ignored => false,
                 }
             }
             MessageType::Sync => {
@@ -2388,6 +2393,118 @@ mod tests {
             .count();
         assert_eq!(reports, 1);
         assert_eq!(c.map().stats().collisions, 4);
+    }
+
+    /// A test key (not a secret).
+    const KEY: &str = "1 0f1e2d3c4b5a69788796a5b4c3d2e1f000112233445566778899aabbccddeeff\n";
+
+    /// A core with `KEY` in `mode`.
+    fn keyed_core(mode: Mode, seed: u64) -> Core {
+        let s = Settings {
+            auth: mode,
+            ..settings(1000)
+        };
+        let mut c = Core::new(s, ME, &[link(IF0, ME)], Rng::from_seed(seed), 0);
+        c.set_keys(Keyring::parse(KEY.as_bytes()).unwrap());
+        c
+    }
+
+    /// A message of `addr`'s incarnation `incarnation` that started at
+    /// `stamp`: signed with `KEY`, or unsigned (key id 0).
+    fn stamped(
+        kind: MessageType,
+        addr: Ipv4Addr,
+        incarnation: u32,
+        seq: u32,
+        stamp: u32,
+        signed: bool,
+    ) -> Vec<u8> {
+        let mut r = Repr::new(kind, addr, incarnation, Label::DEFAULT, 1000, 60_000);
+        r.sequence = seq;
+        r.auth = Some(Auth {
+            key_id: 0,
+            stamp,
+            mac: [0; wire::MAC_LEN],
+        });
+        let mut buf = vec![0; wire::MAX_MESSAGE_LEN];
+        let n = r.emit(&mut buf).unwrap();
+        buf.truncate(n);
+        if signed {
+            Keyring::parse(KEY.as_bytes()).unwrap().sign(&mut buf);
+        }
+        buf
+    }
+
+    #[test]
+    fn a_replayed_leave_counts_replayed_and_the_copies_of_a_goodbye_do_not() {
+        let mut c = keyed_core(Mode::Enforce, 30);
+        let mut rec = Rec::default();
+        let a = peer(40);
+        let b = peer(41);
+        let msg = |kind, addr, inc, seq, stamp| stamped(kind, addr, inc, seq, stamp, true);
+        feed(
+            &mut c,
+            &mut rec,
+            10,
+            &msg(MessageType::Announce, a, 7, 1, 500),
+            IF0,
+            true,
+        );
+        let leave = msg(MessageType::Leave, a, 7, 2, 500);
+        // The goodbye, three times 5 ms apart: removed, the copies ignored.
+        for t in [100, 105, 110] {
+            feed(&mut c, &mut rec, t, &leave, IF0, true);
+        }
+        assert!(c.map().get(wire::node_id_of(a)).is_none());
+        assert_eq!(c.counters().replayed, 0);
+        // The same LEAVE replayed later, and another LEAVE of it.
+        feed(&mut c, &mut rec, 1000, &leave, IF0, true);
+        feed(
+            &mut c,
+            &mut rec,
+            100_000,
+            &msg(MessageType::Leave, a, 7, 3, 500),
+            IF0,
+            true,
+        );
+        assert_eq!(c.counters().replayed, 2);
+        // A LEAVE of the incarnation a restart replaced.
+        feed(
+            &mut c,
+            &mut rec,
+            200_000,
+            &msg(MessageType::Announce, b, 7, 1, 500),
+            IF0,
+            true,
+        );
+        feed(
+            &mut c,
+            &mut rec,
+            200_010,
+            &msg(MessageType::Announce, b, 8, 1, 600),
+            IF0,
+            true,
+        );
+        feed(
+            &mut c,
+            &mut rec,
+            200_020,
+            &msg(MessageType::Leave, b, 7, 2, 500),
+            IF0,
+            true,
+        );
+        assert_eq!(c.counters().replayed, 3);
+        assert_eq!(c.map().get(wire::node_id_of(b)).unwrap().incarnation, 8);
+        // A LEAVE of a node never heard is no replay.
+        feed(
+            &mut c,
+            &mut rec,
+            200_030,
+            &msg(MessageType::Leave, peer(42), 7, 2, 500),
+            IF0,
+            true,
+        );
+        assert_eq!(c.counters().replayed, 3);
     }
 
     fn two_link_core(routed: bool) -> Core {
