@@ -25,7 +25,7 @@ use crate::cli::{
 };
 use crate::control::{Answer, Chunk, Request, Server, Snapshot, Stat, Stats, StatsFormat};
 use crate::log::{Level, Limit};
-use crate::map::{ClusterMap, NodeId};
+use crate::map::{ClusterMap, Collision, NodeId};
 use crate::netlink::{self, Netlink};
 use crate::node::{
     Actions, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received,
@@ -608,22 +608,10 @@ impl Actions for Shell {
                 Level::Info,
                 format_args!("ignoring node {addr} of another cluster"),
             ),
-            Event::Collision(c) if c.own_lost => limited(
-                Limit::Collision,
-                Level::Error,
-                format_args!(
-                    "lost node id #{} (0x{:04x}) to {}, which started first: this node ({}) is out of the cluster and silent until {} leaves; give it an address whose last two octets no other node has",
-                    c.id, c.id, c.winner, c.loser, c.winner
-                ),
-            ),
-            Event::Collision(c) => limited(
-                Limit::Collision,
-                Level::Warn,
-                format_args!(
-                    "node id collision: #{} (0x{:04x}) is claimed by {} and {}; {} keeps it (it started first, or at the same second with the lower address), {} is not in the map",
-                    c.id, c.id, c.winner, c.loser, c.winner, c.loser
-                ),
-            ),
+            Event::Collision(c) => {
+                let line = CollisionLine(c);
+                limited(line.limit(), line.level(), format_args!("{line}"))
+            }
             Event::Duplicate(d) if d.own => limited(
                 Limit::Collision,
                 Level::Error,
@@ -1841,6 +1829,45 @@ fn notify_failed(e: &io::Error) {
     );
 }
 
+/// The log line of a node-id collision. The node that lost its own id
+/// says so as an error; a move and a refused claim have rate limits of
+/// their own, so that a refused claim logged just before does not hide the
+/// move that follows it (an earlier claim after a later one).
+struct CollisionLine(Collision);
+
+impl CollisionLine {
+    fn limit(&self) -> Limit {
+        match self.0 {
+            c if c.own_lost => Limit::IdLost,
+            c if c.replaced => Limit::IdMoved,
+            _ => Limit::Collision,
+        }
+    }
+
+    fn level(&self) -> Level {
+        if self.0.own_lost {
+            Level::Error
+        } else {
+            Level::Warn
+        }
+    }
+}
+
+impl fmt::Display for CollisionLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Collision {
+            id, winner, loser, ..
+        } = self.0;
+        if self.0.own_lost {
+            write!(f, "lost node id #{id} (0x{id:04x}) to {winner}, which started first: this node ({loser}) is out of the cluster and silent until {winner} leaves; give it an address whose last two octets no other node has")
+        } else if self.0.replaced {
+            write!(f, "node id collision: #{id} (0x{id:04x}) moves from {loser} to {winner}, which started first (or at the same second has the lower address); {loser} is no longer in the map")
+        } else {
+            write!(f, "node id collision: #{id} (0x{id:04x}) is claimed by {winner} and {loser}; {winner} keeps it (it started first, or at the same second has the lower address), {loser} is not in the map")
+        }
+    }
+}
+
 /// Prints an optional address, `-` when none.
 struct Addr(Option<Ipv4Addr>);
 impl fmt::Display for Addr {
@@ -1879,6 +1906,47 @@ pub fn absolutize(cfg: &mut Config) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::map::test_map;
+
+    #[test]
+    fn a_lost_own_id_is_an_error_and_a_move_says_where_the_id_went() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 9, 1, 5));
+        let refused = Collision {
+            id: 261,
+            winner: a,
+            loser: b,
+            replaced: false,
+            own_lost: false,
+            first_report: true,
+        };
+        let line = CollisionLine(refused);
+        assert_eq!(
+            (line.limit(), line.level()),
+            (Limit::Collision, Level::Warn)
+        );
+        assert!(line
+            .to_string()
+            .starts_with("node id collision: #261 (0x0105) is claimed by 10.0.1.5 and 10.9.1.5; 10.0.1.5 keeps it"));
+        let moved = Collision {
+            winner: b,
+            loser: a,
+            replaced: true,
+            ..refused
+        };
+        let line = CollisionLine(moved);
+        assert_eq!((line.limit(), line.level()), (Limit::IdMoved, Level::Warn));
+        assert!(line.to_string().starts_with(
+            "node id collision: #261 (0x0105) moves from 10.0.1.5 to 10.9.1.5, which started first"
+        ));
+        let lost = Collision {
+            own_lost: true,
+            ..moved
+        };
+        let line = CollisionLine(lost);
+        assert_eq!((line.limit(), line.level()), (Limit::IdLost, Level::Error));
+        assert!(line
+            .to_string()
+            .starts_with("lost node id #261 (0x0105) to 10.9.1.5, which started first: this node (10.0.1.5) is out of the cluster"));
+    }
 
     #[test]
     fn the_previous_map_file_gives_the_expected_cluster_size() {

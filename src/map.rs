@@ -202,11 +202,12 @@ pub struct Collision {
     pub winner: Ipv4Addr,
     /// Is not in this map.
     pub loser: Ipv4Addr,
-    /// The winner took the id from the loser just now.
+    /// The winner took the id from the loser just now: the id moved.
     pub replaced: bool,
     /// The loser is this node: it lost its own id.
     pub own_lost: bool,
-    /// First report for this loser: the caller logs it; later ones are only counted.
+    /// To be logged: every move, and a refused claim the first time from
+    /// this claimant; later claims are only counted.
     pub first_report: bool,
 }
 
@@ -956,7 +957,9 @@ impl ClusterMap {
         self.stats.collisions += 1;
         let own_lost = replaced && self.yielded && id == self.own;
         let slot = &mut self.slots[id as usize];
-        let first_report = slot.collision_claimant != u32::from(loser);
+        // A move is news each time (it changes every map); a refused claim
+        // is reported once per claimant.
+        let first_report = replaced || slot.collision_claimant != u32::from(loser);
         slot.collision_claimant = loser.into();
         AnnounceOutcome::Collision(Collision {
             id,
@@ -1362,6 +1365,44 @@ mod tests {
         );
         let out = map.apply_announce(&ann(Ipv4Addr::new(1, 1, 10, 78), 9, 1), 2);
         assert!(matches!(out, AnnounceOutcome::Collision(c) if !c.replaced && c.winner == tie));
+    }
+
+    #[test]
+    fn a_move_of_an_id_is_reported_every_time_and_the_refused_claims_after_it_once() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let holder = Ipv4Addr::new(192, 168, 10, 78);
+        let claimant = Ipv4Addr::new(10, 1, 10, 78);
+        let report = |out| match out {
+            AnnounceOutcome::Collision(c) => (c.winner, c.replaced, c.first_report),
+            other => panic!("{other:?}"),
+        };
+        map.apply_announce(&started(ann(holder, 7, 1), 100), 0);
+        // A later claim: refused, reported once.
+        let out = map.apply_announce(&started(ann(claimant, 9, 1), 200), 10);
+        assert_eq!(report(out), (holder, false, true));
+        let out = map.apply_announce(&started(ann(claimant, 9, 2), 200), 20);
+        assert_eq!(report(out), (holder, false, false));
+        // The same claimant again, an incarnation that started earlier: the
+        // id moves, and that is reported, though the pair was reported.
+        let out = map.apply_announce(&started(ann(claimant, 10, 1), 50), 30);
+        assert_eq!(report(out), (claimant, true, true));
+        assert_eq!(map.get(2638).unwrap().addr, claimant);
+        // The old holder's claims are refused now, and not reported again.
+        let out = map.apply_announce(&started(ann(holder, 7, 2), 100), 40);
+        assert_eq!(report(out), (claimant, false, false));
+        // The winner leaves, the holder takes the id back, the winner
+        // returns: it moves again, reported again.
+        assert_eq!(
+            map.apply_leave(claimant, 10, 2, 50, 50),
+            LeaveOutcome::Removed
+        );
+        let out = map.apply_announce(&started(ann(holder, 7, 3), 100), 60);
+        assert_eq!(out, AnnounceOutcome::Joined);
+        let out = map.apply_announce(&started(ann(claimant, 11, 1), 60), 70);
+        assert_eq!(report(out), (claimant, true, true));
+        let out = map.apply_announce(&started(ann(holder, 7, 4), 100), 80);
+        assert_eq!(report(out), (claimant, false, false));
+        assert_eq!(map.stats().collisions, 6);
     }
 
     #[test]

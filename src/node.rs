@@ -2507,6 +2507,84 @@ mod tests {
         assert_eq!(c.counters().replayed, 3);
     }
 
+    #[test]
+    fn an_id_that_moves_is_reported_once_and_the_node_that_lost_it_says_so() {
+        // A witness: the holder, a later claim, then an earlier one.
+        let mut c = core(1000, 31);
+        let mut rec = Rec::default();
+        let holder = Ipv4Addr::new(10, 0, 1, 5);
+        let claimant = Ipv4Addr::new(10, 9, 1, 5);
+        let msg =
+            |addr, inc, seq, stamp| stamped(MessageType::Announce, addr, inc, seq, stamp, false);
+        feed(&mut c, &mut rec, 10, &msg(holder, 7, 1, 500), IF0, true);
+        for seq in 1..4 {
+            feed(&mut c, &mut rec, 20, &msg(claimant, 9, seq, 600), IF0, true);
+        }
+        for seq in 1..4 {
+            feed(
+                &mut c,
+                &mut rec,
+                30,
+                &msg(claimant, 11, seq, 400),
+                IF0,
+                true,
+            );
+            feed(
+                &mut c,
+                &mut rec,
+                30,
+                &msg(holder, 7, seq + 1, 500),
+                IF0,
+                true,
+            );
+        }
+        let reports: Vec<(Ipv4Addr, Ipv4Addr, bool)> = rec
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Collision(x) => Some((x.winner, x.loser, x.replaced)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reports,
+            [(holder, claimant, false), (claimant, holder, true)],
+            "the refused claim once, the move once"
+        );
+        assert_eq!(
+            c.map().get(wire::node_id_of(holder)).unwrap().addr,
+            claimant
+        );
+
+        // The holder itself: it says once that it lost its id, and falls silent.
+        let mut c = core(1000, 32);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 2000);
+        let own = Ipv4Addr::new(10, 9, 0, 1);
+        assert_eq!(wire::node_id_of(own), c.own_id());
+        let late = c.started() + 100;
+        let early = c.started() - 100;
+        feed(&mut c, &mut rec, 2000, &msg(own, 9, 1, late), IF0, true);
+        for seq in 1..4 {
+            feed(&mut c, &mut rec, 2100, &msg(own, 11, seq, early), IF0, true);
+        }
+        let lost: Vec<&Collision> = rec
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Collision(x) if x.own_lost => Some(x),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lost.len(), 1, "{:?}", rec.events);
+        assert_eq!((lost[0].winner, lost[0].loser), (own, ME));
+        assert!(lost[0].replaced && lost[0].first_report);
+        assert!(c.map().yielded());
+        rec.sent.clear();
+        run(&mut c, &mut rec, 10_000);
+        assert!(rec.announces().is_empty(), "silent: {:?}", rec.sent);
+    }
+
     fn two_link_core(routed: bool) -> Core {
         let s = Settings {
             routed,
