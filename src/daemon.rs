@@ -1858,12 +1858,13 @@ impl fmt::Display for CollisionLine {
         let Collision {
             id, winner, loser, ..
         } = self.0;
+        let why = "or at the same second has the lower address, or is signed where";
         if self.0.own_lost {
             write!(f, "lost node id #{id} (0x{id:04x}) to {winner}, which started first: this node ({loser}) is out of the cluster and silent until {winner} leaves; give it an address whose last two octets no other node has")
         } else if self.0.replaced {
-            write!(f, "node id collision: #{id} (0x{id:04x}) moves from {loser} to {winner}, which started first (or at the same second has the lower address); {loser} is no longer in the map")
+            write!(f, "node id collision: #{id} (0x{id:04x}) moves from {loser} to {winner}, which started first ({why} {loser} is not); {loser} is no longer in the map")
         } else {
-            write!(f, "node id collision: #{id} (0x{id:04x}) is claimed by {winner} and {loser}; {winner} keeps it (it started first, or at the same second has the lower address), {loser} is not in the map")
+            write!(f, "node id collision: #{id} (0x{id:04x}) is claimed by {winner} and {loser}; {winner} keeps it (it started first, {why} {loser} is not), {loser} is not in the map")
         }
     }
 }

@@ -55,6 +55,9 @@ struct Slot {
     alias_count: u8,
     /// The sequence number is not known yet (entry learned from a SYNC).
     sequence_unknown: bool,
+    /// An ANNOUNCE of this incarnation was authenticated (its MAC checked):
+    /// an unauthenticated claim never takes its id (see [`claim_key`]).
+    authentic: bool,
     /// Which of the 64 sequence numbers up to `sequence` have been heard
     /// (bit i: `sequence - i`): a message that arrives late, after a later
     /// one, counts once, a copy of it never (RFC 4303's anti-replay window).
@@ -179,6 +182,8 @@ pub struct Announcement<'a> {
     pub probe_ms: u32,
     /// The interface it was heard on.
     pub ifindex: u32,
+    /// Its MAC was checked and is valid (`--auth permissive` or `enforce`).
+    pub authentic: bool,
 }
 
 /// Probes a node gets once its hold has run out, spread over part of one
@@ -192,9 +197,11 @@ fn probe_window(interval_ms: u32) -> u32 {
     interval_ms / 100 * PROBE_WINDOW_PERCENT + interval_ms % 100 * PROBE_WINDOW_PERCENT / 100
 }
 
-/// A node id claimed by two live addresses. The claim that started first
-/// wins (at the same second, the lower address): every map names the same
-/// holder, whatever the order it heard them in.
+/// A node id claimed by two live addresses. An authenticated claim wins
+/// over an unauthenticated one (`--auth permissive`: an unsigned message
+/// cannot take the id of a node heard signed); then the claim that started
+/// first wins (at the same second, the lower address): every map names the
+/// same holder, whatever the order it heard them in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Collision {
     pub id: NodeId,
@@ -457,16 +464,25 @@ impl ClusterMap {
     }
 
     /// Sets when this node's incarnation started (seconds of its real-time
-    /// clock), for the collision tie-break.
-    pub(crate) fn set_own_started(&mut self, started: u32) {
-        self.slots[self.own as usize].started = started;
+    /// clock) and whether it signs its messages, for collisions.
+    pub(crate) fn set_own_claim(&mut self, started: u32, authentic: bool) {
+        let slot = &mut self.slots[self.own as usize];
+        slot.started = started;
+        slot.authentic = authentic;
     }
 
-    /// A claim to `id` by `addr` with `started` comes before the claim of
-    /// the node that holds it now (see [`Collision`]).
-    pub(crate) fn claim_beats(&self, id: NodeId, started: u32, addr: Ipv4Addr) -> bool {
+    /// A claim to `id` by `addr` with `started` (`authentic`: in an
+    /// authenticated message) comes before the claim of the node that
+    /// holds it now (see [`Collision`]).
+    pub(crate) fn claim_beats(
+        &self,
+        id: NodeId,
+        authentic: bool,
+        started: u32,
+        addr: Ipv4Addr,
+    ) -> bool {
         let s = &self.slots[id as usize];
-        claim_key(started, u32::from(addr)) < claim_key(s.started, s.addr)
+        claim_key(authentic, started, u32::from(addr)) < claim_key(s.authentic, s.started, s.addr)
     }
 
     /// This node's new identity has the id `id`, which a live node claimed
@@ -549,9 +565,11 @@ impl ClusterMap {
                 return AnnounceOutcome::Refreshed;
             }
             slot.hold_ms = a.hold_ms;
-            if slot.started == 0 {
+            // An authenticated start replaces one nobody signed.
+            if slot.started == 0 || (a.authentic && !slot.authentic) {
                 slot.started = a.started;
             }
+            slot.authentic |= a.authentic;
             if a.probe_ms != 0 {
                 slot.probe_ms = probe_window(a.probe_ms);
                 slot.ifindex = a.ifindex;
@@ -578,8 +596,7 @@ impl ClusterMap {
         if live {
             let holder_alive = own || now_ms < self.final_expiry(id);
             if holder_alive {
-                let slot = &self.slots[id as usize];
-                let wins = claim_key(a.started, claimant) < claim_key(slot.started, slot.addr);
+                let wins = self.claim_beats(id, a.authentic, a.started, a.addr);
                 if !wins {
                     return self.collision(id, a.addr, false);
                 }
@@ -737,6 +754,7 @@ impl ClusterMap {
             started: 0,
             probe_ms: 0,
             ifindex: 0,
+            authentic: false,
         };
         self.replace(id, &a, now_ms);
         self.slots[id as usize].sequence_unknown = true;
@@ -998,6 +1016,7 @@ impl ClusterMap {
             hold_ms: a.hold_ms,
             collision_claimant,
             started: a.started,
+            authentic: a.authentic,
             probe_ms: probe_window(a.probe_ms),
             ifindex: a.ifindex,
             // What the node sent before the first message heard from it
@@ -1109,10 +1128,13 @@ fn next_probe_of(s: &Slot, grace_from_ms: u64) -> u64 {
     expiry_of(s, grace_from_ms).saturating_add(spread)
 }
 
-/// The order of claims to one node id: the earlier start first (an unknown
-/// start counts as the latest), then the lower address.
-fn claim_key(started: u32, addr: u32) -> (u32, u32) {
-    (if started == 0 { u32::MAX } else { started }, addr)
+/// The order of claims to one node id: an authenticated claim first (in
+/// `--auth permissive` an unsigned message's stamp is anyone's to choose),
+/// then the earlier start (an unknown start counts as the latest), then the
+/// lower address.
+fn claim_key(authentic: bool, started: u32, addr: u32) -> (bool, u32, u32) {
+    let started = if started == 0 { u32::MAX } else { started };
+    (!authentic, started, addr)
 }
 
 /// `new` started later than `old` (an unknown `old` is older than anything
@@ -1153,6 +1175,7 @@ impl<'a> Announcement<'a> {
             started: 0,
             probe_ms: 0,
             ifindex: 0,
+            authentic: false,
         }
     }
 }
@@ -1189,6 +1212,7 @@ mod tests {
             started: 0,
             probe_ms: 0,
             ifindex: 0,
+            authentic: false,
         }
     }
 
@@ -1406,9 +1430,68 @@ mod tests {
     }
 
     #[test]
+    fn an_unauthenticated_claim_never_takes_the_id_of_an_authenticated_holder() {
+        let signed = |mut a: Announcement<'static>| {
+            a.authentic = true;
+            a
+        };
+        let member = Ipv4Addr::new(192, 168, 10, 78);
+        let stranger = Ipv4Addr::new(10, 1, 10, 78);
+        // Whatever the order heard, the signed member holds the id against
+        // an unsigned stamp of 1.
+        for member_first in [true, false] {
+            let mut map = ClusterMap::new(OWN, &[], 1);
+            let m = signed(started(ann(member, 7, 1), 1000));
+            let s = started(ann(stranger, 9, 1), 1);
+            if member_first {
+                map.apply_announce(&m, 0);
+                let out = map.apply_announce(&s, 10);
+                assert!(
+                    matches!(out, AnnounceOutcome::Collision(c) if !c.replaced && c.winner == member)
+                );
+            } else {
+                map.apply_announce(&s, 0);
+                let out = map.apply_announce(&m, 10);
+                assert!(
+                    matches!(out, AnnounceOutcome::Collision(c) if c.replaced && c.winner == member)
+                );
+            }
+            assert_eq!(map.get(2638).unwrap().addr, member);
+        }
+        // Heard signed once, the incarnation stays authenticated: an unsigned
+        // refresh of it (a forgery from its address) does not open the id.
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        map.apply_announce(&signed(started(ann(member, 7, 1), 1000)), 0);
+        let out = map.apply_announce(&started(ann(member, 7, 2), 1), 10);
+        assert_eq!(out, AnnounceOutcome::Refreshed);
+        let out = map.apply_announce(&started(ann(stranger, 9, 1), 1), 20);
+        assert!(matches!(out, AnnounceOutcome::Collision(c) if !c.replaced));
+        // Between signed claims (or unsigned ones) the earlier start wins.
+        let out = map.apply_announce(&signed(started(ann(stranger, 9, 2), 999)), 30);
+        assert!(matches!(out, AnnounceOutcome::Collision(c) if c.replaced && c.winner == stranger));
+        // A node learnt by hearsay, then heard first-hand: an unsigned stamp
+        // does not stick once a signed one comes.
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        map.apply_hearsay(member, 7, 6000, 0);
+        map.apply_announce(&started(ann(member, 7, 1), 1), 10);
+        map.apply_announce(&signed(started(ann(member, 7, 2), 1000)), 20);
+        let out = map.apply_announce(&signed(started(ann(stranger, 9, 1), 500)), 30);
+        assert!(matches!(out, AnnounceOutcome::Collision(c) if c.replaced && c.winner == stranger));
+        // This node signs: an unsigned claim does not take its id either.
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        map.set_own_claim(1000, true);
+        let early = Ipv4Addr::new(10, 9, 10, 220);
+        let out = map.apply_announce(&started(ann(early, 4, 1), 1), 10);
+        assert!(matches!(out, AnnounceOutcome::Collision(c) if c.winner == OWN && !c.own_lost));
+        assert!(!map.yielded());
+        assert!(!map.claim_beats(2780, false, 1, early));
+        assert!(map.claim_beats(2780, true, 999, early));
+    }
+
+    #[test]
     fn this_node_keeps_its_id_against_a_later_claim_and_yields_to_an_earlier_one() {
         let mut map = ClusterMap::new(OWN, &[], 1);
-        map.set_own_started(500);
+        map.set_own_claim(500, false);
         let later = Ipv4Addr::new(10, 9, 10, 220);
         let out = map.apply_announce(&started(ann(later, 9, 1), 600), 1_000_000_000);
         assert!(matches!(out, AnnounceOutcome::Collision(c) if c.winner == OWN && !c.own_lost));

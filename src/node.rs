@@ -573,7 +573,7 @@ impl Core {
             buf: [0; wire::MAX_MESSAGE_LEN],
             goodbye: [0; wire::MAX_MESSAGE_LEN],
         };
-        core.map.set_own_started(started);
+        core.map.set_own_claim(started, core.signs());
         core.begin_burst(now_ms);
         core.watch_loneliness(now_ms);
         core.set(Timer::Publish, now_ms);
@@ -732,7 +732,7 @@ impl Core {
             io.event(now_ms, Event::IdFree { id });
             let aliases = alias_addrs(&self.links, self.primary);
             self.map.set_own(self.primary, &aliases, self.incarnation);
-            self.map.set_own_started(self.started);
+            self.map.set_own_claim(self.started, self.signs());
             self.schedule_publish(now_ms);
             self.begin_burst(now_ms);
         }
@@ -996,6 +996,13 @@ impl Core {
         let len = repr.emit(&mut self.goodbye).unwrap_or(0);
         self.keys.sign(&mut self.goodbye[..len]);
         len
+    }
+
+    /// This node signs its messages (`--auth permissive` or `enforce`, which
+    /// come with a key file): its peers that check them find them
+    /// authenticated.
+    fn signs(&self) -> bool {
+        self.settings.auth != Mode::Off
     }
 
     /// The trailer of every message this node sends, before signing: the
@@ -1387,7 +1394,7 @@ impl Core {
         let answer = repr.flags & flags::REPLY != 0;
         let accepted = match repr.kind {
             MessageType::Announce => {
-                let outcome = self.on_announce(now_ms, &repr, &d, io);
+                let outcome = self.on_announce(now_ms, &repr, &d, authentic, io);
                 if matches!(outcome, AnnounceOutcome::Stale | AnnounceOutcome::Outdated) {
                     self.not_new(now_ms, authentic, &d, &repr, io);
                 }
@@ -1464,6 +1471,7 @@ impl Core {
         now_ms: u64,
         repr: &Repr,
         d: &Received<'_>,
+        authentic: bool,
         io: &mut impl Actions,
     ) -> AnnounceOutcome {
         let direct = repr.hops == 0;
@@ -1476,6 +1484,7 @@ impl Core {
             started: repr.auth.map_or(0, |t| t.stamp),
             probe_ms: if direct { repr.interval_ms } else { 0 },
             ifindex: d.ifindex,
+            authentic,
         };
         let outcome = self.map.apply_announce(&a, now_ms);
         let live = matches!(
@@ -1617,7 +1626,11 @@ impl Core {
                 (id != self.map.own_id() || self.map.yielded()) && n.addr != new_primary
             });
             match holder {
-                Some(h) if !self.map.claim_beats(id, self.started, new_primary) => {
+                Some(h)
+                    if !self
+                        .map
+                        .claim_beats(id, self.signs(), self.started, new_primary) =>
+                {
                     // Onto a live node's id, which it claimed first: a
                     // collision this node loses (the node stays in the map).
                     self.map.yield_own(id);
@@ -1633,7 +1646,7 @@ impl Core {
                 }
                 _ => {
                     self.map.set_own(new_primary, &aliases, self.incarnation);
-                    self.map.set_own_started(self.started);
+                    self.map.set_own_claim(self.started, self.signs());
                     self.begin_burst(now_ms);
                 }
             }
@@ -2583,6 +2596,39 @@ mod tests {
         rec.sent.clear();
         run(&mut c, &mut rec, 10_000);
         assert!(rec.announces().is_empty(), "silent: {:?}", rec.sent);
+    }
+
+    #[test]
+    fn in_permissive_an_unsigned_stamp_of_1_does_not_take_a_signed_members_id() {
+        let mut c = keyed_core(Mode::Permissive, 33);
+        let mut rec = Rec::default();
+        let member = Ipv4Addr::new(10, 0, 1, 5);
+        let stranger = Ipv4Addr::new(10, 9, 1, 5);
+        let id = wire::node_id_of(member);
+        feed(
+            &mut c,
+            &mut rec,
+            10,
+            &stamped(MessageType::Announce, member, 7, 1, 500, true),
+            IF0,
+            true,
+        );
+        for seq in 1..4 {
+            let m = stamped(MessageType::Announce, stranger, 9, seq, 1, false);
+            feed(&mut c, &mut rec, 20, &m, IF0, true);
+        }
+        assert_eq!(c.map().get(id).unwrap().addr, member);
+        assert_eq!(c.counters().unsigned, 3);
+        // Nor this node's own id: it signs.
+        let me_too = Ipv4Addr::new(10, 9, 0, 1);
+        let m = stamped(MessageType::Announce, me_too, 9, 1, 1, false);
+        feed(&mut c, &mut rec, 30, &m, IF0, true);
+        assert!(!c.map().yielded());
+        assert_eq!(c.map().own_node().addr, ME);
+        // A signed earlier claim does win.
+        let m = stamped(MessageType::Announce, stranger, 12, 1, 400, true);
+        feed(&mut c, &mut rec, 40, &m, IF0, true);
+        assert_eq!(c.map().get(id).unwrap().addr, stranger);
     }
 
     fn two_link_core(routed: bool) -> Core {
