@@ -34,6 +34,7 @@ fn announcement(addr: Ipv4Addr, sequence: u32) -> Announcement<'static> {
         started: 0,
         probe_ms: 0,
         ifindex: 0,
+        authentic: false,
     }
 }
 

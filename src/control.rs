@@ -1586,7 +1586,7 @@ mod tests {
             [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)],
         );
         map.mark_published();
-        map.apply_leave(Ipv4Addr::new(10, 0, 0, 2), 3, 1000, 10);
+        map.apply_leave(Ipv4Addr::new(10, 0, 0, 2), 3, 1000, 0, 10);
         map.expire(6000);
         let mut log = Vec::new();
         mapfile::change_log(&map, |a| log.push(a.to_string()));

@@ -27,7 +27,7 @@ use crate::control::{
     self, Answer, Change, Chunk, Request, Server, Snapshot, Stat, Stats, StatsFormat,
 };
 use crate::log::{Level, Limit};
-use crate::map::{ClusterMap, NodeId};
+use crate::map::{ClusterMap, Collision, NodeId};
 use crate::netlink::{self, Netlink};
 use crate::node::{
     Actions, Core, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received,
@@ -664,12 +664,8 @@ impl Actions for Shell {
                     self.control
                         .broadcast(&Change::Collision(c), monotonic_ms(), time_s);
                 }
-                let level = if c.own_lost { Level::Error } else { Level::Warn };
-                limited(
-                    Limit::Collision,
-                    level,
-                    format_args!("{}", mapfile::CollisionLine(c)),
-                );
+                let (limit, level) = collision_log(&c);
+                limited(limit, level, format_args!("{}", mapfile::CollisionLine(c)));
             }
             Event::Duplicate(d) if d.own => limited(
                 Limit::Collision,
@@ -1898,6 +1894,19 @@ fn notify_failed(e: &io::Error) {
     );
 }
 
+/// The rate-limit slot and level of a node-id collision's log line
+/// ([`mapfile::CollisionLine`]). The node that lost its own id says so as
+/// an error; a move and a refused claim have slots of their own, so that a
+/// refused claim logged just before does not hide the move that follows it
+/// (an earlier claim after a later one).
+fn collision_log(c: &Collision) -> (Limit, Level) {
+    match c {
+        c if c.own_lost => (Limit::IdLost, Level::Error),
+        c if c.replaced => (Limit::IdMoved, Level::Warn),
+        _ => (Limit::Collision, Level::Warn),
+    }
+}
+
 /// Prints an optional address, `-` when none.
 struct Addr(Option<Ipv4Addr>);
 impl fmt::Display for Addr {
@@ -1936,6 +1945,44 @@ pub fn absolutize(cfg: &mut Config) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::map::test_map;
+
+    #[test]
+    fn a_lost_own_id_is_an_error_and_a_move_says_where_the_id_went() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 9, 1, 5));
+        let refused = Collision {
+            id: 261,
+            winner: a,
+            loser: b,
+            replaced: false,
+            own_lost: false,
+            first_report: true,
+        };
+        let line = mapfile::CollisionLine(refused);
+        assert_eq!(collision_log(&refused), (Limit::Collision, Level::Warn));
+        assert!(line
+            .to_string()
+            .starts_with("node id collision: #261 (0x0105) is claimed by 10.0.1.5 and 10.9.1.5; 10.0.1.5 keeps it"));
+        let moved = Collision {
+            winner: b,
+            loser: a,
+            replaced: true,
+            ..refused
+        };
+        let line = mapfile::CollisionLine(moved);
+        assert_eq!(collision_log(&moved), (Limit::IdMoved, Level::Warn));
+        assert!(line.to_string().starts_with(
+            "node id collision: #261 (0x0105) moves from 10.0.1.5 to 10.9.1.5, which started first"
+        ));
+        let lost = Collision {
+            own_lost: true,
+            ..moved
+        };
+        let line = mapfile::CollisionLine(lost);
+        assert_eq!(collision_log(&lost), (Limit::IdLost, Level::Error));
+        assert!(line
+            .to_string()
+            .starts_with("lost node id #261 (0x0105) to 10.9.1.5, which started first: this node (10.0.1.5) is out of the cluster"));
+    }
 
     #[test]
     fn the_previous_map_file_gives_the_expected_cluster_size() {

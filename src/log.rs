@@ -67,8 +67,13 @@ pub enum Limit {
     BadPacket,
     /// A node of another cluster (label).
     Foreign,
-    /// A node-id collision.
+    /// A node-id collision: a refused claim, a duplicate address, an id free again.
     Collision,
+    /// A node id moved to an earlier claim (its own slot, so that a refused
+    /// claim logged just before does not hide it).
+    IdMoved,
+    /// This node lost its own id.
+    IdLost,
     /// Sending failed.
     SendError,
     /// Receiving failed, or the kernel dropped datagrams.
@@ -107,7 +112,7 @@ pub enum Limit {
 
 impl Limit {
     /// Number of kinds (and of rate-limit slots).
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 22;
 }
 
 /// A fixed buffer implementing `fmt::Write` that truncates instead of failing,

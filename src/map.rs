@@ -55,6 +55,9 @@ struct Slot {
     alias_count: u8,
     /// The sequence number is not known yet (entry learned from a SYNC).
     sequence_unknown: bool,
+    /// An ANNOUNCE of this incarnation was authenticated (its MAC checked):
+    /// an unauthenticated claim never takes its id (see [`claim_key`]).
+    authentic: bool,
     /// Which of the 64 sequence numbers up to `sequence` have been heard
     /// (bit i: `sequence - i`): a message that arrives late, after a later
     /// one, counts once, a copy of it never (RFC 4303's anti-replay window).
@@ -179,6 +182,8 @@ pub struct Announcement<'a> {
     pub probe_ms: u32,
     /// The interface it was heard on.
     pub ifindex: u32,
+    /// Its MAC was checked and is valid (`--auth permissive` or `enforce`).
+    pub authentic: bool,
 }
 
 /// Probes a node gets once its hold has run out, spread over part of one
@@ -192,9 +197,11 @@ fn probe_window(interval_ms: u32) -> u32 {
     interval_ms / 100 * PROBE_WINDOW_PERCENT + interval_ms % 100 * PROBE_WINDOW_PERCENT / 100
 }
 
-/// A node id claimed by two live addresses. The claim that started first
-/// wins (at the same second, the lower address): every map names the same
-/// holder, whatever the order it heard them in.
+/// A node id claimed by two live addresses. An authenticated claim wins
+/// over an unauthenticated one (`--auth permissive`: an unsigned message
+/// cannot take the id of a node heard signed); then the claim that started
+/// first wins (at the same second, the lower address): every map names the
+/// same holder, whatever the order it heard them in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Collision {
     pub id: NodeId,
@@ -202,11 +209,12 @@ pub struct Collision {
     pub winner: Ipv4Addr,
     /// Is not in this map.
     pub loser: Ipv4Addr,
-    /// The winner took the id from the loser just now.
+    /// The winner took the id from the loser just now: the id moved.
     pub replaced: bool,
     /// The loser is this node: it lost its own id.
     pub own_lost: bool,
-    /// First report for this loser: the caller logs it; later ones are only counted.
+    /// To be logged: every move, and a refused claim the first time from
+    /// this claimant; later claims are only counted.
     pub first_report: bool,
 }
 
@@ -286,11 +294,25 @@ pub(crate) enum SenderCheck {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaveOutcome {
     Removed,
-    /// Its sequence number is not newer than the last one heard: a replay.
+    /// Not new (see `docs/PROTOCOL.md`, "Freshness"): of the live
+    /// incarnation but not newer than the last message heard from it, of an
+    /// incarnation that left already (but for [`LeaveOutcome::Repeated`]),
+    /// or of an incarnation that did not start later than the one the map
+    /// has or remembers. A replay.
     Stale,
-    /// Not in the map, from another address than the holder's, or an old incarnation.
+    /// A copy of the LEAVE that removed the node, within
+    /// [`LEAVE_COPIES_MS`] of it: every LEAVE is sent several times.
+    Repeated,
+    /// New, but of no node in the map: a node that expired here, a claimant
+    /// that does not hold its id, a restart that left at once, an address
+    /// not remembered, or this node's own.
     Ignored,
 }
+
+/// A LEAVE of the incarnation that just left, with the sequence number of
+/// the LEAVE that removed it, is one of its copies (a node sends each
+/// LEAVE three times, 5 ms apart) for this long after; later, a replay.
+pub const LEAVE_COPIES_MS: u64 = 100;
 
 /// A read-only view of one node, for publishing and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -442,16 +464,25 @@ impl ClusterMap {
     }
 
     /// Sets when this node's incarnation started (seconds of its real-time
-    /// clock), for the collision tie-break.
-    pub(crate) fn set_own_started(&mut self, started: u32) {
-        self.slots[self.own as usize].started = started;
+    /// clock) and whether it signs its messages, for collisions.
+    pub(crate) fn set_own_claim(&mut self, started: u32, authentic: bool) {
+        let slot = &mut self.slots[self.own as usize];
+        slot.started = started;
+        slot.authentic = authentic;
     }
 
-    /// A claim to `id` by `addr` with `started` comes before the claim of
-    /// the node that holds it now (see [`Collision`]).
-    pub(crate) fn claim_beats(&self, id: NodeId, started: u32, addr: Ipv4Addr) -> bool {
+    /// A claim to `id` by `addr` with `started` (`authentic`: in an
+    /// authenticated message) comes before the claim of the node that
+    /// holds it now (see [`Collision`]).
+    pub(crate) fn claim_beats(
+        &self,
+        id: NodeId,
+        authentic: bool,
+        started: u32,
+        addr: Ipv4Addr,
+    ) -> bool {
         let s = &self.slots[id as usize];
-        claim_key(started, u32::from(addr)) < claim_key(s.started, s.addr)
+        claim_key(authentic, started, u32::from(addr)) < claim_key(s.authentic, s.started, s.addr)
     }
 
     /// This node's new identity has the id `id`, which a live node claimed
@@ -534,9 +565,11 @@ impl ClusterMap {
                 return AnnounceOutcome::Refreshed;
             }
             slot.hold_ms = a.hold_ms;
-            if slot.started == 0 {
+            // An authenticated start replaces one nobody signed.
+            if slot.started == 0 || (a.authentic && !slot.authentic) {
                 slot.started = a.started;
             }
+            slot.authentic |= a.authentic;
             if a.probe_ms != 0 {
                 slot.probe_ms = probe_window(a.probe_ms);
                 slot.ifindex = a.ifindex;
@@ -563,8 +596,7 @@ impl ClusterMap {
         if live {
             let holder_alive = own || now_ms < self.final_expiry(id);
             if holder_alive {
-                let slot = &self.slots[id as usize];
-                let wins = claim_key(a.started, claimant) < claim_key(slot.started, slot.addr);
+                let wins = self.claim_beats(id, a.authentic, a.started, a.addr);
                 if !wins {
                     return self.collision(id, a.addr, false);
                 }
@@ -722,6 +754,7 @@ impl ClusterMap {
             started: 0,
             probe_ms: 0,
             ifindex: 0,
+            authentic: false,
         };
         self.replace(id, &a, now_ms);
         self.slots[id as usize].sequence_unknown = true;
@@ -730,18 +763,22 @@ impl ClusterMap {
         AnnounceOutcome::Joined
     }
 
-    /// Applies a LEAVE with `sequence`, heard at `now_ms`: the node is
-    /// removed at once if it is the incarnation the map has and the
-    /// sequence number is newer than the last one heard from it.
+    /// Applies a LEAVE with `sequence` of the incarnation that started at
+    /// `started` (0: not known), heard at `now_ms`: the node is removed at
+    /// once if it is the incarnation the map has and the sequence number is
+    /// newer than the last one heard from it. See [`LeaveOutcome`].
     pub fn apply_leave(
         &mut self,
         addr: Ipv4Addr,
         incarnation: u32,
         sequence: u32,
+        started: u32,
         now_ms: u64,
     ) -> LeaveOutcome {
         match self.check_member(addr, incarnation, sequence, now_ms) {
-            SenderCheck::Stranger => LeaveOutcome::Ignored,
+            SenderCheck::Stranger => {
+                self.leave_of_stranger(addr, incarnation, sequence, started, now_ms)
+            }
             SenderCheck::Stale => LeaveOutcome::Stale,
             SenderCheck::Member => {
                 let id = node_id_of(addr);
@@ -750,6 +787,47 @@ impl ClusterMap {
                 LeaveOutcome::Removed
             }
         }
+    }
+
+    /// A LEAVE that is not of a live member: whether it is new, by the
+    /// rules of [`ClusterMap::apply_announce`]. It removes nothing either way.
+    fn leave_of_stranger(
+        &mut self,
+        addr: Ipv4Addr,
+        incarnation: u32,
+        sequence: u32,
+        started: u32,
+        now_ms: u64,
+    ) -> LeaveOutcome {
+        let id = node_id_of(addr);
+        let live = self.live.contains(id);
+        let s = &self.slots[id as usize];
+        if id == 0 || s.addr != u32::from(addr) || !(live || s.departed_ms != 0) {
+            return LeaveOutcome::Ignored;
+        }
+        if s.incarnation != incarnation {
+            let recent = live || self.remembered(id, now_ms);
+            if recent && !started_later(started, s.started) {
+                return LeaveOutcome::Stale;
+            }
+            return LeaveOutcome::Ignored;
+        }
+        if live {
+            // This node's own incarnation (looped back).
+            return LeaveOutcome::Ignored;
+        }
+        if s.left {
+            let copy =
+                sequence == s.sequence && now_ms < s.departed_ms.saturating_add(LEAVE_COPIES_MS);
+            if copy {
+                return LeaveOutcome::Repeated;
+            }
+        } else if accept_sequence(s, sequence).is_some() {
+            // Its goodbye, after it expired here.
+            return LeaveOutcome::Ignored;
+        }
+        self.stats.stale += 1;
+        LeaveOutcome::Stale
     }
 
     /// The node that just left with a LEAVE (`addr`) said so because its
@@ -897,7 +975,9 @@ impl ClusterMap {
         self.stats.collisions += 1;
         let own_lost = replaced && self.yielded && id == self.own;
         let slot = &mut self.slots[id as usize];
-        let first_report = slot.collision_claimant != u32::from(loser);
+        // A move is news each time (it changes every map); a refused claim
+        // is reported once per claimant.
+        let first_report = replaced || slot.collision_claimant != u32::from(loser);
         slot.collision_claimant = loser.into();
         AnnounceOutcome::Collision(Collision {
             id,
@@ -936,6 +1016,7 @@ impl ClusterMap {
             hold_ms: a.hold_ms,
             collision_claimant,
             started: a.started,
+            authentic: a.authentic,
             probe_ms: probe_window(a.probe_ms),
             ifindex: a.ifindex,
             // What the node sent before the first message heard from it
@@ -1047,10 +1128,13 @@ fn next_probe_of(s: &Slot, grace_from_ms: u64) -> u64 {
     expiry_of(s, grace_from_ms).saturating_add(spread)
 }
 
-/// The order of claims to one node id: the earlier start first (an unknown
-/// start counts as the latest), then the lower address.
-fn claim_key(started: u32, addr: u32) -> (u32, u32) {
-    (if started == 0 { u32::MAX } else { started }, addr)
+/// The order of claims to one node id: an authenticated claim first (in
+/// `--auth permissive` an unsigned message's stamp is anyone's to choose),
+/// then the earlier start (an unknown start counts as the latest), then the
+/// lower address.
+fn claim_key(authentic: bool, started: u32, addr: u32) -> (bool, u32, u32) {
+    let started = if started == 0 { u32::MAX } else { started };
+    (!authentic, started, addr)
 }
 
 /// `new` started later than `old` (an unknown `old` is older than anything
@@ -1091,6 +1175,7 @@ impl<'a> Announcement<'a> {
             started: 0,
             probe_ms: 0,
             ifindex: 0,
+            authentic: false,
         }
     }
 }
@@ -1127,6 +1212,7 @@ mod tests {
             started: 0,
             probe_ms: 0,
             ifindex: 0,
+            authentic: false,
         }
     }
 
@@ -1270,7 +1356,10 @@ mod tests {
         assert_eq!(map.get(2638).unwrap().addr, holder);
         assert_eq!(map.stats().collisions, 3);
         // A claimant's LEAVE does not remove the holder.
-        assert_eq!(map.apply_leave(claimant, 9, 3, 30), LeaveOutcome::Ignored);
+        assert_eq!(
+            map.apply_leave(claimant, 9, 3, 0, 30),
+            LeaveOutcome::Ignored
+        );
         assert!(map.get(2638).is_some());
     }
 
@@ -1303,9 +1392,106 @@ mod tests {
     }
 
     #[test]
+    fn a_move_of_an_id_is_reported_every_time_and_the_refused_claims_after_it_once() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let holder = Ipv4Addr::new(192, 168, 10, 78);
+        let claimant = Ipv4Addr::new(10, 1, 10, 78);
+        let report = |out| match out {
+            AnnounceOutcome::Collision(c) => (c.winner, c.replaced, c.first_report),
+            other => panic!("{other:?}"),
+        };
+        map.apply_announce(&started(ann(holder, 7, 1), 100), 0);
+        // A later claim: refused, reported once.
+        let out = map.apply_announce(&started(ann(claimant, 9, 1), 200), 10);
+        assert_eq!(report(out), (holder, false, true));
+        let out = map.apply_announce(&started(ann(claimant, 9, 2), 200), 20);
+        assert_eq!(report(out), (holder, false, false));
+        // The same claimant again, an incarnation that started earlier: the
+        // id moves, and that is reported, though the pair was reported.
+        let out = map.apply_announce(&started(ann(claimant, 10, 1), 50), 30);
+        assert_eq!(report(out), (claimant, true, true));
+        assert_eq!(map.get(2638).unwrap().addr, claimant);
+        // The old holder's claims are refused now, and not reported again.
+        let out = map.apply_announce(&started(ann(holder, 7, 2), 100), 40);
+        assert_eq!(report(out), (claimant, false, false));
+        // The winner leaves, the holder takes the id back, the winner
+        // returns: it moves again, reported again.
+        assert_eq!(
+            map.apply_leave(claimant, 10, 2, 50, 50),
+            LeaveOutcome::Removed
+        );
+        let out = map.apply_announce(&started(ann(holder, 7, 3), 100), 60);
+        assert_eq!(out, AnnounceOutcome::Joined);
+        let out = map.apply_announce(&started(ann(claimant, 11, 1), 60), 70);
+        assert_eq!(report(out), (claimant, true, true));
+        let out = map.apply_announce(&started(ann(holder, 7, 4), 100), 80);
+        assert_eq!(report(out), (claimant, false, false));
+        assert_eq!(map.stats().collisions, 6);
+    }
+
+    #[test]
+    fn an_unauthenticated_claim_never_takes_the_id_of_an_authenticated_holder() {
+        let signed = |mut a: Announcement<'static>| {
+            a.authentic = true;
+            a
+        };
+        let member = Ipv4Addr::new(192, 168, 10, 78);
+        let stranger = Ipv4Addr::new(10, 1, 10, 78);
+        // Whatever the order heard, the signed member holds the id against
+        // an unsigned stamp of 1.
+        for member_first in [true, false] {
+            let mut map = ClusterMap::new(OWN, &[], 1);
+            let m = signed(started(ann(member, 7, 1), 1000));
+            let s = started(ann(stranger, 9, 1), 1);
+            if member_first {
+                map.apply_announce(&m, 0);
+                let out = map.apply_announce(&s, 10);
+                assert!(
+                    matches!(out, AnnounceOutcome::Collision(c) if !c.replaced && c.winner == member)
+                );
+            } else {
+                map.apply_announce(&s, 0);
+                let out = map.apply_announce(&m, 10);
+                assert!(
+                    matches!(out, AnnounceOutcome::Collision(c) if c.replaced && c.winner == member)
+                );
+            }
+            assert_eq!(map.get(2638).unwrap().addr, member);
+        }
+        // Heard signed once, the incarnation stays authenticated: an unsigned
+        // refresh of it (a forgery from its address) does not open the id.
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        map.apply_announce(&signed(started(ann(member, 7, 1), 1000)), 0);
+        let out = map.apply_announce(&started(ann(member, 7, 2), 1), 10);
+        assert_eq!(out, AnnounceOutcome::Refreshed);
+        let out = map.apply_announce(&started(ann(stranger, 9, 1), 1), 20);
+        assert!(matches!(out, AnnounceOutcome::Collision(c) if !c.replaced));
+        // Between signed claims (or unsigned ones) the earlier start wins.
+        let out = map.apply_announce(&signed(started(ann(stranger, 9, 2), 999)), 30);
+        assert!(matches!(out, AnnounceOutcome::Collision(c) if c.replaced && c.winner == stranger));
+        // A node learnt by hearsay, then heard first-hand: an unsigned stamp
+        // does not stick once a signed one comes.
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        map.apply_hearsay(member, 7, 6000, 0);
+        map.apply_announce(&started(ann(member, 7, 1), 1), 10);
+        map.apply_announce(&signed(started(ann(member, 7, 2), 1000)), 20);
+        let out = map.apply_announce(&signed(started(ann(stranger, 9, 1), 500)), 30);
+        assert!(matches!(out, AnnounceOutcome::Collision(c) if c.replaced && c.winner == stranger));
+        // This node signs: an unsigned claim does not take its id either.
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        map.set_own_claim(1000, true);
+        let early = Ipv4Addr::new(10, 9, 10, 220);
+        let out = map.apply_announce(&started(ann(early, 4, 1), 1), 10);
+        assert!(matches!(out, AnnounceOutcome::Collision(c) if c.winner == OWN && !c.own_lost));
+        assert!(!map.yielded());
+        assert!(!map.claim_beats(2780, false, 1, early));
+        assert!(map.claim_beats(2780, true, 999, early));
+    }
+
+    #[test]
     fn this_node_keeps_its_id_against_a_later_claim_and_yields_to_an_earlier_one() {
         let mut map = ClusterMap::new(OWN, &[], 1);
-        map.set_own_started(500);
+        map.set_own_claim(500, false);
         let later = Ipv4Addr::new(10, 9, 10, 220);
         let out = map.apply_announce(&started(ann(later, 9, 1), 600), 1_000_000_000);
         assert!(matches!(out, AnnounceOutcome::Collision(c) if c.winner == OWN && !c.own_lost));
@@ -1341,11 +1527,11 @@ mod tests {
         let a = Ipv4Addr::new(192, 168, 10, 78);
         map.apply_announce(&started(ann(a, 7, 5), 100), 0);
         assert_eq!(
-            map.apply_leave(a, 7, 5, 10),
+            map.apply_leave(a, 7, 5, 0, 10),
             LeaveOutcome::Stale,
             "a replayed LEAVE"
         );
-        assert_eq!(map.apply_leave(a, 7, 6, 20), LeaveOutcome::Removed);
+        assert_eq!(map.apply_leave(a, 7, 6, 0, 20), LeaveOutcome::Removed);
         for seq in [4, 5, 6, 7] {
             assert_eq!(
                 map.apply_announce(&started(ann(a, 7, seq), 100), 30),
@@ -1363,6 +1549,61 @@ mod tests {
         // A later one is a restart, at once.
         let out = map.apply_announce(&started(ann(a, 8, 1), 101), 50);
         assert_eq!(out, AnnounceOutcome::Joined);
+    }
+
+    #[test]
+    fn a_replayed_leave_is_stale_but_the_copies_of_a_goodbye_and_news_of_no_node_are_not() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&started(ann(a, 7, 1), 100), 0);
+        assert_eq!(map.apply_leave(a, 7, 2, 100, 1000), LeaveOutcome::Removed);
+        // The goodbye's own copies (the same LEAVE, sent three times) ...
+        assert_eq!(map.apply_leave(a, 7, 2, 100, 1005), LeaveOutcome::Repeated);
+        assert_eq!(
+            map.apply_leave(a, 7, 2, 100, 1000 + LEAVE_COPIES_MS - 1),
+            LeaveOutcome::Repeated
+        );
+        // ... but later, or another LEAVE of an incarnation that left: replays,
+        // also long after it was forgotten as an id holder.
+        assert_eq!(
+            map.apply_leave(a, 7, 2, 100, 1000 + LEAVE_COPIES_MS),
+            LeaveOutcome::Stale
+        );
+        assert_eq!(map.apply_leave(a, 7, 1, 100, 1200), LeaveOutcome::Stale);
+        assert_eq!(
+            map.apply_leave(a, 7, 9, 100, 1_000_000),
+            LeaveOutcome::Stale
+        );
+        // A restart: a LEAVE of the incarnation it replaced (or of any that
+        // did not start later, unsigned ones included) is a replay; one of an
+        // incarnation that started later removes nothing and is no replay.
+        let b = Ipv4Addr::new(192, 168, 10, 86);
+        map.apply_announce(&started(ann(b, 7, 5), 100), 0);
+        let out = map.apply_announce(&started(ann(b, 8, 1), 200), 10);
+        assert_eq!(out, AnnounceOutcome::Restarted);
+        assert_eq!(map.apply_leave(b, 7, 6, 100, 20), LeaveOutcome::Stale);
+        assert_eq!(map.apply_leave(b, 6, 1, 0, 20), LeaveOutcome::Stale);
+        assert_eq!(map.apply_leave(b, 9, 1, 300, 20), LeaveOutcome::Ignored);
+        assert_eq!(map.get(2646).unwrap().incarnation, 8);
+        // A node that expired here: its goodbye is news of no node; an older
+        // message of it as a LEAVE is not new.
+        let c = Ipv4Addr::new(192, 168, 10, 90);
+        map.apply_announce(&started(ann(c, 7, 5), 100), 0);
+        assert_eq!(map.expire(6000), 1);
+        assert_eq!(map.apply_leave(c, 7, 5, 100, 6100), LeaveOutcome::Stale);
+        assert_eq!(map.apply_leave(c, 7, 6, 100, 6100), LeaveOutcome::Ignored);
+        // A claimant that does not hold its id, and this node's own id.
+        let claimant = Ipv4Addr::new(10, 1, 10, 86);
+        assert_eq!(
+            map.apply_leave(claimant, 3, 2, 50, 30),
+            LeaveOutcome::Ignored
+        );
+        assert_eq!(map.apply_leave(OWN, 1, 9, 0, 30), LeaveOutcome::Ignored);
+        assert_eq!(
+            map.stats().stale,
+            4,
+            "the replays of the incarnation the map knew"
+        );
     }
 
     #[test]
@@ -1504,7 +1745,7 @@ mod tests {
         let mut map = ClusterMap::new(OWN, &[], 1);
         let a = Ipv4Addr::new(192, 168, 10, 78);
         map.apply_announce(&ann(a, 7, 1), 0);
-        map.apply_leave(a, 7, 2, 10);
+        map.apply_leave(a, 7, 2, 0, 10);
         assert_eq!(map.apply_hearsay(a, 7, 5000, 20), AnnounceOutcome::Ignored);
         assert_eq!(
             map.apply_hearsay(a, 7, 5000, 100_000),
@@ -1532,19 +1773,19 @@ mod tests {
         map.apply_announce(&ann(a, 7, 1), 0);
         map.apply_announce(&ann(b, 7, 1), 1000);
         assert_eq!(
-            map.apply_leave(a, 6, 2, 10),
+            map.apply_leave(a, 6, 2, 0, 10),
             LeaveOutcome::Ignored,
             "old incarnation"
         );
-        assert_eq!(map.apply_leave(a, 7, 2, 10), LeaveOutcome::Removed);
-        assert_eq!(map.apply_leave(a, 7, 3, 10), LeaveOutcome::Ignored);
+        assert_eq!(map.apply_leave(a, 7, 2, 0, 10), LeaveOutcome::Removed);
+        assert_eq!(map.apply_leave(a, 7, 3, 0, 10), LeaveOutcome::Stale);
         assert_eq!(map.next_deadlines().expiry, Some(7000));
         assert_eq!(map.expire(6999), 0);
         assert_eq!(map.expire(7000), 1);
         assert_eq!(ids(&map), vec![2780]);
         assert_eq!(map.next_deadlines().expiry, None);
         assert_eq!(map.expire(u64::MAX), 0, "own node never expires");
-        assert_eq!(map.apply_leave(OWN, 1, 9, 10), LeaveOutcome::Ignored);
+        assert_eq!(map.apply_leave(OWN, 1, 9, 0, 10), LeaveOutcome::Ignored);
     }
 
     #[test]
@@ -1561,7 +1802,7 @@ mod tests {
         map.apply_announce(&ann(a, 7, 2), 10);
         assert!(!map.is_dirty(), "a refresh is not a change");
         map.apply_announce(&ann(b, 7, 1), 10);
-        map.apply_leave(a, 7, 3, 10);
+        map.apply_leave(a, 7, 3, 0, 10);
         assert!(map.is_dirty());
         assert_eq!(map.joined().map(|n| n.id).collect::<Vec<_>>(), vec![2646]);
         let left: Vec<_> = map.left().map(|n| (n.id, n.addr)).collect();

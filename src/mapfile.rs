@@ -286,19 +286,16 @@ pub(crate) struct CollisionLine(pub Collision);
 
 impl fmt::Display for CollisionLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = self.0;
-        if c.own_lost {
-            write!(
-                f,
-                "lost node id #{} (0x{:04x}) to {}, which started first: this node ({}) is out of the cluster and silent until {} leaves; give it an address whose last two octets no other node has",
-                c.id, c.id, c.winner, c.loser, c.winner
-            )
+        let Collision {
+            id, winner, loser, ..
+        } = self.0;
+        let why = "or at the same second has the lower address, or is signed where";
+        if self.0.own_lost {
+            write!(f, "lost node id #{id} (0x{id:04x}) to {winner}, which started first: this node ({loser}) is out of the cluster and silent until {winner} leaves; give it an address whose last two octets no other node has")
+        } else if self.0.replaced {
+            write!(f, "node id collision: #{id} (0x{id:04x}) moves from {loser} to {winner}, which started first ({why} {loser} is not); {loser} is no longer in the map")
         } else {
-            write!(
-                f,
-                "node id collision: #{} (0x{:04x}) is claimed by {} and {}; {} keeps it (it started first, or at the same second with the lower address), {} is not in the map",
-                c.id, c.id, c.winner, c.loser, c.winner, c.loser
-            )
+            write!(f, "node id collision: #{id} (0x{id:04x}) is claimed by {winner} and {loser}; {winner} keeps it (it started first, {why} {loser} is not), {loser} is not in the map")
         }
     }
 }
@@ -834,7 +831,7 @@ Base Node-Id Address          Count
         // Then one leaves with a goodbye and one falls silent: each says why.
         let mut map = howto_map();
         map.mark_published();
-        map.apply_leave(Ipv4Addr::new(192, 168, 10, 67), 3, 2, 10);
+        map.apply_leave(Ipv4Addr::new(192, 168, 10, 67), 3, 2, 0, 10);
         map.expire(6000);
         let mut lines = Vec::new();
         change_log(&map, |a| lines.push(a.to_string()));
@@ -862,7 +859,7 @@ Base Node-Id Address          Count
         }
         map.mark_published();
         add(&mut map, 200);
-        map.apply_leave(Ipv4Addr::new(10, 0, 1, 7), 3, 1000, 10);
+        map.apply_leave(Ipv4Addr::new(10, 0, 1, 7), 3, 1000, 0, 10);
         let mut lines = Vec::new();
         change_log(&map, |a| lines.push(a.to_string()));
         assert_eq!(

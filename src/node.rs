@@ -573,7 +573,7 @@ impl Core {
             buf: [0; wire::MAX_MESSAGE_LEN],
             goodbye: [0; wire::MAX_MESSAGE_LEN],
         };
-        core.map.set_own_started(started);
+        core.map.set_own_claim(started, core.signs());
         core.begin_burst(now_ms);
         core.watch_loneliness(now_ms);
         core.set(Timer::Publish, now_ms);
@@ -732,7 +732,7 @@ impl Core {
             io.event(now_ms, Event::IdFree { id });
             let aliases = alias_addrs(&self.links, self.primary);
             self.map.set_own(self.primary, &aliases, self.incarnation);
-            self.map.set_own_started(self.started);
+            self.map.set_own_claim(self.started, self.signs());
             self.schedule_publish(now_ms);
             self.begin_burst(now_ms);
         }
@@ -996,6 +996,13 @@ impl Core {
         let len = repr.emit(&mut self.goodbye).unwrap_or(0);
         self.keys.sign(&mut self.goodbye[..len]);
         len
+    }
+
+    /// This node signs its messages (`--auth permissive` or `enforce`, which
+    /// come with a key file): its peers that check them find them
+    /// authenticated.
+    fn signs(&self) -> bool {
+        self.settings.auth != Mode::Off
     }
 
     /// The trailer of every message this node sends, before signing: the
@@ -1387,7 +1394,7 @@ impl Core {
         let answer = repr.flags & flags::REPLY != 0;
         let accepted = match repr.kind {
             MessageType::Announce => {
-                let outcome = self.on_announce(now_ms, &repr, &d, io);
+                let outcome = self.on_announce(now_ms, &repr, &d, authentic, io);
                 if matches!(outcome, AnnounceOutcome::Stale | AnnounceOutcome::Outdated) {
                     self.not_new(now_ms, authentic, &d, &repr, io);
                 }
@@ -1400,9 +1407,14 @@ impl Core {
                 )
             }
             MessageType::Leave => {
-                let outcome =
-                    self.map
-                        .apply_leave(repr.addr, repr.incarnation, repr.sequence, now_ms);
+                let started = repr.auth.map_or(0, |t| t.stamp);
+                let outcome = self.map.apply_leave(
+                    repr.addr,
+                    repr.incarnation,
+                    repr.sequence,
+                    started,
+                    now_ms,
+                );
                 match outcome {
                     LeaveOutcome::Removed => {
                         // Sent from its new address, the last it lists: it
@@ -1418,7 +1430,7 @@ impl Core {
                         self.not_new(now_ms, authentic, &d, &repr, io);
                         false
                     }
-                    LeaveOutcome::Ignored => false,
+                    LeaveOutcome::Repeated | LeaveOutcome::Ignored => false,
                 }
             }
             MessageType::Sync => {
@@ -1459,6 +1471,7 @@ impl Core {
         now_ms: u64,
         repr: &Repr,
         d: &Received<'_>,
+        authentic: bool,
         io: &mut impl Actions,
     ) -> AnnounceOutcome {
         let direct = repr.hops == 0;
@@ -1471,6 +1484,7 @@ impl Core {
             started: repr.auth.map_or(0, |t| t.stamp),
             probe_ms: if direct { repr.interval_ms } else { 0 },
             ifindex: d.ifindex,
+            authentic,
         };
         let outcome = self.map.apply_announce(&a, now_ms);
         let live = matches!(
@@ -1612,7 +1626,11 @@ impl Core {
                 (id != self.map.own_id() || self.map.yielded()) && n.addr != new_primary
             });
             match holder {
-                Some(h) if !self.map.claim_beats(id, self.started, new_primary) => {
+                Some(h)
+                    if !self
+                        .map
+                        .claim_beats(id, self.signs(), self.started, new_primary) =>
+                {
                     // Onto a live node's id, which it claimed first: a
                     // collision this node loses (the node stays in the map).
                     self.map.yield_own(id);
@@ -1628,7 +1646,7 @@ impl Core {
                 }
                 _ => {
                     self.map.set_own(new_primary, &aliases, self.incarnation);
-                    self.map.set_own_started(self.started);
+                    self.map.set_own_claim(self.started, self.signs());
                     self.begin_burst(now_ms);
                 }
             }
@@ -2388,6 +2406,229 @@ mod tests {
             .count();
         assert_eq!(reports, 1);
         assert_eq!(c.map().stats().collisions, 4);
+    }
+
+    /// A test key (not a secret).
+    const KEY: &str = "1 0f1e2d3c4b5a69788796a5b4c3d2e1f000112233445566778899aabbccddeeff\n";
+
+    /// A core with `KEY` in `mode`.
+    fn keyed_core(mode: Mode, seed: u64) -> Core {
+        let s = Settings {
+            auth: mode,
+            ..settings(1000)
+        };
+        let mut c = Core::new(s, ME, &[link(IF0, ME)], Rng::from_seed(seed), 0);
+        c.set_keys(Keyring::parse(KEY.as_bytes()).unwrap());
+        c
+    }
+
+    /// A message of `addr`'s incarnation `incarnation` that started at
+    /// `stamp`: signed with `KEY`, or unsigned (key id 0).
+    fn stamped(
+        kind: MessageType,
+        addr: Ipv4Addr,
+        incarnation: u32,
+        seq: u32,
+        stamp: u32,
+        signed: bool,
+    ) -> Vec<u8> {
+        let mut r = Repr::new(kind, addr, incarnation, Label::DEFAULT, 1000, 60_000);
+        r.sequence = seq;
+        r.auth = Some(Auth {
+            key_id: 0,
+            stamp,
+            mac: [0; wire::MAC_LEN],
+        });
+        let mut buf = vec![0; wire::MAX_MESSAGE_LEN];
+        let n = r.emit(&mut buf).unwrap();
+        buf.truncate(n);
+        if signed {
+            Keyring::parse(KEY.as_bytes()).unwrap().sign(&mut buf);
+        }
+        buf
+    }
+
+    #[test]
+    fn a_replayed_leave_counts_replayed_and_the_copies_of_a_goodbye_do_not() {
+        let mut c = keyed_core(Mode::Enforce, 30);
+        let mut rec = Rec::default();
+        let a = peer(40);
+        let b = peer(41);
+        let msg = |kind, addr, inc, seq, stamp| stamped(kind, addr, inc, seq, stamp, true);
+        feed(
+            &mut c,
+            &mut rec,
+            10,
+            &msg(MessageType::Announce, a, 7, 1, 500),
+            IF0,
+            true,
+        );
+        let leave = msg(MessageType::Leave, a, 7, 2, 500);
+        // The goodbye, three times 5 ms apart: removed, the copies ignored.
+        for t in [100, 105, 110] {
+            feed(&mut c, &mut rec, t, &leave, IF0, true);
+        }
+        assert!(c.map().get(wire::node_id_of(a)).is_none());
+        assert_eq!(c.counters().replayed, 0);
+        // The same LEAVE replayed later, and another LEAVE of it.
+        feed(&mut c, &mut rec, 1000, &leave, IF0, true);
+        feed(
+            &mut c,
+            &mut rec,
+            100_000,
+            &msg(MessageType::Leave, a, 7, 3, 500),
+            IF0,
+            true,
+        );
+        assert_eq!(c.counters().replayed, 2);
+        // A LEAVE of the incarnation a restart replaced.
+        feed(
+            &mut c,
+            &mut rec,
+            200_000,
+            &msg(MessageType::Announce, b, 7, 1, 500),
+            IF0,
+            true,
+        );
+        feed(
+            &mut c,
+            &mut rec,
+            200_010,
+            &msg(MessageType::Announce, b, 8, 1, 600),
+            IF0,
+            true,
+        );
+        feed(
+            &mut c,
+            &mut rec,
+            200_020,
+            &msg(MessageType::Leave, b, 7, 2, 500),
+            IF0,
+            true,
+        );
+        assert_eq!(c.counters().replayed, 3);
+        assert_eq!(c.map().get(wire::node_id_of(b)).unwrap().incarnation, 8);
+        // A LEAVE of a node never heard is no replay.
+        feed(
+            &mut c,
+            &mut rec,
+            200_030,
+            &msg(MessageType::Leave, peer(42), 7, 2, 500),
+            IF0,
+            true,
+        );
+        assert_eq!(c.counters().replayed, 3);
+    }
+
+    #[test]
+    fn an_id_that_moves_is_reported_once_and_the_node_that_lost_it_says_so() {
+        // A witness: the holder, a later claim, then an earlier one.
+        let mut c = core(1000, 31);
+        let mut rec = Rec::default();
+        let holder = Ipv4Addr::new(10, 0, 1, 5);
+        let claimant = Ipv4Addr::new(10, 9, 1, 5);
+        let msg =
+            |addr, inc, seq, stamp| stamped(MessageType::Announce, addr, inc, seq, stamp, false);
+        feed(&mut c, &mut rec, 10, &msg(holder, 7, 1, 500), IF0, true);
+        for seq in 1..4 {
+            feed(&mut c, &mut rec, 20, &msg(claimant, 9, seq, 600), IF0, true);
+        }
+        for seq in 1..4 {
+            feed(
+                &mut c,
+                &mut rec,
+                30,
+                &msg(claimant, 11, seq, 400),
+                IF0,
+                true,
+            );
+            feed(
+                &mut c,
+                &mut rec,
+                30,
+                &msg(holder, 7, seq + 1, 500),
+                IF0,
+                true,
+            );
+        }
+        let reports: Vec<(Ipv4Addr, Ipv4Addr, bool)> = rec
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Collision(x) => Some((x.winner, x.loser, x.replaced)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reports,
+            [(holder, claimant, false), (claimant, holder, true)],
+            "the refused claim once, the move once"
+        );
+        assert_eq!(
+            c.map().get(wire::node_id_of(holder)).unwrap().addr,
+            claimant
+        );
+
+        // The holder itself: it says once that it lost its id, and falls silent.
+        let mut c = core(1000, 32);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 2000);
+        let own = Ipv4Addr::new(10, 9, 0, 1);
+        assert_eq!(wire::node_id_of(own), c.own_id());
+        let late = c.started() + 100;
+        let early = c.started() - 100;
+        feed(&mut c, &mut rec, 2000, &msg(own, 9, 1, late), IF0, true);
+        for seq in 1..4 {
+            feed(&mut c, &mut rec, 2100, &msg(own, 11, seq, early), IF0, true);
+        }
+        let lost: Vec<&Collision> = rec
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Collision(x) if x.own_lost => Some(x),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lost.len(), 1, "{:?}", rec.events);
+        assert_eq!((lost[0].winner, lost[0].loser), (own, ME));
+        assert!(lost[0].replaced && lost[0].first_report);
+        assert!(c.map().yielded());
+        rec.sent.clear();
+        run(&mut c, &mut rec, 10_000);
+        assert!(rec.announces().is_empty(), "silent: {:?}", rec.sent);
+    }
+
+    #[test]
+    fn in_permissive_an_unsigned_stamp_of_1_does_not_take_a_signed_members_id() {
+        let mut c = keyed_core(Mode::Permissive, 33);
+        let mut rec = Rec::default();
+        let member = Ipv4Addr::new(10, 0, 1, 5);
+        let stranger = Ipv4Addr::new(10, 9, 1, 5);
+        let id = wire::node_id_of(member);
+        feed(
+            &mut c,
+            &mut rec,
+            10,
+            &stamped(MessageType::Announce, member, 7, 1, 500, true),
+            IF0,
+            true,
+        );
+        for seq in 1..4 {
+            let m = stamped(MessageType::Announce, stranger, 9, seq, 1, false);
+            feed(&mut c, &mut rec, 20, &m, IF0, true);
+        }
+        assert_eq!(c.map().get(id).unwrap().addr, member);
+        assert_eq!(c.counters().unsigned, 3);
+        // Nor this node's own id: it signs.
+        let me_too = Ipv4Addr::new(10, 9, 0, 1);
+        let m = stamped(MessageType::Announce, me_too, 9, 1, 1, false);
+        feed(&mut c, &mut rec, 30, &m, IF0, true);
+        assert!(!c.map().yielded());
+        assert_eq!(c.map().own_node().addr, ME);
+        // A signed earlier claim does win.
+        let m = stamped(MessageType::Announce, stranger, 12, 1, 400, true);
+        feed(&mut c, &mut rec, 40, &m, IF0, true);
+        assert_eq!(c.map().get(id).unwrap().addr, stranger);
     }
 
     fn two_link_core(routed: bool) -> Core {

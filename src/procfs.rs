@@ -637,6 +637,7 @@ mod tests {
                 started: 0,
                 probe_ms: 0,
                 ifindex: 0,
+                authentic: false,
             };
             map.apply_announce(&a, 0);
         }

@@ -68,6 +68,7 @@ fn howto_cluster_from_the_wire_to_dump() {
             started: 0,
             probe_ms: 0,
             ifindex: 0,
+            authentic: false,
         };
         map.apply_announce(&a, 1000);
     }
