@@ -860,7 +860,7 @@ impl Change {
     fn line(&self, format: WatchFormat, time_s: u64, out: &mut Line) -> fmt::Result {
         match format {
             WatchFormat::Text => {
-                write!(out, "{} ", Utc(time_s))?;
+                write!(out, "{} ", mapfile::Utc(time_s))?;
                 match self {
                     Change::Joined(n) => write!(out, "{}", mapfile::JoinedLine(n))?,
                     Change::Left(n) => write!(out, "{}", mapfile::LeftLine(n))?,
@@ -868,7 +868,7 @@ impl Change {
                 }
             }
             WatchFormat::Json => {
-                write!(out, "{{\"time\":\"{}\",", Utc(time_s))?;
+                write!(out, "{{\"time\":\"{}\",", mapfile::Utc(time_s))?;
                 match self {
                     Change::Joined(n) => write!(
                         out,
@@ -904,32 +904,6 @@ impl Change {
             }
         }
         out.push('\n').map_err(|_| fmt::Error)
-    }
-}
-
-/// Seconds since 1970 as a UTC ISO 8601 time: `2026-12-07T14:02:21Z`.
-struct Utc(u64);
-
-impl fmt::Display for Utc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (days, secs) = (self.0 / 86_400, self.0 % 86_400);
-        // Days to a civil date (Howard Hinnant's algorithm), from 0000-03-01.
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z % 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + u64::from(month <= 2);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-            secs / 3600,
-            secs % 3600 / 60,
-            secs % 60
-        )
     }
 }
 
@@ -1570,14 +1544,6 @@ mod tests {
         fuzz_check(b"showmap\n\0\0\0\0");
         fuzz_check(b"hosts\n\xff\xff\xff\xff\x06");
     }
-    #[test]
-    fn utc_times_are_iso_8601() {
-        assert_eq!(Utc(0).to_string(), "1970-01-01T00:00:00Z");
-        assert_eq!(Utc(1_764_460_800).to_string(), "2025-11-30T00:00:00Z");
-        assert_eq!(Utc(951_825_599).to_string(), "2000-02-29T11:59:59Z");
-        assert_eq!(Utc(4_102_444_800).to_string(), "2100-01-01T00:00:00Z");
-    }
-
     #[test]
     fn change_lines_share_the_change_log_words() {
         use std::net::Ipv4Addr;

@@ -586,17 +586,8 @@ impl Actions for Shell {
 
     fn publish(&mut self, p: &Publish<'_>) -> Published {
         let mut r = Published::default();
-        if p.file {
-            if let Err(e) = self.writer.write(p.map, VERSION) {
-                crate::log::limited(
-                    Limit::PublishError,
-                    LOG_LIMIT_MS,
-                    Level::Error,
-                    format_args!("writing {}: {}", self.map_file.display(), IoErr(&e)),
-                );
-                r.file_failed = true;
-            }
-        }
+        // The change lines first: a reader who sees the new map file (or
+        // a watcher) finds them logged already.
         if p.changes && self.control.watched() {
             let (now, time_s) = (monotonic_ms(), u64::from(realtime_s()));
             let own = p.map.own_id();
@@ -622,6 +613,17 @@ impl Actions for Shell {
                         p.map.len()
                     ),
                 );
+            }
+        }
+        if p.file {
+            if let Err(e) = self.writer.write(p.map, VERSION) {
+                crate::log::limited(
+                    Limit::PublishError,
+                    LOG_LIMIT_MS,
+                    Level::Error,
+                    format_args!("writing {}: {}", self.map_file.display(), IoErr(&e)),
+                );
+                r.file_failed = true;
             }
         }
         if p.kernel {
