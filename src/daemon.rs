@@ -131,6 +131,9 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// From `--on-change`.
     pub on_change: Option<PathBuf>,
+    /// From `--static-map`: hand-written maps, the first that exists wins
+    /// over discovery (see [`crate::staticmap`]).
+    pub static_maps: Vec<PathBuf>,
     /// `--cmdline`: the kernel command line's settings were applied (by
     /// `main`, which reads it).
     pub cmdline: bool,
@@ -158,6 +161,7 @@ impl Default for Config {
             control_socket: None,
             metrics_file: None,
             on_change: None,
+            static_maps: Vec::new(),
             cmdline: false,
         }
     }
@@ -222,6 +226,9 @@ pub enum StartError {
     PidFile(PathBuf, io::Error),
     /// The control socket cannot be made.
     Control(PathBuf, io::Error),
+    /// `--static-map`: the map file found cannot be used, or setpe did
+    /// not load it.
+    StaticMap(PathBuf, String),
 }
 
 impl StartError {
@@ -278,6 +285,9 @@ impl fmt::Display for StartError {
             StartError::Control(path, e) => {
                 write!(f, "control socket {}: {}", path.display(), IoErr(e))
             }
+            StartError::StaticMap(path, why) => {
+                write!(f, "static map {}: {why}", path.display())
+            }
         }
     }
 }
@@ -314,6 +324,62 @@ fn previous_map_size(path: &Path) -> u32 {
             .map(|r| r.count)
             .fold(0u32, u32::saturating_add),
         Err(_) => 0,
+    }
+}
+
+/// Takes the lock file (`--pid-file`): one daemon per map file.
+pub(crate) fn take_lock(cfg: &Config) -> Result<PidLock, StartError> {
+    let pid_path = cfg.pid_file();
+    PidLock::take(&pid_path).map_err(|e| match e {
+        LockError::Held(pid) => StartError::AlreadyRunning(pid_path.clone(), pid),
+        LockError::NotRegular => {
+            StartError::PidFile(pid_path.clone(), io::Error::from_raw_os_error(libc::EEXIST))
+        }
+        LockError::Io(e) => StartError::PidFile(pid_path.clone(), e),
+    })
+}
+
+/// This host's IPv4 addresses on the `-i` interfaces (else the default
+/// route's), for `--static-map` to find this node in its map; none when
+/// they cannot be read (a static map needs no network).
+pub(crate) fn local_addrs(cfg: &Config) -> ArrayVec<Ipv4Addr, 8> {
+    let mut out = ArrayVec::new();
+    let Ok(mut nl) = Netlink::open() else {
+        return out;
+    };
+    let mut wanted = ArrayVec::<IfName, MAX_INTERFACES>::new();
+    for name in &cfg.interfaces {
+        let mut s = IfName::new();
+        let _ = s.push_str(name);
+        wanted.push(s);
+    }
+    let Ok(ifaces) = resolve(&mut nl, &wanted) else {
+        return out;
+    };
+    let mut addrs = ArrayVec::new();
+    for i in &ifaces {
+        if nl.ipv4_addrs(i.index, &mut addrs).is_ok() {
+            for &a in &addrs {
+                let _ = out.try_push(a);
+            }
+        }
+    }
+    out
+}
+
+/// Addresses for the log: `a, b`, or `none`.
+pub(crate) struct AddrList<'a>(pub(crate) &'a [Ipv4Addr]);
+
+impl fmt::Display for AddrList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none found");
+        }
+        for (i, a) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{a}")?;
+        }
+        Ok(())
     }
 }
 
@@ -786,14 +852,7 @@ impl Daemon {
             None => Keyring::default(),
         };
         // One daemon per map file: the lock before anything else is opened.
-        let pid_path = cfg.pid_file();
-        let lock = PidLock::take(&pid_path).map_err(|e| match e {
-            LockError::Held(pid) => StartError::AlreadyRunning(pid_path.clone(), pid),
-            LockError::NotRegular => {
-                StartError::PidFile(pid_path.clone(), io::Error::from_raw_os_error(libc::EEXIST))
-            }
-            LockError::Io(e) => StartError::PidFile(pid_path.clone(), e),
-        })?;
+        let lock = take_lock(cfg)?;
         let io = |what| move |e| StartError::Io(what, e);
         let mut nl = Netlink::open().map_err(io("opening netlink"))?;
         let mut wanted = ArrayVec::new();
@@ -1832,7 +1891,7 @@ fn send_from(
 }
 
 /// Logs a failed sd_notify send (rate-limited); the daemon goes on.
-fn notify_failed(e: &io::Error) {
+pub(crate) fn notify_failed(e: &io::Error) {
     crate::log::limited(
         Limit::Notify,
         LOG_LIMIT_MS,
@@ -1868,6 +1927,11 @@ pub fn absolutize(cfg: &mut Config) -> io::Result<()> {
         &mut cfg.on_change,
     ];
     for p in optional.into_iter().flatten() {
+        if p.is_relative() {
+            *p = cwd.join(&*p);
+        }
+    }
+    for p in &mut cfg.static_maps {
         if p.is_relative() {
             *p = cwd.join(&*p);
         }

@@ -102,6 +102,18 @@ impl Notifier {
         })
     }
 
+    /// `READY=1` with the status line of `--static-map`: N nodes loaded,
+    /// no discovery.
+    pub(crate) fn ready_static(&self, nodes: u32) -> io::Result<()> {
+        self.send(|m| {
+            let s = if nodes == 1 { "" } else { "s" };
+            write!(
+                m,
+                "READY=1\nSTATUS=static map loaded, {nodes} node{s}; discovery not started"
+            )
+        })
+    }
+
     /// `STATUS=announcing, N nodes in the map`.
     pub fn status(&self, nodes: usize) -> io::Result<()> {
         self.send(|m| status_line(m, nodes))
