@@ -547,12 +547,18 @@ fn nodes_of(map: &ParsedMap) -> impl Iterator<Item = (NodeId, String)> + '_ {
     })
 }
 
-/// `--dump --format hosts` from a map file: one address per line.
+/// `--dump --format hosts` from a map file: one address per line (a
+/// range at a host name, in a hand-written map, gives the name once).
 pub fn hosts(map: &ParsedMap) -> String {
     let mut out = String::new();
+    let mut last: Option<String> = None;
     for (_, addr) in nodes_of(map) {
+        if last.as_ref() == Some(&addr) {
+            continue;
+        }
         out.push_str(&addr);
         out.push('\n');
+        last = Some(addr);
     }
     out
 }
@@ -713,6 +719,7 @@ Base Node-Id Address          Count
 1\t10.0.0.1\t4      # four nodes, ids 1-4
 10  192.168.1.10  1
 20  node20.lab  1
+30  rack30  2
 2   192.168.1.2   alias
 
 ";
@@ -720,7 +727,7 @@ Base Node-Id Address          Count
     #[test]
     fn a_hand_written_map_is_published_and_dumped_like_ours() {
         let mut parsed = parse(HAND_WRITTEN.as_bytes()).unwrap();
-        assert_eq!(node_count(&parsed), 6);
+        assert_eq!(node_count(&parsed), 8);
         // This host is 10.0.0.3: node 3, in the range of 4.
         let here = [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3)];
         assert_eq!(node_of(&parsed, &here), Some((3, here[1])));
@@ -739,10 +746,11 @@ Base Node-Id Address          Count
             "# openMosix map: the static map /etc/openmosix.map?2 10.9.9.9 1, published by omdiscd test (no discovery): do not edit, rewritten at start and on SIGHUP
 # writer: pid 7 time 9
 # this-node: 3 10.0.0.3
-# nodes: 6
+# nodes: 8
 1 10.0.0.1 4
 10 192.168.1.10 1
 20 node20.lab 1
+30 rack30 2
 2 192.168.1.2 ALIAS
 "
         );
@@ -761,11 +769,13 @@ Base Node-Id Address          Count
 0x0001       10.0.0.1         4
 0x000a       192.168.1.10     1
 0x0014       node20.lab       1
+0x001e       rack30           2
 "
         );
+        // Not resolved: a range at a host name is listed once.
         assert_eq!(
             hosts(&again),
-            "10.0.0.1\n10.0.0.2\n10.0.0.3\n10.0.0.4\n192.168.1.10\nnode20.lab\n"
+            "10.0.0.1\n10.0.0.2\n10.0.0.3\n10.0.0.4\n192.168.1.10\nnode20.lab\nrack30\n"
         );
     }
 
