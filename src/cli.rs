@@ -67,7 +67,7 @@ pub const MAX_INTERFACES: usize = 6;
 /// IFNAMSIZ - 1: the kernel's limit on an interface name, without the NUL.
 pub const MAX_IFNAME_LEN: usize = 15;
 /// Most files `--static-map` lists.
-pub const MAX_STATIC_MAPS: usize = 8;
+pub(crate) const MAX_STATIC_MAPS: usize = 8;
 /// The static maps the openMosix rc script looked for, in its order: what
 /// the shipped unit and initramfs scripts pass to `--static-map`.
 pub const RC_STATIC_MAPS: &str = "/etc/openmosix.map,/etc/mosix.map,/etc/hpc.map";
