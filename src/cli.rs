@@ -1134,6 +1134,11 @@ mod tests {
             Ok(Command::Run(cfg)) => assert_eq!(cfg.static_maps, vec![PathBuf::from("/k.map")]),
             other => panic!("{other:?}"),
         }
+        // Empty on the kernel command line: none.
+        match kernel("omdiscd.static-map=", &[]) {
+            Ok(Command::Run(cfg)) => assert!(cfg.static_maps.is_empty()),
+            other => panic!("{other:?}"),
+        }
         // The command line wins over the kernel's.
         match kernel("omdiscd.static-map=/k.map", &["--static-map", "/c.map"]) {
             Ok(Command::Run(cfg)) => assert_eq!(cfg.static_maps, vec![PathBuf::from("/c.map")]),

@@ -280,3 +280,29 @@ impl StaticMap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_file_that_exists_wins_and_a_missing_one_is_skipped() {
+        let dir = std::env::temp_dir().join(format!("omd-staticmap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = (dir.join("a.map"), dir.join("b.map"), dir.join("c.map"));
+        std::fs::write(&b, "1 10.0.0.1 1\n").unwrap();
+        std::fs::write(&c, "1 10.0.0.1 1\n").unwrap();
+        // A file where a directory should be is "absent" too (ENOTDIR).
+        let under_file = b.join("x.map");
+        let files = [a.clone(), under_file, b.clone(), c.clone()];
+        assert_eq!(find(&files).unwrap(), Some(b.clone()));
+        assert_eq!(find(std::slice::from_ref(&a)).unwrap(), None);
+        assert_eq!(find(&[]).unwrap(), None);
+        assert_eq!(
+            list(&[a.clone(), b.clone()]),
+            format!("{}, {}", a.display(), b.display())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
