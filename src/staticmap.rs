@@ -11,7 +11,8 @@
 //! so that `omdiscd --dump` prints it as it prints a discovered map. Then
 //! the process stays, announcing nothing: it holds the lock file, tells
 //! systemd it is ready (and pings its watchdog), re-reads and reloads the
-//! file on SIGHUP, and exits 0 on SIGTERM. When none of the files exists,
+//! file on SIGHUP (looking for the kernel interface again), logs a summary
+//! on SIGUSR1, and exits 0 on SIGTERM. When none of the files exists,
 //! the daemon discovers the cluster as usual.
 //!
 //! Host names in the file are passed on as written (setpe resolves them);
@@ -136,7 +137,13 @@ impl StaticMap {
 
     /// Takes over the signals and says what was chosen, and why.
     pub fn start(&mut self) -> io::Result<()> {
-        let signals = SignalFd::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD])?;
+        let signals = SignalFd::new(&[
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGCHLD,
+            libc::SIGUSR1,
+        ])?;
         self.epoll
             .add(signals.as_raw_fd(), 0, libc::EPOLLIN as u32)?;
         self.signals = Some(signals);
@@ -195,8 +202,14 @@ impl StaticMap {
         if self.kernel.backend() == Backend::OpenMosix24 {
             info!("setpe loaded the static map {}", self.path.display());
         }
-        self.notify(|n| n.ready_static(mapfile::node_count(&self.map)));
+        self.ready();
         Ok(())
+    }
+
+    /// READY=1 with the status line.
+    fn ready(&self) {
+        let loaded = self.kernel.backend() == Backend::OpenMosix24;
+        self.notify(|n| n.ready_static(mapfile::node_count(&self.map), loaded));
     }
 
     /// Runs until SIGTERM or SIGINT: pings the watchdog, reloads on SIGHUP.
@@ -252,6 +265,17 @@ impl StaticMap {
                     return true;
                 }
                 libc::SIGHUP => self.reload(),
+                libc::SIGUSR1 => {
+                    let runs = self.kernel.runs();
+                    info!(
+                        "static map {}: {} nodes; setpe started {} times, failed {}, timed out {}",
+                        self.path.display(),
+                        mapfile::node_count(&self.map),
+                        runs.started,
+                        runs.failed,
+                        runs.timed_out
+                    );
+                }
                 // setpe is waited for where it is started.
                 _ => {}
             }
@@ -263,6 +287,13 @@ impl StaticMap {
     fn reload(&mut self) {
         info!("SIGHUP: re-reading the static map {}", self.path.display());
         self.notify(|n| n.reloading(monotonic_us()));
+        // procfs may have been mounted since (an initramfs).
+        if self.kernel.redetect() {
+            notice!(
+                "kernel interface found again: {}",
+                self.kernel.backend().describe()
+            );
+        }
         match read(&self.path, &self.here) {
             Ok(map) => {
                 self.map = map;
@@ -270,12 +301,12 @@ impl StaticMap {
                 if let Err(e) = self.load() {
                     error!("{e}");
                     // Ready again all the same: the process runs on.
-                    self.notify(|n| n.ready_static(mapfile::node_count(&self.map)));
+                    self.ready();
                 }
             }
             Err(e) => {
                 error!("{e}; keeping the map loaded before");
-                self.notify(|n| n.ready_static(mapfile::node_count(&self.map)));
+                self.ready();
             }
         }
     }

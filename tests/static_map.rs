@@ -235,6 +235,11 @@ fn a_static_map_is_loaded_with_setpe_and_published_instead_of_discovering() {
         .unwrap()
         .contains("30 10.0.0.30 1"));
 
+    // SIGUSR1: a summary, and the process runs on.
+    d.signal(Signal::SIGUSR1);
+    d.await_log(ten, "6 nodes; setpe started 2 times, failed 0, timed out 0");
+    assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log());
+
     // SIGTERM: exit 0; the map file stays.
     d.signal(Signal::SIGTERM);
     let st = d.wait(ten);
@@ -242,6 +247,50 @@ fn a_static_map_is_loaded_with_setpe_and_published_instead_of_discovering() {
     assert!(d
         .log()
         .contains("signal 15: stopping (the static map stays loaded)"));
+    drop(d);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn without_openmosix_24_a_static_map_is_published_to_the_map_file_only() {
+    let dir = temp_dir("fileonly");
+    let root = dir.join("proc");
+    fs::create_dir_all(root.join("self")).unwrap();
+    let setpe = dir.join("setpe");
+    let calls = dir.join("setpe.calls");
+    script(&setpe, &format!("echo \"$@\" >> '{}'\n", calls.display()));
+    let map = dir.join("openmosix.map");
+    fs::write(&map, HAND_WRITTEN).unwrap();
+    let map_file = dir.join("run/openmosix.map");
+    let mut d = Daemon::start(
+        &dir,
+        &[
+            "-n",
+            "-i",
+            "lo",
+            "--static-map",
+            map.to_str().unwrap(),
+            "--map-file",
+            map_file.to_str().unwrap(),
+            "--proc-root",
+            root.to_str().unwrap(),
+            "--setpe",
+            setpe.to_str().unwrap(),
+        ],
+    );
+    let why = format!(
+        "static map {} found: publishing it to {}, not starting discovery (5 nodes; no openMosix kernel (map file only), so no setpe)",
+        map.display(),
+        map_file.display()
+    );
+    d.await_log(Duration::from_secs(10), &why);
+    let context = || d.log();
+    poll(Duration::from_secs(10), "the map file", context, || {
+        String::from_utf8_lossy(&dump(&map_file, "showmap").stdout) == HAND_WRITTEN_SHOWMAP
+    });
+    assert!(!calls.exists(), "setpe ran without openMosix 2.4");
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait(Duration::from_secs(10)).success());
     drop(d);
     fs::remove_dir_all(&dir).unwrap();
 }

@@ -670,7 +670,7 @@ fn static_map_wins(s: &Systemd) {
     s.ok(&["timeout", "60", "systemctl", "start", unit]);
     assert_eq!(s.prop("ActiveState"), "active");
     let status = s.prop("StatusText");
-    if status != "static map loaded, 4 nodes; discovery not started" {
+    if status != "static map loaded with setpe, 4 nodes; discovery not started" {
         s.fail(&format!("StatusText={status:?}"));
     }
     let main_pid = s.prop("MainPID");
