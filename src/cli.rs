@@ -14,7 +14,7 @@
 //!
 //! Values must be UTF-8, except the paths (`--map-file`, `--proc-root`, `--setpe`,
 //! `--key-file`, `--pid-file`, `--control-socket`, `--metrics-file`, `--on-change`,
-//! `--static-map`), because a Linux path may be any bytes.
+//! `--static-map`, `--static-nodes`), because a Linux path may be any bytes.
 //!
 //! With `--cmdline`, [`parse_with_kernel`] first applies the kernel command
 //! line's `omdiscd.<option>=<value>` and `omdiscd.<flag>` words, then the
@@ -167,6 +167,10 @@ nodes, and publish the cluster map to the kernel and to a map file.
                              discovering the cluster, as the openMosix rc
                              script did; none exists: discovery as usual;
                              empty (--static-map=): none
+      --static-nodes FILE    discover, and keep the nodes of this hand-written
+                             map (IPv4, ids by the address rule) as permanent
+                             members: never expired, kept over a goodbye,
+                             keeping their ids against any other claimant
       --cmdline              also take omdiscd.<option>=<value> settings from
                              the kernel command line; options given here win
   -d, --debug                log debug messages too
@@ -288,6 +292,7 @@ enum Opt {
     MetricsFile,
     OnChange,
     StaticMap,
+    StaticNodes,
     Cmdline,
     Debug,
     Dump,
@@ -319,6 +324,7 @@ impl Opt {
             b"metrics-file" => Opt::MetricsFile,
             b"on-change" => Opt::OnChange,
             b"static-map" => Opt::StaticMap,
+            b"static-nodes" => Opt::StaticNodes,
             b"cmdline" => Opt::Cmdline,
             b"debug" => Opt::Debug,
             b"dump" => Opt::Dump,
@@ -498,6 +504,7 @@ impl State {
             Opt::MetricsFile => cfg.metrics_file = Some(path(name, value)?),
             Opt::OnChange => cfg.on_change = Some(path(name, value)?),
             Opt::StaticMap => cfg.static_maps = static_maps(name, &value)?,
+            Opt::StaticNodes => cfg.static_nodes = Some(path(name, value)?),
             Opt::Auth => {
                 let v = utf8(name, &value)?;
                 let mode = Mode::NAMES
@@ -1134,6 +1141,11 @@ mod tests {
             Ok(Command::Run(cfg)) => assert_eq!(cfg.static_maps, vec![PathBuf::from("/k.map")]),
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            run(&["--static-nodes", "/s.map"]).static_nodes,
+            Some(PathBuf::from("/s.map"))
+        );
+        fails_naming(&["--static-nodes", ""], "--static-nodes", "");
         // Empty on the kernel command line: none.
         match kernel("omdiscd.static-map=", &[]) {
             Ok(Command::Run(cfg)) => assert!(cfg.static_maps.is_empty()),
@@ -1436,6 +1448,7 @@ mod tests {
             "--metrics-file",
             "--on-change",
             "--static-map",
+            "--static-nodes",
             "--cmdline",
             "-h, --help",
             "-V, --version",

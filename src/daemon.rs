@@ -134,6 +134,9 @@ pub struct Config {
     /// From `--static-map`: hand-written maps, the first that exists wins
     /// over discovery (see [`crate::staticmap`]).
     pub static_maps: Vec<PathBuf>,
+    /// From `--static-nodes`: permanent members next to discovery (see
+    /// [`crate::staticmap`]).
+    pub static_nodes: Option<PathBuf>,
     /// `--cmdline`: the kernel command line's settings were applied (by
     /// `main`, which reads it).
     pub cmdline: bool,
@@ -162,6 +165,7 @@ impl Default for Config {
             metrics_file: None,
             on_change: None,
             static_maps: Vec::new(),
+            static_nodes: None,
             cmdline: false,
         }
     }
@@ -942,6 +946,9 @@ impl Daemon {
         let rng = Rng::from_seed(getrandom_u64());
         let mut core = Core::new(settings, primary, &links_of(&ifaces), rng, monotonic_ms());
         core.set_keys(keys);
+        if let Some(path) = &cfg.static_nodes {
+            crate::staticmap::pin_nodes(path, &mut core)?;
+        }
         let mut daemon = Daemon {
             core,
             io: Shell {
@@ -1925,6 +1932,7 @@ pub fn absolutize(cfg: &mut Config) -> io::Result<()> {
         &mut cfg.control_socket,
         &mut cfg.metrics_file,
         &mut cfg.on_change,
+        &mut cfg.static_nodes,
     ];
     for p in optional.into_iter().flatten() {
         if p.is_relative() {

@@ -493,6 +493,7 @@ fn cli_seeds_parse_or_fail_as_named() {
                 metrics_file: Some("/m.prom".into()),
                 on_change: Some("/hook".into()),
                 static_maps: vec!["/etc/openmosix.map".into(), "/s.map".into()],
+                static_nodes: Some("/etc/omdiscd/static.map".into()),
                 cmdline: true,
             }),
         ),
