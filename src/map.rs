@@ -1015,7 +1015,9 @@ impl ClusterMap {
     /// Takes `id` out of the map at `now_ms`; its slot is kept (see
     /// [`Slot::departed_ms`]).
     fn remove(&mut self, id: NodeId, now_ms: u64) {
-        if self.live.contains(id) {
+        // A permanent member never leaves (this node may have had its
+        // address for a while, and moved on).
+        if self.live.contains(id) && !self.pinned.contains(id) {
             self.live.remove(id);
             self.len -= 1;
             self.dirty = true;
@@ -1253,6 +1255,12 @@ mod tests {
         }
         assert!(!map.claim_beats(2638, 1, Ipv4Addr::new(10, 1, 10, 78)));
         assert_eq!(map.get(2638).unwrap().addr, pinned);
+        // This node takes the pinned address for a while, then moves on:
+        // the pinned node stays.
+        map.set_own(pinned, &[], 4);
+        map.set_own(OWN, &[], 5);
+        assert_eq!(ids(&map), vec![2780, 2638]);
+        assert!(map.get(2638).unwrap().pinned);
     }
 
     #[test]
