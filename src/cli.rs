@@ -13,8 +13,8 @@
 //! line; then `-V/--version`; then the first error; then the command.
 //!
 //! Values must be UTF-8, except the paths (`--map-file`, `--proc-root`, `--setpe`,
-//! `--key-file`, `--pid-file`, `--control-socket`, `--metrics-file`, `--on-change`),
-//! because a Linux path may be any bytes.
+//! `--key-file`, `--pid-file`, `--control-socket`, `--metrics-file`, `--on-change`,
+//! `--static-map`, `--static-nodes`), because a Linux path may be any bytes.
 //!
 //! With `--cmdline`, [`parse_with_kernel`] first applies the kernel command
 //! line's `omdiscd.<option>=<value>` and `omdiscd.<flag>` words, then the
@@ -66,6 +66,11 @@ pub const DEFAULT_SETPE: &str = "/sbin/setpe";
 pub const MAX_INTERFACES: usize = 6;
 /// IFNAMSIZ - 1: the kernel's limit on an interface name, without the NUL.
 pub const MAX_IFNAME_LEN: usize = 15;
+/// Most files `--static-map` lists.
+pub(crate) const MAX_STATIC_MAPS: usize = 8;
+/// The static maps the openMosix rc script looked for, in its order: what
+/// the shipped unit and initramfs scripts pass to `--static-map`.
+pub const RC_STATIC_MAPS: &str = "/etc/openmosix.map,/etc/mosix.map,/etc/hpc.map";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +166,17 @@ nodes, and publish the cluster map to the kernel and to a map file.
                              to PATH every 10 s (node_exporter textfile)
       --on-change PROG       run PROG after each change of the map, with the
                              change in its environment (OMDISCD_JOINED, ...)
+      --static-map FILE[,FILE...]
+                             if one of these hand-written maps exists (the
+                             first that does), load it with setpe -w -f FILE
+                             and publish it to the map file instead of
+                             discovering the cluster, as the openMosix rc
+                             script did; none exists: discovery as usual;
+                             empty (--static-map=): none
+      --static-nodes FILE    discover, and keep the nodes of this hand-written
+                             map (IPv4, ids by the address rule) as permanent
+                             members: never expired, kept over a goodbye,
+                             keeping their ids against any other claimant
       --cmdline              also take omdiscd.<option>=<value> settings from
                              the kernel command line; options given here win
   -d, --debug                log debug messages too
@@ -286,6 +302,8 @@ enum Opt {
     ControlSocket,
     MetricsFile,
     OnChange,
+    StaticMap,
+    StaticNodes,
     Cmdline,
     Debug,
     Dump,
@@ -317,6 +335,8 @@ impl Opt {
             b"control-socket" => Opt::ControlSocket,
             b"metrics-file" => Opt::MetricsFile,
             b"on-change" => Opt::OnChange,
+            b"static-map" => Opt::StaticMap,
+            b"static-nodes" => Opt::StaticNodes,
             b"cmdline" => Opt::Cmdline,
             b"debug" => Opt::Debug,
             b"dump" => Opt::Dump,
@@ -500,6 +520,8 @@ impl State {
             Opt::ControlSocket => cfg.control_socket = Some(path(name, value)?),
             Opt::MetricsFile => cfg.metrics_file = Some(path(name, value)?),
             Opt::OnChange => cfg.on_change = Some(path(name, value)?),
+            Opt::StaticMap => cfg.static_maps = static_maps(name, &value)?,
+            Opt::StaticNodes => cfg.static_nodes = Some(path(name, value)?),
             Opt::Auth => {
                 let v = utf8(name, &value)?;
                 let mode = Mode::NAMES
@@ -764,6 +786,34 @@ fn millis(s: &str) -> Option<u64> {
             .saturating_mul(1000)
             .saturating_add(decimal(frac)? * scale),
     )
+}
+
+/// Splits `FILE[,FILE...]` (any bytes but `,`); empty means none.
+fn static_maps(name: &str, value: &OsStr) -> Result<Vec<PathBuf>, UsageError> {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let files: Vec<PathBuf> = bytes
+        .split(|&b| b == b',')
+        .map(|f| PathBuf::from(OsStr::from_bytes(f)))
+        .collect();
+    let why = if files.len() > MAX_STATIC_MAPS {
+        format!("more than {MAX_STATIC_MAPS} files")
+    } else if files.iter().any(|f| f.as_os_str().is_empty()) {
+        "empty path in the list".to_string()
+    } else if files
+        .iter()
+        .any(|f| f.as_os_str().as_bytes().ends_with(b"/"))
+    {
+        "a path that ends with '/' names no file".to_string()
+    } else {
+        return Ok(files);
+    };
+    Err(err(format!(
+        "invalid value {} for {name}: {why}",
+        quote(value)
+    )))
 }
 
 /// Splits and checks `IF[,IF...]`. The name rules are the kernel's (dev_valid_name), so a
@@ -1080,6 +1130,59 @@ mod tests {
         assert_eq!(cfg.setpe, PathBuf::from("/x/setpe"));
         for opt in ["--map-file", "--proc-root", "--setpe"] {
             fails_naming(&[opt, ""], opt, "");
+        }
+    }
+
+    #[test]
+    fn static_maps() {
+        assert!(run(&[]).static_maps.is_empty());
+        let cfg = run(&["--static-map", RC_STATIC_MAPS]);
+        let want: Vec<PathBuf> = ["/etc/openmosix.map", "/etc/mosix.map", "/etc/hpc.map"]
+            .map(PathBuf::from)
+            .into();
+        assert_eq!(cfg.static_maps, want);
+        assert_eq!(
+            run(&["--static-map=my.map"]).static_maps,
+            vec![PathBuf::from("my.map")]
+        );
+        // Empty: none (how OMDISCD_OPTS turns the unit's list off); the last one wins.
+        assert!(run(&["--static-map", "/a", "--static-map="])
+            .static_maps
+            .is_empty());
+        for (value, why) in [
+            ("/a,,/b", "empty path"),
+            ("/a,", "empty path"),
+            ("/etc/", "ends with '/'"),
+            ("1,2,3,4,5,6,7,8,9", "more than 8"),
+        ] {
+            let msg = fail(&["--static-map", value]);
+            assert!(
+                msg.contains("--static-map") && msg.contains(value) && msg.contains(why),
+                "{msg}"
+            );
+        }
+        assert_eq!(
+            fail(&["--dump", "--static-map", "/a"]),
+            "option '--static-map' cannot be used with --dump"
+        );
+        match kernel("omdiscd.static-map=/k.map", &[]) {
+            Ok(Command::Run(cfg)) => assert_eq!(cfg.static_maps, vec![PathBuf::from("/k.map")]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            run(&["--static-nodes", "/s.map"]).static_nodes,
+            Some(PathBuf::from("/s.map"))
+        );
+        fails_naming(&["--static-nodes", ""], "--static-nodes", "");
+        // Empty on the kernel command line: none.
+        match kernel("omdiscd.static-map=", &[]) {
+            Ok(Command::Run(cfg)) => assert!(cfg.static_maps.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        // The command line wins over the kernel's.
+        match kernel("omdiscd.static-map=/k.map", &["--static-map", "/c.map"]) {
+            Ok(Command::Run(cfg)) => assert_eq!(cfg.static_maps, vec![PathBuf::from("/c.map")]),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -1401,6 +1504,8 @@ mod tests {
             "--control-socket",
             "--metrics-file",
             "--on-change",
+            "--static-map",
+            "--static-nodes",
             "--cmdline",
             "-h, --help",
             "-V, --version",

@@ -807,13 +807,18 @@ impl fmt::Display for Secs {
 fn json_node(row: &mut Row, now_ms: u64, n: &Node, sep: &str) -> fmt::Result {
     let state = if n.via == Via::Own {
         "self"
+    } else if n.pinned {
+        "static"
     } else if now_ms < n.expires_ms {
         "alive"
     } else {
         "probing"
     };
-    let (heard, left) = if n.via == Via::Own {
+    let (heard, left) = if n.via == Via::Own || n.via == Via::Static {
         (0, 0)
+    } else if n.pinned {
+        // Heard from, but it holds no deadline.
+        (now_ms.saturating_sub(n.last_seen_ms), 0)
     } else {
         (
             now_ms.saturating_sub(n.last_seen_ms),

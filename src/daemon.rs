@@ -133,6 +133,12 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// From `--on-change`.
     pub on_change: Option<PathBuf>,
+    /// From `--static-map`: hand-written maps, the first that exists wins
+    /// over discovery (see [`crate::staticmap`]).
+    pub static_maps: Vec<PathBuf>,
+    /// From `--static-nodes`: permanent members next to discovery (see
+    /// [`crate::staticmap`]).
+    pub static_nodes: Option<PathBuf>,
     /// `--cmdline`: the kernel command line's settings were applied (by
     /// `main`, which reads it).
     pub cmdline: bool,
@@ -160,6 +166,8 @@ impl Default for Config {
             control_socket: None,
             metrics_file: None,
             on_change: None,
+            static_maps: Vec::new(),
+            static_nodes: None,
             cmdline: false,
         }
     }
@@ -224,6 +232,9 @@ pub enum StartError {
     PidFile(PathBuf, io::Error),
     /// The control socket cannot be made.
     Control(PathBuf, io::Error),
+    /// `--static-map`: the map file found cannot be used, or setpe did
+    /// not load it.
+    StaticMap(PathBuf, String),
 }
 
 impl StartError {
@@ -286,6 +297,9 @@ impl fmt::Display for StartError {
             }
             StartError::Control(path, e) => {
                 write!(f, "control socket {}: {}", path.display(), IoErr(e))
+            }
+            StartError::StaticMap(path, why) => {
+                write!(f, "static map {}: {why}", path.display())
             }
         }
     }
@@ -351,6 +365,62 @@ fn previous_map_size(path: &Path) -> u32 {
             .map(|r| r.count)
             .fold(0u32, u32::saturating_add),
         Err(_) => 0,
+    }
+}
+
+/// Takes the lock file (`--pid-file`): one daemon per map file.
+pub(crate) fn take_lock(cfg: &Config) -> Result<PidLock, StartError> {
+    let pid_path = cfg.pid_file();
+    PidLock::take(&pid_path).map_err(|e| match e {
+        LockError::Held(pid) => StartError::AlreadyRunning(pid_path.clone(), pid),
+        LockError::NotRegular => {
+            StartError::PidFile(pid_path.clone(), io::Error::from_raw_os_error(libc::EEXIST))
+        }
+        LockError::Io(e) => StartError::PidFile(pid_path.clone(), e),
+    })
+}
+
+/// This host's IPv4 addresses on the `-i` interfaces (else the default
+/// route's), for `--static-map` to find this node in its map; none when
+/// they cannot be read (a static map needs no network).
+pub(crate) fn local_addrs(cfg: &Config) -> ArrayVec<Ipv4Addr, 8> {
+    let mut out = ArrayVec::new();
+    let Ok(mut nl) = Netlink::open() else {
+        return out;
+    };
+    let mut wanted = ArrayVec::<IfName, MAX_INTERFACES>::new();
+    for name in &cfg.interfaces {
+        let mut s = IfName::new();
+        let _ = s.push_str(name);
+        wanted.push(s);
+    }
+    let Ok(ifaces) = resolve(&mut nl, &wanted) else {
+        return out;
+    };
+    let mut addrs = ArrayVec::new();
+    for i in &ifaces {
+        if nl.ipv4_addrs(i.index, &mut addrs).is_ok() {
+            for &a in &addrs {
+                let _ = out.try_push(a);
+            }
+        }
+    }
+    out
+}
+
+/// Addresses for the log: `a, b`, or `none`.
+pub(crate) struct AddrList<'a>(pub(crate) &'a [Ipv4Addr]);
+
+impl fmt::Display for AddrList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none found");
+        }
+        for (i, a) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{a}")?;
+        }
+        Ok(())
     }
 }
 
@@ -832,14 +902,7 @@ impl Daemon {
         // leaves no file behind.
         check_paths(cfg)?;
         // One daemon per map file: the lock before anything else is opened.
-        let pid_path = cfg.pid_file();
-        let lock = PidLock::take(&pid_path).map_err(|e| match e {
-            LockError::Held(pid) => StartError::AlreadyRunning(pid_path.clone(), pid),
-            LockError::NotRegular => {
-                StartError::PidFile(pid_path.clone(), io::Error::from_raw_os_error(libc::EEXIST))
-            }
-            LockError::Io(e) => StartError::PidFile(pid_path.clone(), e),
-        })?;
+        let lock = take_lock(cfg)?;
         let io = |what| move |e| StartError::Io(what, e);
         let mut nl = Netlink::open().map_err(io("opening netlink"))?;
         let mut wanted = ArrayVec::new();
@@ -929,6 +992,9 @@ impl Daemon {
         let rng = Rng::from_seed(getrandom_u64());
         let mut core = Core::new(settings, primary, &links_of(&ifaces), rng, monotonic_ms());
         core.set_keys(keys);
+        if let Some(path) = &cfg.static_nodes {
+            crate::staticmap::pin_nodes(path, &mut core)?;
+        }
         let mut daemon = Daemon {
             core,
             io: Shell {
@@ -1887,7 +1953,7 @@ fn send_from(
 }
 
 /// Logs a failed sd_notify send (rate-limited); the daemon goes on.
-fn notify_failed(e: &io::Error) {
+pub(crate) fn notify_failed(e: &io::Error) {
     crate::log::limited(
         Limit::Notify,
         LOG_LIMIT_MS,
@@ -1934,8 +2000,14 @@ pub fn absolutize(cfg: &mut Config) -> io::Result<()> {
         &mut cfg.control_socket,
         &mut cfg.metrics_file,
         &mut cfg.on_change,
+        &mut cfg.static_nodes,
     ];
     for p in optional.into_iter().flatten() {
+        if p.is_relative() {
+            *p = cwd.join(&*p);
+        }
+    }
+    for p in &mut cfg.static_maps {
         if p.is_relative() {
             *p = cwd.join(&*p);
         }

@@ -18,6 +18,7 @@ pub mod procfs;
 pub mod rate;
 pub mod rng;
 pub mod sim;
+pub mod staticmap;
 pub mod sys;
 pub mod udp;
 pub mod wire;

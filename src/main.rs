@@ -9,8 +9,9 @@ use omdiscd::cli::{self, Command};
 use omdiscd::control::{self, Request, StatsFormat, View, WatchFormat};
 use omdiscd::daemon::{self, Daemon, StartError};
 use omdiscd::log::{self, Sink};
+use omdiscd::staticmap::{self, StaticMap};
 use omdiscd::sys::{self, Starter};
-use omdiscd::{error, mapfile};
+use omdiscd::{error, info, mapfile};
 
 /// `--dump`'s exit status for a map whose writer is not running.
 const EXIT_STALE_MAP: u8 = 4;
@@ -222,6 +223,16 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
     if let Err(e) = daemon::absolutize(&mut cfg) {
         return start_failed(None, 1, &format!("cannot read the current directory: {e}"));
     }
+    // A hand-written map wins over discovery, as in openMosix.
+    match staticmap::find(&cfg.static_maps) {
+        Ok(Some(path)) => return run_static(&cfg, path),
+        Ok(None) if !cfg.static_maps.is_empty() => info!(
+            "no static map ({}): starting discovery",
+            staticmap::list(&cfg.static_maps)
+        ),
+        Ok(None) => {}
+        Err(e) => return start_failed(None, 1, &e.to_string()),
+    }
     let mut daemon = match Daemon::new(&cfg) {
         Ok(d) => d,
         Err(e) => return start_failed(None, e.exit_status(), &e.to_string()),
@@ -242,6 +253,41 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
         return start_failed(starter, 1, &text);
     }
     match daemon.run(starter) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--static-map` found a map: load and publish it instead of discovering.
+fn run_static(cfg: &daemon::Config, path: std::path::PathBuf) -> ExitCode {
+    let mut d = match StaticMap::new(cfg, path) {
+        Ok(d) => d,
+        Err(e) => return start_failed(None, e.exit_status(), &e.to_string()),
+    };
+    let mut starter = None;
+    if cfg.daemonize {
+        match sys::daemonize() {
+            Ok(s) => starter = Some(s),
+            Err(e) => return start_failed(None, 1, &format!("cannot become a daemon: {e}")),
+        }
+        if let Err(e) = d.rewrite_pid() {
+            error!("writing the PID into the lock file: {e}");
+        }
+    }
+    if let Err(e) = d.start() {
+        let text = StartError::Io("taking over the signals", e).to_string();
+        return start_failed(starter, 1, &text);
+    }
+    if let Err(e) = d.load() {
+        return start_failed(starter, 1, &e.to_string());
+    }
+    if let Some(s) = starter {
+        s.ready();
+    }
+    match d.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("event loop failed: {e}");

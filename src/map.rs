@@ -86,10 +86,13 @@ pub enum Via {
     Sync,
     /// Its announcement, relayed by a gateway.
     Relay,
+    /// A hand-written map (`--static-nodes`): a permanent member, not heard
+    /// from (yet).
+    Static,
 }
 
 impl Via {
-    const ALL: [Via; 4] = [Via::Own, Via::Announce, Via::Sync, Via::Relay];
+    const ALL: [Via; 5] = [Via::Own, Via::Announce, Via::Sync, Via::Relay, Via::Static];
 
     /// The name `--dump --format json` prints.
     pub fn name(self) -> &'static str {
@@ -98,6 +101,7 @@ impl Via {
             Via::Announce => "announce",
             Via::Sync => "sync",
             Via::Relay => "relay",
+            Via::Static => "static",
         }
     }
 }
@@ -337,6 +341,9 @@ pub struct Node {
     pub via: Via,
     /// It left because its address changed, to this one.
     pub moved_to: Option<Ipv4Addr>,
+    /// A permanent member (`--static-nodes`): never expires, stays over a
+    /// LEAVE, keeps its id against every other claimant.
+    pub pinned: bool,
 }
 
 impl Node {
@@ -363,6 +370,8 @@ pub struct ClusterMap {
     live: Box<IdSet>,
     /// `live` as it was at the last publish, to report joins and leaves.
     published: Box<IdSet>,
+    /// Permanent members (see [`ClusterMap::pin`]); always live.
+    pinned: Box<IdSet>,
     /// Ids whose entry changed (address, aliases) since the last publish.
     modified: Box<IdSet>,
     len: usize,
@@ -387,6 +396,7 @@ impl ClusterMap {
             slots,
             live: IdSet::new_boxed(),
             published: IdSet::new_boxed(),
+            pinned: IdSet::new_boxed(),
             modified: IdSet::new_boxed(),
             len: 0,
             own: 0,
@@ -473,7 +483,7 @@ impl ClusterMap {
 
     /// A claim to `id` by `addr` with `started` (`authentic`: in an
     /// authenticated message) comes before the claim of the node that
-    /// holds it now (see [`Collision`]).
+    /// holds it now (see [`Collision`]); a pinned node's id is never taken.
     pub(crate) fn claim_beats(
         &self,
         id: NodeId,
@@ -481,6 +491,9 @@ impl ClusterMap {
         started: u32,
         addr: Ipv4Addr,
     ) -> bool {
+        if self.pinned.contains(id) {
+            return false;
+        }
         let s = &self.slots[id as usize];
         claim_key(authentic, started, u32::from(addr)) < claim_key(s.authentic, s.started, s.addr)
     }
@@ -512,6 +525,41 @@ impl ClusterMap {
     fn remembered(&self, id: NodeId, now_ms: u64) -> bool {
         let s = &self.slots[id as usize];
         s.departed_ms != 0 && now_ms < s.departed_ms.saturating_add(u64::from(s.hold_ms))
+    }
+
+    /// Makes `addr` (with `aliases`) a permanent member (`--static-nodes`):
+    /// it is in the map from now on, never expires, stays over a LEAVE, is
+    /// never passed on as hearsay, and keeps its id against every other
+    /// claimant. Its own announcements still refresh what the map knows of
+    /// it. `Err` with the holder's address when the id is this node's, at
+    /// another address; this node's own address is nothing to pin.
+    pub(crate) fn pin(&mut self, addr: Ipv4Addr, aliases: &[Ipv4Addr]) -> Result<(), Ipv4Addr> {
+        let id = node_id_of(addr);
+        if id == self.own {
+            let own = Ipv4Addr::from(self.slots[id as usize].addr);
+            return if own == addr { Ok(()) } else { Err(own) };
+        }
+        if id == 0 {
+            return Err(addr);
+        }
+        let a = Announcement {
+            addr,
+            aliases,
+            incarnation: 0,
+            sequence: 0,
+            hold_ms: 0,
+            started: 0,
+            probe_ms: 0,
+            ifindex: 0,
+            authentic: false,
+        };
+        self.replace(id, &a, 0);
+        let slot = &mut self.slots[id as usize];
+        slot.sequence_unknown = true;
+        slot.via = Via::Static as u8;
+        self.pinned.insert(id);
+        self.insert_live(id);
+        Ok(())
     }
 
     /// Applies an ANNOUNCE heard at `now_ms`.
@@ -592,6 +640,10 @@ impl ClusterMap {
                 return AnnounceOutcome::Joined;
             }
             return self.rival(id, a, own);
+        }
+        if live && self.pinned.contains(id) {
+            // A permanent member keeps its id.
+            return self.collision(id, a.addr, false);
         }
         if live {
             let holder_alive = own || now_ms < self.final_expiry(id);
@@ -718,7 +770,7 @@ impl ClusterMap {
         now_ms: u64,
     ) -> AnnounceOutcome {
         let id = node_id_of(addr);
-        if id == 0 || id == self.own {
+        if id == 0 || id == self.own || self.pinned.contains(id) {
             return AnnounceOutcome::Ignored;
         }
         let s = &self.slots[id as usize];
@@ -780,6 +832,10 @@ impl ClusterMap {
                 self.leave_of_stranger(addr, incarnation, sequence, started, now_ms)
             }
             SenderCheck::Stale => LeaveOutcome::Stale,
+            SenderCheck::Member if self.pinned.contains(node_id_of(addr)) => {
+                // A permanent member stays, whatever it says.
+                LeaveOutcome::Ignored
+            }
             SenderCheck::Member => {
                 let id = node_id_of(addr);
                 self.slots[id as usize].left = true;
@@ -864,6 +920,7 @@ impl ClusterMap {
         for id in self.live.iter_after(after) {
             let s = &mut self.slots[id as usize];
             if id == own
+                || self.pinned.contains(id)
                 || s.probe_ms == 0
                 || s.probes >= PROBES
                 || now_ms < next_probe_of(s, grace)
@@ -896,7 +953,8 @@ impl ClusterMap {
     pub fn next_deadlines(&self) -> Deadlines {
         let mut d = Deadlines::default();
         let earliest = |slot: &mut Option<u64>, t: u64| *slot = Some(slot.map_or(t, |s| s.min(t)));
-        for id in self.live.iter().filter(|&id| !self.holds_own(id)) {
+        let timed = |&id: &NodeId| !self.holds_own(id) && !self.pinned.contains(id);
+        for id in self.live.iter().filter(timed) {
             let s = &self.slots[id as usize];
             let last = self.final_expiry(id);
             let probing = id != self.own && s.probe_ms != 0 && s.probes < PROBES;
@@ -1039,7 +1097,9 @@ impl ClusterMap {
     /// Takes `id` out of the map at `now_ms`; its slot is kept (see
     /// [`Slot::departed_ms`]).
     fn remove(&mut self, id: NodeId, now_ms: u64) {
-        if self.live.contains(id) {
+        // A permanent member never leaves (this node may have had its
+        // address for a while, and moved on).
+        if self.live.contains(id) && !self.pinned.contains(id) {
             self.live.remove(id);
             self.len -= 1;
             self.dirty = true;
@@ -1063,6 +1123,7 @@ impl ClusterMap {
             departed_ms: s.departed_ms,
             said_goodbye: s.left,
             moved_to: (s.moved_to != 0).then(|| Ipv4Addr::from(s.moved_to)),
+            pinned: self.pinned.contains(id),
             via: if id == self.own {
                 Via::Own
             } else {
@@ -1075,6 +1136,9 @@ impl ClusterMap {
     /// heard, or after the grace began if that is later, but no later than
     /// two hold times after it was last heard.
     fn expiry(&self, id: NodeId) -> u64 {
+        if self.pinned.contains(id) {
+            return u64::MAX;
+        }
         expiry_of(&self.slots[id as usize], self.grace_from_ms)
     }
 
@@ -1226,6 +1290,67 @@ mod tests {
         assert_eq!(node_id_of(Ipv4Addr::new(192, 168, 10, 78)), 0x0a4e);
         assert_eq!(node_id_of(Ipv4Addr::new(10, 0, 0, 99)), 99);
         assert_eq!(node_id_of(Ipv4Addr::new(10, 1, 0, 0)), 0);
+    }
+
+    #[test]
+    fn a_pinned_node_never_expires_stays_over_a_leave_and_keeps_its_id() {
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let pinned = Ipv4Addr::new(192, 168, 10, 78);
+        let alias = Ipv4Addr::new(10, 0, 10, 78);
+        let other = Ipv4Addr::new(192, 168, 10, 86);
+        assert_eq!(map.pin(pinned, &[alias]), Ok(()));
+        // This node's own address is nothing to pin; its id at another
+        // address is refused, naming this node.
+        assert_eq!(map.pin(OWN, &[]), Ok(()));
+        assert_eq!(map.pin(Ipv4Addr::new(10, 9, 10, 220), &[]), Err(OWN));
+        assert_eq!(map.len(), 2);
+        let n = map.get(2638).unwrap();
+        assert!(n.pinned && n.via == Via::Static && n.expires_ms == u64::MAX);
+        assert_eq!(n.aliases().collect::<Vec<_>>(), vec![alias]);
+        map.apply_announce(&ann(other, 7, 1), 0);
+        // Days later: the discovered node is gone, the pinned one is not,
+        // and nothing is due for it.
+        let later = 40 * 24 * 3600 * 1000;
+        assert_eq!(map.expire(later), 1);
+        assert_eq!(ids(&map), vec![2780, 2638]);
+        assert_eq!(map.next_deadlines(), Deadlines::default());
+        assert_eq!(map.next_probe(later, None), None);
+        // Hearsay changes nothing of it.
+        assert_eq!(
+            map.apply_hearsay(pinned, 9, 6000, later),
+            AnnounceOutcome::Ignored
+        );
+        // Its own announcements refresh it, and it stays pinned.
+        assert_eq!(
+            map.apply_announce(&ann(pinned, 7, 1), later),
+            AnnounceOutcome::Restarted
+        );
+        let n = map.get(2638).unwrap();
+        assert!(n.pinned && n.via == Via::Relay && n.incarnation == 7);
+        assert_eq!(map.expire(later * 2), 0);
+        // Its goodbye is ignored.
+        assert_eq!(
+            map.apply_leave(pinned, 7, 2, 0, later),
+            LeaveOutcome::Ignored
+        );
+        assert!(map.get(2638).is_some());
+        // Another address claiming its id loses, however early it started.
+        let rival = Announcement {
+            started: 1,
+            ..ann(Ipv4Addr::new(10, 1, 10, 78), 5, 1)
+        };
+        match map.apply_announce(&rival, later) {
+            AnnounceOutcome::Collision(c) => assert!(!c.replaced && c.winner == pinned),
+            other => panic!("{other:?}"),
+        }
+        assert!(!map.claim_beats(2638, true, 1, Ipv4Addr::new(10, 1, 10, 78)));
+        assert_eq!(map.get(2638).unwrap().addr, pinned);
+        // This node takes the pinned address for a while, then moves on:
+        // the pinned node stays.
+        map.set_own(pinned, &[], 4);
+        map.set_own(OWN, &[], 5);
+        assert_eq!(ids(&map), vec![2780, 2638]);
+        assert!(map.get(2638).unwrap().pinned);
     }
 
     #[test]

@@ -545,6 +545,76 @@ fn is_address(s: &str) -> bool {
         })
 }
 
+/// The nodes a parsed map lists (the sum of its ranges' counts).
+pub(crate) fn node_count(map: &ParsedMap) -> u32 {
+    map.ranges
+        .iter()
+        .map(|r| r.count)
+        .fold(0u32, u32::saturating_add)
+}
+
+/// The node of a parsed map that has one of `addrs` (this host's
+/// addresses): its id and that address. Only IPv4 ranges and aliases
+/// count: a host name is not resolved.
+pub(crate) fn node_of(map: &ParsedMap, addrs: &[Ipv4Addr]) -> Option<(NodeId, Ipv4Addr)> {
+    for &a in addrs {
+        for r in &map.ranges {
+            let Ok(first) = r.addr.parse::<Ipv4Addr>() else {
+                continue;
+            };
+            // Checked by the parser: the range ends within both spaces.
+            let offset = u32::from(a).wrapping_sub(u32::from(first));
+            if u32::from(a) >= u32::from(first) && offset < r.count {
+                return Some((r.first + offset as NodeId, a));
+            }
+        }
+        for (id, alias) in &map.aliases {
+            if alias.parse::<Ipv4Addr>() == Ok(a) {
+                return Some((*id, a));
+            }
+        }
+    }
+    None
+}
+
+/// Writes a hand-written map (`--static-map`), as parsed from `source`,
+/// in the map file format: our comment lines (with `own` as this node, if
+/// known), then its ranges and aliases in its order, normalised (one
+/// space between fields, its comments left out).
+pub(crate) fn render_static<W: Write + ?Sized>(
+    map: &ParsedMap,
+    source: &std::path::Path,
+    version: &str,
+    writer: Writer,
+    out: &mut W,
+) -> fmt::Result {
+    out.write_str("# openMosix map: the static map ")?;
+    // A path is any bytes: a newline in it must not end the comment.
+    for c in source.to_string_lossy().chars() {
+        out.write_char(if c.is_control() { '?' } else { c })?;
+    }
+    writeln!(
+        out,
+        ", published by omdiscd {version} (no discovery): do not edit, rewritten at start and on SIGHUP"
+    )?;
+    writeln!(
+        out,
+        "{WRITER_TAG} pid {} time {}",
+        writer.pid, writer.time_s
+    )?;
+    if let Some((id, addr)) = &map.own {
+        writeln!(out, "{THIS_NODE_TAG} {id} {addr}")?;
+    }
+    writeln!(out, "# nodes: {}", node_count(map))?;
+    for r in &map.ranges {
+        writeln!(out, "{} {} {}", r.first, r.addr, r.count)?;
+    }
+    for (id, addr) in &map.aliases {
+        writeln!(out, "{id} {addr} ALIAS")?;
+    }
+    Ok(())
+}
+
 /// Prints a parsed map in the exact `showmap` layout: `My Node-Id`, a blank
 /// line, the header and dash row, then one row per range, this node's first.
 pub fn showmap(map: &ParsedMap) -> String {
@@ -586,12 +656,18 @@ fn nodes_of(map: &ParsedMap) -> impl Iterator<Item = (NodeId, String)> + '_ {
     })
 }
 
-/// `--dump --format hosts` from a map file: one address per line.
+/// `--dump --format hosts` from a map file: one address per line (a
+/// range at a host name, in a hand-written map, gives the name once).
 pub fn hosts(map: &ParsedMap) -> String {
     let mut out = String::new();
+    let mut last: Option<String> = None;
     for (_, addr) in nodes_of(map) {
+        if last.as_ref() == Some(&addr) {
+            continue;
+        }
         out.push_str(&addr);
         out.push('\n');
+        last = Some(addr);
     }
     out
 }
@@ -770,6 +846,73 @@ Base Node-Id Address          Count
         assert_eq!(parsed.ranges.len(), 2);
         assert_eq!(parsed.ranges[1].count, 3);
         assert!(showmap(&parsed).starts_with("My Node-Id: 0x0000\n"));
+    }
+
+    /// A map as an openMosix site wrote it by hand: comments, blank lines,
+    /// tabs, ranges, an alias, a host name.
+    const HAND_WRITTEN: &str = "# openMosix map of the lab
+# ID   IP              COUNT
+1\t10.0.0.1\t4      # four nodes, ids 1-4
+10  192.168.1.10  1
+20  node20.lab  1
+30  rack30  2
+2   192.168.1.2   alias
+
+";
+
+    #[test]
+    fn a_hand_written_map_is_published_and_dumped_like_ours() {
+        let mut parsed = parse(HAND_WRITTEN.as_bytes()).unwrap();
+        assert_eq!(node_count(&parsed), 8);
+        // This host is 10.0.0.3: node 3, in the range of 4.
+        let here = [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3)];
+        assert_eq!(node_of(&parsed, &here), Some((3, here[1])));
+        assert_eq!(
+            node_of(&parsed, &[Ipv4Addr::new(192, 168, 1, 2)]),
+            Some((2, Ipv4Addr::new(192, 168, 1, 2)))
+        );
+        assert_eq!(node_of(&parsed, &[Ipv4Addr::new(10, 0, 0, 5)]), None);
+        parsed.own = Some((3, "10.0.0.3".to_string()));
+        let w = Writer { pid: 7, time_s: 9 };
+        let mut text = String::new();
+        let source = std::path::Path::new("/etc/openmosix.map\n2 10.9.9.9 1");
+        render_static(&parsed, source, "test", w, &mut text).unwrap();
+        assert_eq!(
+            text,
+            "# openMosix map: the static map /etc/openmosix.map?2 10.9.9.9 1, published by omdiscd test (no discovery): do not edit, rewritten at start and on SIGHUP
+# writer: pid 7 time 9
+# this-node: 3 10.0.0.3
+# nodes: 8
+1 10.0.0.1 4
+10 192.168.1.10 1
+20 node20.lab 1
+30 rack30 2
+2 192.168.1.2 ALIAS
+"
+        );
+        // Read back: the same map, and shown as showmap shows ours, this
+        // node's range first; a host name as written.
+        let again = parse(text.as_bytes()).unwrap();
+        assert_eq!(again.ranges, parsed.ranges);
+        assert_eq!(again.aliases, parsed.aliases);
+        assert_eq!(again.writer, Some(w));
+        assert_eq!(
+            showmap(&again),
+            "My Node-Id: 0x0003
+
+Base Node-Id Address          Count
+------------ ---------------- -----
+0x0001       10.0.0.1         4
+0x000a       192.168.1.10     1
+0x0014       node20.lab       1
+0x001e       rack30           2
+"
+        );
+        // Not resolved: a range at a host name is listed once.
+        assert_eq!(
+            hosts(&again),
+            "10.0.0.1\n10.0.0.2\n10.0.0.3\n10.0.0.4\n192.168.1.10\nnode20.lab\nrack30\n"
+        );
     }
 
     #[test]

@@ -601,6 +601,12 @@ impl Core {
         self.started
     }
 
+    /// Makes `addr` a permanent member of the map (`--static-nodes`; see
+    /// [`ClusterMap::pin`]).
+    pub(crate) fn pin(&mut self, addr: Ipv4Addr, aliases: &[Ipv4Addr]) -> Result<(), Ipv4Addr> {
+        self.map.pin(addr, aliases)
+    }
+
     /// The map as it is now.
     pub fn map(&self) -> &ClusterMap {
         &self.map
@@ -1182,7 +1188,9 @@ impl Core {
             let mut entries = ArrayVec::<SyncEntry, { wire::MAX_SYNC_ENTRIES }>::new();
             for n in self.map.iter_after(after) {
                 after = Some(n.id);
-                if n.id == own || n.id == asker || n.expires_ms <= now_ms {
+                // A permanent member is this node's setting, not news: the
+                // asker hears it from the node itself, or pins it too.
+                if n.id == own || n.id == asker || n.pinned || n.expires_ms <= now_ms {
                     continue;
                 }
                 let hold_ms = u32::try_from(n.expires_ms - now_ms).unwrap_or(wire::MAX_HOLD_MS);

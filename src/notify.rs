@@ -102,6 +102,24 @@ impl Notifier {
         })
     }
 
+    /// `READY=1` with the status line of `--static-map`: N nodes loaded
+    /// with setpe (`loaded`), or published to the map file only; no
+    /// discovery.
+    pub(crate) fn ready_static(&self, nodes: u32, loaded: bool) -> io::Result<()> {
+        self.send(|m| {
+            let s = if nodes == 1 { "" } else { "s" };
+            let how = if loaded {
+                "loaded with setpe"
+            } else {
+                "published to the map file only"
+            };
+            write!(
+                m,
+                "READY=1\nSTATUS=static map {how}, {nodes} node{s}; discovery not started"
+            )
+        })
+    }
+
     /// `STATUS=announcing, N nodes in the map`.
     pub fn status(&self, nodes: usize) -> io::Result<()> {
         self.send(|m| status_line(m, nodes))

@@ -463,6 +463,16 @@ impl Kernel {
         self.spawn_setpe(now_ms)
     }
 
+    /// Starts loading a map file with setpe alone, without writing
+    /// `mospe` (`--static-map`: `setpe -w` finds this node in the file, as
+    /// the openMosix rc script relied on). Nothing to do but on openMosix 2.4.
+    pub(crate) fn load(&mut self, now_ms: u64) -> Result<(), KernelError> {
+        if self.backend != Backend::OpenMosix24 {
+            return Ok(());
+        }
+        self.spawn_setpe(now_ms)
+    }
+
     /// Collects a finished setpe (on SIGCHLD), or kills one past its
     /// deadline. Returns its result, if it ended.
     pub fn poll(&mut self, now_ms: u64) -> Option<Result<(), KernelError>> {

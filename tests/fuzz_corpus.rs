@@ -227,6 +227,8 @@ fn mapfile_seeds_parse_or_fail_as_named() {
         ("valid-handwritten", Ok(())),
         ("valid-aliases-only", Ok(())),
         ("valid-with-writer", Ok(())),
+        // What --static-map publishes of a hand-written map.
+        ("valid-static-published", Ok(())),
         // 255.255.255.254 and .255: up to the last address, not past it.
         ("valid-range-ends-at-last-address", Ok(())),
         ("bad-missing-field", err(1, MissingField)),
@@ -495,6 +497,8 @@ fn cli_seeds_parse_or_fail_as_named() {
                 control_socket: Some("/c".into()),
                 metrics_file: Some("/m.prom".into()),
                 on_change: Some("/hook".into()),
+                static_maps: vec!["/etc/openmosix.map".into(), "/s.map".into()],
+                static_nodes: Some("/etc/omdiscd/static.map".into()),
                 cmdline: true,
             }),
         ),

@@ -9,6 +9,10 @@
 //!   namespaces by `tests/systemd/container.sh` (the host is left as it
 //!   was). Start (which waits for READY=1), status text, watchdog, reload,
 //!   `--dump` of the runtime directory, stop, and the map kept after it.
+//!   Then again with a static map (`/etc/openmosix.map` in the container's
+//!   own /etc; a file of the test's under the host's systemd): loaded by a
+//!   fake setpe on a fake openMosix 2.4 procfs, no discovery, the journal
+//!   says why, watchdog, reload (setpe again), stop.
 //!   Where no systemd can run it says `SKIPPED: no systemd can run here:
 //!   <reason>` and passes.
 //!
@@ -222,6 +226,14 @@ struct Systemd {
     dump: Vec<String>,
     /// The runtime directory (inside the manager's mount namespace).
     runtime_dir: String,
+    /// Where the unit looks for a static map first (inside the manager's
+    /// mount namespace; the container's /etc is its own).
+    static_map: String,
+    /// The unit's `EnvironmentFile=` and the `OMDISCD_OPTS` it holds.
+    defaults: String,
+    opts: String,
+    /// A directory of the test's that the unit can read (fake setpe and procfs).
+    scratch: String,
     /// Container: the `container.sh` process (which became `unshare`).
     boot: Option<Child>,
     dir: PathBuf,
@@ -394,16 +406,19 @@ fn host_systemd() -> Systemd {
     let bin = format!("{bin_dir}/omdiscd");
     std::fs::copy(BIN, &bin).unwrap();
     let map = format!("{runtime_dir}/openmosix.map");
+    // Never the host's /etc: the static map is looked for here.
+    let static_map = format!("{bin_dir}/openmosix.map");
+    let defaults = format!("{bin_dir}/default");
     let text = std::fs::read_to_string(dist_unit()).unwrap();
     let mut out = String::new();
     for line in text.lines() {
         let line = if line.starts_with("ExecStart=") {
             format!(
-                "ExecStart={bin} --nodaemon --interface lo --port {} --map-file {map}",
+                "ExecStart={bin} --nodaemon --static-map {static_map} --interface lo --port {} --map-file {map} $OMDISCD_OPTS",
                 port()
             )
         } else if line.starts_with("EnvironmentFile=") {
-            continue;
+            format!("EnvironmentFile=-{defaults}")
         } else if line.starts_with("RuntimeDirectory=") {
             format!("RuntimeDirectory={name}")
         } else if line == "ReadWritePaths=/run/omdiscd" {
@@ -422,6 +437,10 @@ fn host_systemd() -> Systemd {
         unit,
         dump: vec![bin, "--dump".into(), "--map-file".into(), map],
         runtime_dir,
+        static_map,
+        defaults,
+        opts: String::new(),
+        scratch: format!("{bin_dir}/scratch"),
         boot: None,
         dir: PathBuf::from(bin_dir),
     };
@@ -461,6 +480,10 @@ fn container_systemd() -> Result<Systemd, String> {
         unit: "omdiscd.service".into(),
         dump: vec!["/usr/sbin/omdiscd".into(), "--dump".into()],
         runtime_dir: "/run/omdiscd".into(),
+        static_map: "/etc/openmosix.map".into(),
+        defaults: "/etc/default/omdiscd".into(),
+        opts: opts.clone(),
+        scratch: "/run/omd-test".into(),
         boot: Some(boot),
         dir: dir.clone(),
     };
@@ -511,6 +534,15 @@ fn container_systemd() -> Result<Systemd, String> {
             console.trim()
         ));
     }
+    // The copy of the host's /etc must not hold a static map (which would
+    // win over discovery); static_map_wins() writes one later.
+    s.ok(&[
+        "rm",
+        "-f",
+        "/etc/openmosix.map",
+        "/etc/mosix.map",
+        "/etc/hpc.map",
+    ]);
     // A short watchdog, to see the pings keep the service alive.
     s.write_file(
         "/etc/systemd/system/omdiscd.service.d/test.conf",
@@ -557,6 +589,11 @@ fn the_unit_runs_under_systemd() {
     assert_eq!(s.prop("WatchdogUSec"), "1s");
     let main_pid = s.prop("MainPID");
     assert_ne!(main_pid, "0");
+    // No static map: discovery, and the journal says so.
+    let journal = s.ok(&["journalctl", "--no-pager", "-u", &unit]);
+    if !journal.contains("no static map (") || !journal.contains("): starting discovery") {
+        s.fail("the journal does not say why discovery started");
+    }
 
     // The pings keep a 1 s watchdog content: its timestamp moves, the
     // process stays the same.
@@ -600,4 +637,94 @@ fn the_unit_runs_under_systemd() {
     assert_eq!(s.prop("ExecMainStatus"), "0");
     let map = format!("{}/openmosix.map", s.runtime_dir);
     s.ok(&["test", "-f", &map]);
+
+    static_map_wins(&s);
+}
+
+/// A hand-written map: this host (127.0.0.1) is node 1.
+const STATIC_MAP: &str =
+    "# the lab's map\n1 127.0.0.1 1\n10\t10.0.0.10\t3  # rack\n10 192.168.1.10 ALIAS\n";
+
+/// The unit again, with a static map present: loaded with setpe (a fake,
+/// on a fake openMosix 2.4 procfs), no discovery, and the journal says why.
+fn static_map_wins(s: &Systemd) {
+    let unit = &s.unit;
+    let scratch = &s.scratch;
+    s.write_file(&s.static_map, STATIC_MAP);
+    s.write_file(&format!("{scratch}/proc/hpc/admin/config"), "");
+    s.write_file(&format!("{scratch}/proc/hpc/admin/mospe"), "0\n");
+    s.ok(&["mkdir", "-p", &format!("{scratch}/proc/self")]);
+    // setpe writes where the unit may write: its runtime directory.
+    let calls = format!("{}/setpe.calls", s.runtime_dir);
+    let setpe = format!("{scratch}/setpe");
+    s.write_file(&setpe, &format!("#!/bin/sh\necho \"$@\" >> {calls}\n"));
+    s.ok(&["chmod", "755", &setpe]);
+    s.write_file(
+        &s.defaults,
+        &format!(
+            "OMDISCD_OPTS=\"{} --setpe {setpe} --proc-root {scratch}/proc\"\n",
+            s.opts
+        ),
+    );
+
+    s.ok(&["timeout", "60", "systemctl", "start", unit]);
+    assert_eq!(s.prop("ActiveState"), "active");
+    let status = s.prop("StatusText");
+    if status != "static map loaded with setpe, 4 nodes; discovery not started" {
+        s.fail(&format!("StatusText={status:?}"));
+    }
+    let main_pid = s.prop("MainPID");
+    // This run's lines only.
+    let journal = || {
+        s.ok(&[
+            "journalctl",
+            "--no-pager",
+            "-u",
+            unit,
+            &format!("_PID={main_pid}"),
+        ])
+    };
+    let why = format!(
+        "static map {} found: loading it with setpe, not starting discovery",
+        s.static_map
+    );
+    let lines = journal();
+    if !lines.contains(&why) || lines.contains("starting: address") {
+        s.fail(&format!(
+            "the journal of PID {main_pid} does not say why:\n{lines}"
+        ));
+    }
+    // setpe ran before READY=1, with the hand-written file.
+    let want = format!("-w -f {}\n", s.static_map);
+    let got = s.ok(&["cat", &calls]);
+    if got != want {
+        s.fail(&format!("setpe got {got:?}, wanted {want:?}"));
+    }
+    let dump: Vec<&str> = s.dump.iter().map(String::as_str).collect();
+    let shown = s.ok(&dump);
+    if !shown.starts_with("My Node-Id: 0x0001\n")
+        || !shown.ends_with("0x0001       127.0.0.1        1\n0x000a       10.0.0.10        3\n")
+    {
+        s.fail(&format!("--dump shows:\n{shown}"));
+    }
+    // The watchdog is kept content here too.
+    let first = s.prop("WatchdogTimestampMonotonic");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.prop("WatchdogTimestampMonotonic") == first {
+        if Instant::now() >= deadline {
+            s.fail("no WATCHDOG=1 from the static map's process in 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Reload: read again and loaded again, the same process.
+    s.ok(&["timeout", "30", "systemctl", "reload", unit]);
+    s.await_prop("ActiveState", "active", Duration::from_secs(10));
+    assert_eq!(s.prop("MainPID"), main_pid);
+    let got = s.ok(&["cat", &calls]);
+    if got != format!("{want}{want}") {
+        s.fail(&format!("after the reload setpe got {got:?}"));
+    }
+    s.ok(&["timeout", "30", "systemctl", "stop", unit]);
+    assert_eq!(s.prop("Result"), "success");
+    assert_eq!(s.prop("ExecMainStatus"), "0");
 }

@@ -31,6 +31,13 @@ depends() {
 # called by dracut
 install() {
     inst_multiple omdiscd
+    # A hand-written map wins over discovery (omdiscd-start.sh passes
+    # --static-map): the one the host has goes into the image.
+    for f in /etc/openmosix.map /etc/mosix.map /etc/hpc.map; do
+        if [ -f "$f" ]; then
+            inst_simple "$f"
+        fi
+    done
     # shellcheck disable=SC2154 # moddir: set by dracut
     inst_hook initqueue/online 95 "$moddir/omdiscd-start.sh"
     inst_hook cleanup 95 "$moddir/omdiscd-stop.sh"

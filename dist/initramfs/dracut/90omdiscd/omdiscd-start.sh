@@ -10,6 +10,12 @@
 # omdiscd.key-file=..., omdiscd.interval=0.5). --interface is added only when
 # the kernel command line has no omdiscd.interface=: in an initramfs there is
 # often no default route, from which omdiscd would otherwise pick it.
+# --static-map /etc/openmosix.map,/etc/mosix.map,/etc/hpc.map is added
+# only when the kernel command line has no omdiscd.static-map=: a
+# hand-written map put into the image (module-setup.sh copies the first of
+# them the host has) wins over discovery, as in openMosix: omdiscd loads it
+# with setpe -w -f FILE instead of discovering (omdiscd.static-map= on the
+# kernel command line, empty: discover all the same).
 # rd.omdiscd=0 on the kernel command line: not started.
 #
 # omdiscd becomes a daemon; the command returns once it announces (0) or
@@ -26,6 +32,9 @@ omdiscd_start() {
     set -- --cmdline
     if [ -z "$(getarg omdiscd.interface=)" ] && [ -n "$netif" ]; then
         set -- "$@" --interface "$netif"
+    fi
+    if ! getarg omdiscd.static-map= >/dev/null; then
+        set -- "$@" --static-map /etc/openmosix.map,/etc/mosix.map,/etc/hpc.map
     fi
     if omdiscd "$@"; then
         : >/run/omdiscd/initrd.started
