@@ -368,8 +368,10 @@ fn previous_map_size(path: &Path) -> u32 {
     }
 }
 
-/// Takes the lock file (`--pid-file`): one daemon per map file.
+/// Takes the lock file (`--pid-file`): one daemon per map file. Every
+/// path is checked first, so a refused start leaves no file behind.
 pub(crate) fn take_lock(cfg: &Config) -> Result<PidLock, StartError> {
+    check_paths(cfg)?;
     let pid_path = cfg.pid_file();
     PidLock::take(&pid_path).map_err(|e| match e {
         LockError::Held(pid) => StartError::AlreadyRunning(pid_path.clone(), pid),
@@ -898,10 +900,8 @@ impl Daemon {
             Some(path) => Keyring::load(path).map_err(|e| StartError::KeyFile(path.clone(), e))?,
             None => Keyring::default(),
         };
-        // Every path checked before anything is created: a refused start
-        // leaves no file behind.
-        check_paths(cfg)?;
-        // One daemon per map file: the lock before anything else is opened.
+        // One daemon per map file: the lock before anything else is opened
+        // (and every path checked before that).
         let lock = take_lock(cfg)?;
         let io = |what| move |e| StartError::Io(what, e);
         let mut nl = Netlink::open().map_err(io("opening netlink"))?;

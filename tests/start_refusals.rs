@@ -222,6 +222,8 @@ fn a_refused_path_leaves_no_file_behind_in_any_shape() {
     let s = |p: &Path| p.to_str().unwrap().to_owned();
     let slash = |p: &Path| format!("{}/", p.display());
     let long = format!("{}/{}", dir.display(), "s".repeat(120));
+    let static_map = dir.join("openmosix.map");
+    std::fs::write(&static_map, "1 127.0.0.1 1\n").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         // --map-file DIR: would have made DIR.pid.
         (vec!["--map-file".into(), s(&sub)], "not a regular file"),
@@ -251,6 +253,16 @@ fn a_refused_path_leaves_no_file_behind_in_any_shape() {
         (
             vec!["--control-socket".into(), long],
             "longer than 107 bytes",
+        ),
+        // A static map that wins checks the paths as discovery does.
+        (
+            vec![
+                "--static-map".into(),
+                s(&static_map),
+                "--map-file".into(),
+                slash(&sub),
+            ],
+            "ends with '/'",
         ),
     ];
     let before = tree(&dir);
