@@ -238,16 +238,10 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
         Err(e) => return start_failed(None, e.exit_status(), &e.to_string()),
     };
     // Without -n the starter waits until the daemon announces or fails.
-    let mut starter = None;
-    if cfg.daemonize {
-        match sys::daemonize() {
-            Ok(s) => starter = Some(s),
-            Err(e) => return start_failed(None, 1, &format!("cannot become a daemon: {e}")),
-        }
-        if let Err(e) = daemon.rewrite_pid() {
-            error!("writing the PID into the lock file: {e}");
-        }
-    }
+    let starter = match detach(&cfg, || daemon.rewrite_pid()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     if let Err(e) = daemon.start() {
         let text = StartError::Io("taking over the signals", e).to_string();
         return start_failed(starter, 1, &text);
@@ -267,16 +261,10 @@ fn run_static(cfg: &daemon::Config, path: std::path::PathBuf) -> ExitCode {
         Ok(d) => d,
         Err(e) => return start_failed(None, e.exit_status(), &e.to_string()),
     };
-    let mut starter = None;
-    if cfg.daemonize {
-        match sys::daemonize() {
-            Ok(s) => starter = Some(s),
-            Err(e) => return start_failed(None, 1, &format!("cannot become a daemon: {e}")),
-        }
-        if let Err(e) = d.rewrite_pid() {
-            error!("writing the PID into the lock file: {e}");
-        }
-    }
+    let starter = match detach(cfg, || d.rewrite_pid()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     if let Err(e) = d.start() {
         let text = StartError::Io("taking over the signals", e).to_string();
         return start_failed(starter, 1, &text);
@@ -294,6 +282,24 @@ fn run_static(cfg: &daemon::Config, path: std::path::PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Without `-n`, becomes a daemon and writes the new PID into the lock
+/// file (`rewrite_pid`); the returned starter waits until the daemon says
+/// it runs or fails. With `-n`, nothing.
+fn detach(
+    cfg: &daemon::Config,
+    rewrite_pid: impl FnOnce() -> std::io::Result<()>,
+) -> Result<Option<Starter>, ExitCode> {
+    if !cfg.daemonize {
+        return Ok(None);
+    }
+    let starter = sys::daemonize()
+        .map_err(|e| start_failed(None, 1, &format!("cannot become a daemon: {e}")))?;
+    if let Err(e) = rewrite_pid() {
+        error!("writing the PID into the lock file: {e}");
+    }
+    Ok(Some(starter))
 }
 
 /// A start-up failure: on standard error with the `omdiscd:` prefix in
