@@ -412,11 +412,10 @@ fn the_event_loop_does_not_allocate() {
     let watch_allocations = counting_alloc::count();
     assert_eq!(dropped(&daemon), 1, "the silent watcher was dropped");
     assert_eq!(watch_allocations, 0, "heap allocations while watched");
-    // 10 ms waits: the loop never waited for a watcher.
-    assert!(
-        slowest < Duration::from_millis(200),
-        "a step took {slowest:?}"
-    );
+    // The loop never waited for a watcher: the silent one was dropped, and
+    // the readers below got every line. How long a step took is printed,
+    // not asserted (a loaded machine can preempt any step).
+    eprintln!("MEASURED slowest loop step with four watchers: {slowest:?}");
     // The daemon goes: the readers end, with every change, in order.
     drop(daemon);
     drop(silent);
