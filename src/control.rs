@@ -1149,11 +1149,12 @@ pub struct Server {
 /// left by a daemon that died: [`Server::bind`] replaces it).
 pub(crate) fn check_path(path: &Path) -> io::Result<bool> {
     let invalid = |kind, why| Err(io::Error::new(kind, why));
-    // sun_path holds 108 bytes with the NUL.
-    if path.as_os_str().len() > 107 {
+    // sun_path holds 108 bytes with the NUL; the socket is bound at a
+    // name 2 bytes longer first (see `bound_aside`).
+    if path.as_os_str().len() > 105 {
         return invalid(
             io::ErrorKind::InvalidInput,
-            "longer than 107 bytes, the most a socket's path may have; give a shorter --control-socket",
+            "longer than 105 bytes, the most a control socket's path may have; give a shorter --control-socket",
         );
     }
     if path.as_os_str().as_bytes().ends_with(b"/") || path.file_name().is_none() {
@@ -1165,6 +1166,33 @@ pub(crate) fn check_path(path: &Path) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// A socket listening at `path`, which appears there only once it
+/// listens: it is bound and narrowed to mode 0600 at `.NAME~` beside it,
+/// then renamed into place. A client that sees the file can connect (bound
+/// at `path` itself, the file would exist a moment before the socket
+/// listened, and a connection then is refused).
+fn bound_aside(path: &Path) -> io::Result<UnixListener> {
+    let name = path.file_name().unwrap_or_default();
+    let mut aside = std::ffi::OsString::from(".");
+    aside.push(name);
+    aside.push("~");
+    let aside = path.with_file_name(aside);
+    // One left by a daemon that died (the caller holds the lock file).
+    if std::fs::symlink_metadata(&aside).is_ok_and(|m| m.file_type().is_socket()) {
+        std::fs::remove_file(&aside)?;
+    }
+    // Made with the umask's mode (no write for others: nobody else can
+    // connect), then narrowed to the owner.
+    let listener = UnixListener::bind(&aside)?;
+    let placed = std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&aside, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&aside);
+        return Err(e);
+    }
+    Ok(listener)
 }
 
 impl Server {
@@ -1179,10 +1207,7 @@ impl Server {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        // Made with the umask's mode (no write for others: nobody else can
-        // connect), then narrowed to the owner.
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let listener = bound_aside(path)?;
         listener.set_nonblocking(true)?;
         let clients = (0..MAX_CLIENTS)
             .map(|_| Client {

@@ -279,7 +279,7 @@ fn a_socket_left_by_a_killed_daemon_is_replaced_and_a_file_in_its_place_refused(
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("longer than 107 bytes") && err.contains("--control-socket"),
+        err.contains("longer than 105 bytes") && err.contains("--control-socket"),
         "{err}"
     );
 }

@@ -252,7 +252,7 @@ fn a_refused_path_leaves_no_file_behind_in_any_shape() {
         (vec!["--control-socket".into(), s(&sub)], "control socket"),
         (
             vec!["--control-socket".into(), long],
-            "longer than 107 bytes",
+            "longer than 105 bytes",
         ),
         // A static map that wins checks the paths as discovery does.
         (
