@@ -172,12 +172,14 @@ fn the_on_change_program_gets_who_joined_and_left_coalesced_and_its_stderr_is_lo
     let signals = lab.dir().join("hook.signals");
     let hook = lab.dir().join("hook");
     // Slow on purpose: changes while it runs are coalesced into one run.
+    // Its signal masks are put in place (renamed) before the run is
+    // recorded, so a run the test sees has its masks complete.
     script(
         &hook,
         &format!(
-            "echo \"$OMDISCD_NODES|$OMDISCD_JOINED|$OMDISCD_LEFT|$OMDISCD_NODE_ID|$OMDISCD_MAP_FILE\" >> '{}'\ngrep -E '^Sig(Blk|Ign)' /proc/self/status > '{}'\necho hook ran >&2\nsleep 0.5\n",
+            "grep -E '^Sig(Blk|Ign)' /proc/self/status > '{sig}.tmp' && mv '{sig}.tmp' '{sig}'\necho \"$OMDISCD_NODES|$OMDISCD_JOINED|$OMDISCD_LEFT|$OMDISCD_NODE_ID|$OMDISCD_MAP_FILE\" >> '{}'\necho hook ran >&2\nsleep 0.5\n",
             record.display(),
-            signals.display()
+            sig = signals.display()
         ),
     );
     let iv = ["-i", "eth0", "--interval", "0.3", "--hold", "0.9"];
