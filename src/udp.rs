@@ -39,9 +39,6 @@ struct CmsgBuf<const L: usize>([u8; L]);
 
 const _: () = assert!(mem::align_of::<CmsgBuf<CMSG_BUF>>() >= mem::align_of::<libc::cmsghdr>());
 
-/// Space for the one `IP_PKTINFO` cmsg `send` attaches.
-const SEND_CMSG_BUF: usize = 32;
-
 fn ip_to_in_addr(ip: Ipv4Addr) -> libc::in_addr {
     libc::in_addr {
         s_addr: u32::from_ne_bytes(ip.octets()),
@@ -216,43 +213,17 @@ impl McastSocket {
         ifindex: Option<u32>,
         src: Ipv4Addr,
     ) -> io::Result<()> {
-        let mut name = sockaddr_in(dst);
-        let mut iov = libc::iovec {
-            iov_base: buf.as_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let mut cbuf = CmsgBuf([0u8; SEND_CMSG_BUF]);
-        let mut msg: libc::msghdr = socket::zeroed();
-        msg.msg_name = ptr::addr_of_mut!(name).cast::<libc::c_void>();
-        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if let Some(ifindex) = ifindex {
-            let info = libc::in_pktinfo {
-                ipi_ifindex: ifindex as libc::c_int,
-                ipi_spec_dst: ip_to_in_addr(src),
-                ipi_addr: ip_to_in_addr(Ipv4Addr::UNSPECIFIED),
-            };
-            // SAFETY: CMSG_SPACE only computes a size.
-            let space = unsafe { libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) } as usize;
-            debug_assert!(space <= SEND_CMSG_BUF);
-            msg.msg_control = cbuf.0.as_mut_ptr().cast::<libc::c_void>();
-            msg.msg_controllen = space as _;
-            // SAFETY: msg_control points at SEND_CMSG_BUF (>= space) bytes
-            // aligned for cmsghdr, so the first header and its data fit.
-            unsafe {
-                let cmsg = libc::CMSG_FIRSTHDR(&msg);
-                (*cmsg).cmsg_level = libc::IPPROTO_IP;
-                (*cmsg).cmsg_type = libc::IP_PKTINFO;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
-                ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in_pktinfo>(), info);
-            }
-        }
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: msg and everything it points at (name, iov -> buf, cbuf)
-        // live until the call returns; the kernel only reads them.
-        let n = cvt_r(|| unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })?;
-        if n as usize != buf.len() {
+        let name = sockaddr_in(dst);
+        let info = ifindex.map(|ifindex| libc::in_pktinfo {
+            ipi_ifindex: ifindex as libc::c_int,
+            ipi_spec_dst: ip_to_in_addr(src),
+            ipi_addr: ip_to_in_addr(Ipv4Addr::UNSPECIFIED),
+        });
+        let cmsg = info
+            .as_ref()
+            .map(|i| (libc::IPPROTO_IP, libc::IP_PKTINFO, i));
+        let n = socket::send_msg(self.fd.as_raw_fd(), buf, &name, cmsg, libc::MSG_NOSIGNAL)?;
+        if n != buf.len() {
             return Err(io::ErrorKind::WriteZero.into());
         }
         Ok(())
@@ -452,6 +423,7 @@ impl<const N: usize> Default for RecvBatch<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::socket::SEND_CMSG_BUF;
 
     #[test]
     fn cmsg_buffers_fit() {

@@ -5,6 +5,7 @@
 use std::io;
 use std::mem;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::ptr;
 
 use super::{cvt, cvt_r};
 
@@ -149,5 +150,62 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<
     let (ptr, len) = (buf.as_mut_ptr().cast(), buf.len());
     // SAFETY: buf is writable for the len bytes passed.
     let n = cvt_r(|| unsafe { libc::recv(fd, ptr, len, flags) })?;
+    Ok(n as usize)
+}
+
+/// Bytes of the control buffer [`send_msg`] builds on the stack: room for
+/// one control message of up to 16 data bytes (an `in_pktinfo`: 12).
+pub(crate) const SEND_CMSG_BUF: usize = 32;
+
+/// A control-message buffer aligned like `cmsghdr`, as `CMSG_FIRSTHDR` assumes.
+#[repr(C, align(8))]
+struct SendCmsgBuf([u8; SEND_CMSG_BUF]);
+
+const _: () = assert!(mem::align_of::<SendCmsgBuf>() >= mem::align_of::<libc::cmsghdr>());
+
+/// Sends `buf` as one datagram to `to` with `sendmsg`, with one control
+/// message (`level`, `type`, data) attached (`IP_PKTINFO` choosing the
+/// output interface) or none; retries on EINTR. The headers live on the
+/// stack: nothing is allocated.
+#[inline]
+pub(crate) fn send_msg<A: Plain, T: Copy>(
+    fd: RawFd,
+    buf: &[u8],
+    to: &A,
+    cmsg: Option<(libc::c_int, libc::c_int, &T)>,
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let mut cbuf = SendCmsgBuf([0u8; SEND_CMSG_BUF]);
+    let mut msg: libc::msghdr = zeroed();
+    msg.msg_name = (to as *const A).cast_mut().cast::<libc::c_void>();
+    msg.msg_namelen = len_of::<A>();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some((level, kind, data)) = cmsg {
+        let data_len = mem::size_of::<T>() as libc::c_uint;
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+        if space > SEND_CMSG_BUF {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        msg.msg_control = cbuf.0.as_mut_ptr().cast::<libc::c_void>();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at SEND_CMSG_BUF (>= space) bytes
+        // aligned for cmsghdr, so the first header and its data fit.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = level;
+            (*c).cmsg_type = kind;
+            (*c).cmsg_len = libc::CMSG_LEN(data_len) as _;
+            ptr::write_unaligned(libc::CMSG_DATA(c).cast::<T>(), *data);
+        }
+    }
+    // SAFETY: msg and everything it points at (to, iov -> buf, cbuf) live
+    // until the call returns; the kernel only reads them.
+    let n = cvt_r(|| unsafe { libc::sendmsg(fd, &msg, flags) })?;
     Ok(n as usize)
 }
