@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::sys::{self, UnixAddr, UnixDgram};
+use crate::sys::{self, UnixAddr, UnixDgram, SUN_PATH_MAX};
 
 /// Largest line written, newline included; longer messages end in "...".
 pub const LINE_MAX: usize = 1024;
@@ -24,8 +24,6 @@ pub const LINE_MAX: usize = 1024;
 pub const SYSLOG_MAX: usize = 1024;
 /// Where syslog listens unless [`set_syslog_path`] says otherwise.
 pub const DEFAULT_SYSLOG_PATH: &str = "/dev/log";
-/// Room in `sockaddr_un.sun_path`, terminating NUL excluded.
-const SUN_PATH_MAX: usize = 107;
 const IDENT: &str = "omdiscd";
 
 /// Message severity, mapped onto the syslog priorities of the same name.

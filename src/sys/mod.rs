@@ -27,4 +27,5 @@ pub use process::{environment, getpid, kill_group, output_pipe, process_exists, 
 pub use random::getrandom_u64;
 pub use signal::{SignalFd, SignalInfo};
 pub use timer::TimerFd;
+pub(crate) use unix::SUN_PATH_MAX;
 pub use unix::{AbstractClaim, UnixAddr, UnixDgram};

@@ -74,6 +74,13 @@ impl AsRawFd for AbstractClaim {
     }
 }
 
+/// Bytes of `sockaddr_un.sun_path` (108 on Linux).
+const SUN_PATH_LEN: usize = mem::size_of::<libc::sockaddr_un>() - UnixAddr::PATH_OFFSET;
+
+/// The longest filesystem path a [`UnixAddr`] holds: `sun_path` without
+/// the terminating NUL.
+pub(crate) const SUN_PATH_MAX: usize = SUN_PATH_LEN - 1;
+
 /// An `AF_UNIX` socket address built once (at start-up) and handed to
 /// [`UnixDgram::send_to`] as often as needed: a filesystem path, or an
 /// abstract name (Linux: the first byte of `sun_path` is NUL).
@@ -109,7 +116,7 @@ impl UnixAddr {
     fn raw(name: &[u8], skip: usize, extra: usize) -> Option<UnixAddr> {
         let mut addr = libc::sockaddr_un {
             sun_family: libc::AF_UNIX as libc::sa_family_t,
-            sun_path: [0; 108],
+            sun_path: [0; SUN_PATH_LEN],
         };
         let used = skip + name.len() + extra;
         if used > addr.sun_path.len() {
