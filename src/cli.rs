@@ -65,7 +65,7 @@ pub const DEFAULT_SETPE: &str = "/sbin/setpe";
 /// The original accepted one to six interfaces; we keep its limit.
 pub const MAX_INTERFACES: usize = 6;
 /// IFNAMSIZ - 1: the kernel's limit on an interface name, without the NUL.
-pub const MAX_IFNAME_LEN: usize = 15;
+pub const MAX_IFNAME_LEN: usize = crate::netlink::msg::IFNAMSIZ - 1;
 /// Most files `--static-map` lists.
 pub(crate) const MAX_STATIC_MAPS: usize = 8;
 /// The static maps the openMosix rc script looked for, in its order: what

@@ -78,7 +78,7 @@ const READY_RETRY_MS: u64 = 100;
 const READS_PER_WAKEUP: usize = crate::node::READ_AT_ONCE / crate::udp::BATCH;
 
 /// Interface names, as the kernel limits them (IFNAMSIZ with its NUL).
-type IfName = heapless::String<16>;
+type IfName = heapless::String<{ crate::netlink::msg::IFNAMSIZ }>;
 
 const TOKEN_SOCKET: u64 = 1;
 const TOKEN_TIMER: u64 = 2;

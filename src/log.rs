@@ -5,15 +5,18 @@
 //!
 //! Use the macros: `omdiscd::info!("joined {}", x)`, `omdiscd::log_limited!(...)`.
 
+// The system calls go through crate::sys.
+#![forbid(unsafe_code)]
+
 use core::fmt::{self, Write as _};
 use std::ffi::CStr;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::sys::{self, cvt};
+use crate::sys::{self, UnixAddr, UnixDgram, SUN_PATH_MAX};
 
 /// Largest line written, newline included; longer messages end in "...".
 pub const LINE_MAX: usize = 1024;
@@ -21,8 +24,6 @@ pub const LINE_MAX: usize = 1024;
 pub const SYSLOG_MAX: usize = 1024;
 /// Where syslog listens unless [`set_syslog_path`] says otherwise.
 pub const DEFAULT_SYSLOG_PATH: &str = "/dev/log";
-/// Room in `sockaddr_un.sun_path`, terminating NUL excluded.
-const SUN_PATH_MAX: usize = 107;
 const IDENT: &str = "omdiscd";
 
 /// Message severity, mapped onto the syslog priorities of the same name.
@@ -212,12 +213,7 @@ impl LocalTime {
     /// Now, via localtime_r. The first call loads the zone file; [`init`] makes
     /// that call so it does not happen (and allocate) on the hot path.
     pub fn now() -> LocalTime {
-        // SAFETY: time(NULL) has no preconditions.
-        let t = unsafe { libc::time(core::ptr::null_mut()) };
-        // SAFETY: tm is plain data for which all-zero is valid.
-        let mut tm: libc::tm = unsafe { mem::zeroed() };
-        // SAFETY: both pointers are valid; on failure tm stays zeroed.
-        unsafe { libc::localtime_r(&t, &mut tm) };
+        let tm = sys::local_time();
         LocalTime {
             month: tm.tm_mon.clamp(0, 11) as u8,
             day: tm.tm_mday.clamp(0, 31) as u8,
@@ -269,7 +265,7 @@ const SYSLOG_SEND_TIMEOUT_US: u32 = 50_000;
 
 /// A lazily connected AF_UNIX datagram socket to syslog, with a send timeout.
 struct SyslogConn {
-    fd: Option<OwnedFd>,
+    fd: Option<UnixDgram>,
     path: [u8; SUN_PATH_MAX],
     path_len: usize,
 }
@@ -301,43 +297,21 @@ impl SyslogConn {
         Ok(())
     }
 
-    fn connect(&self) -> io::Result<OwnedFd> {
-        let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
-        // SAFETY: socket takes no pointers.
-        let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, kind, 0) })?;
-        // SAFETY: socket() just returned this fd and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: SYSLOG_SEND_TIMEOUT_US as _,
-        };
-        let opt = (&timeout as *const libc::timeval).cast();
-        let opt_len = mem::size_of::<libc::timeval>() as libc::socklen_t;
-        let (level, name) = (libc::SOL_SOCKET, libc::SO_SNDTIMEO);
-        // SAFETY: opt points at a live timeval the kernel only reads; opt_len is its size.
-        cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, opt, opt_len) })?;
-        // SAFETY: sockaddr_un is plain data for which all-zero is valid.
-        let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        for (d, s) in addr.sun_path.iter_mut().zip(&self.path[..self.path_len]) {
-            *d = *s as libc::c_char;
-        }
-        let len = mem::size_of::<libc::sa_family_t>() + self.path_len + 1;
-        let addr_ptr = (&addr as *const libc::sockaddr_un).cast();
-        // SAFETY: addr is a live sockaddr_un the kernel only reads; len is at most
-        // its size (the path is shorter than sun_path and NUL-terminated).
-        cvt(unsafe { libc::connect(fd.as_raw_fd(), addr_ptr, len as libc::socklen_t) })?;
-        Ok(fd)
+    fn connect(&self) -> io::Result<UnixDgram> {
+        let socket = UnixDgram::new()?;
+        socket.set_send_timeout_us(SYSLOG_SEND_TIMEOUT_US)?;
+        // set_path checked the path: it fits, NUL-terminated.
+        let addr =
+            UnixAddr::path(&self.path[..self.path_len]).ok_or(io::ErrorKind::InvalidInput)?;
+        socket.connect(&addr)?;
+        Ok(socket)
     }
 
     fn send_once(&self, datagram: &[u8]) -> io::Result<()> {
-        let Some(fd) = &self.fd else {
+        let Some(socket) = &self.fd else {
             return Err(io::ErrorKind::NotConnected.into());
         };
-        let (buf, len) = (datagram.as_ptr().cast(), datagram.len());
-        // SAFETY: buf is readable for the len bytes passed.
-        cvt(unsafe { libc::send(fd.as_raw_fd(), buf, len, libc::MSG_NOSIGNAL) })?;
-        Ok(())
+        socket.send(datagram)
     }
 
     /// Sends, connecting first if needed; on failure reconnects once and retries
@@ -386,11 +360,8 @@ impl KmsgConn {
     /// line if the kernel log cannot be opened.
     fn send(&mut self, level: Level, pid: u32, msg: &str) {
         if self.fd.is_none() {
-            // SAFETY: path is a NUL-terminated CStr; no mode is needed without O_CREAT.
-            let fd =
-                cvt(unsafe { libc::open(self.path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) });
-            // SAFETY: open() just returned this fd and nothing else owns it.
-            self.fd = fd.ok().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+            let flags = libc::O_WRONLY | libc::O_CLOEXEC;
+            self.fd = sys::fs::open(self.path, flags, 0).ok();
         }
         let Some(fd) = &self.fd else { return };
         let mut b = TruncBuf::<SYSLOG_MAX>::new(SYSLOG_MAX - 1);
@@ -560,9 +531,8 @@ impl Logger {
                 let text = line.strip_suffix(b"\n").unwrap_or(line);
                 let text = core::str::from_utf8(text).unwrap_or("");
                 let mut dgram = [0u8; SYSLOG_MAX];
-                // SAFETY: getpid has no preconditions; asked per line because
-                // daemonize() changes it.
-                let pid = unsafe { libc::getpid() } as u32;
+                // Asked per line because daemonize() changes it.
+                let pid = sys::getpid();
                 let n = format_syslog(&mut dgram, level, LocalTime::now(), pid, text);
                 if !self.syslog.send(&dgram[..n]) {
                     self.kmsg.send(level, pid, text);
@@ -719,8 +689,7 @@ mod tests {
             format_args!("openMosix #1 is at IP address 10.0.0.1"),
         );
         logger.write(Level::Error, format_args!("second"));
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = sys::getpid();
         assert_eq!(
             std::fs::read_to_string(&kmsg).unwrap(),
             format!(
@@ -732,21 +701,15 @@ mod tests {
 
     /// A non-blocking pipe: (read end, write end).
     fn pipe() -> (OwnedFd, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is writable for the two fds pipe2 stores.
-        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }).unwrap();
-        // SAFETY: pipe2 just returned these two fds, owned by nobody else.
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+        sys::pipe(libc::O_CLOEXEC | libc::O_NONBLOCK).unwrap()
     }
 
     fn drain(fd: &OwnedFd) -> String {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
-            let (ptr, len) = (buf.as_mut_ptr().cast(), buf.len());
-            // SAFETY: ptr is writable for the len bytes passed.
-            match cvt(unsafe { libc::read(fd.as_raw_fd(), ptr, len) }) {
-                Ok(n) if n > 0 => out.extend_from_slice(&buf[..n as usize]),
+            match sys::read_fd(fd.as_raw_fd(), &mut buf) {
+                Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
                 _ => break,
             }
         }

@@ -11,16 +11,18 @@
 //!   requests and feeds the replies to the message layer. After [`Netlink::open`] /
 //!   [`Netlink::open_monitor`] nothing here allocates.
 
+// The system calls go through crate::sys.
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::io;
-use std::mem::size_of;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use arrayvec::ArrayVec;
 use zerocopy::IntoBytes;
 
-use crate::sys::{cvt, cvt_r};
+use crate::sys::socket;
 
 pub mod msg;
 
@@ -63,40 +65,24 @@ impl fmt::Debug for Netlink {
     }
 }
 
-fn zeroed_sockaddr_nl() -> libc::sockaddr_nl {
-    // SAFETY: sockaddr_nl is a plain C struct of integers; all-zero bytes are a valid value.
-    unsafe { std::mem::zeroed() }
-}
-
 fn set_int_opt(
     fd: RawFd,
     level: libc::c_int,
     name: libc::c_int,
     val: libc::c_int,
 ) -> io::Result<()> {
-    let ptr = (&val as *const libc::c_int).cast();
-    let len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: ptr points at a live c_int the kernel only reads; len is its size.
-    cvt(unsafe { libc::setsockopt(fd, level, name, ptr, len) }).map(drop)
+    socket::setsockopt(fd, level, name, &val)
 }
 
 /// Creates, binds and names a NETLINK_ROUTE socket.
 fn open_socket(extra_type: libc::c_int, groups: u32) -> io::Result<(OwnedFd, u32)> {
     let kind = libc::SOCK_RAW | libc::SOCK_CLOEXEC | extra_type;
-    // SAFETY: socket takes no pointers.
-    let raw = cvt(unsafe { libc::socket(libc::AF_NETLINK, kind, libc::NETLINK_ROUTE) })?;
-    // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut addr = zeroed_sockaddr_nl();
+    let fd = socket::socket(libc::AF_NETLINK, kind, libc::NETLINK_ROUTE)?;
+    let mut addr: libc::sockaddr_nl = socket::zeroed();
     addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
     addr.nl_groups = groups;
-    let mut len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-    let addr_ptr = (&addr as *const libc::sockaddr_nl).cast();
-    // SAFETY: `addr` is a live sockaddr_nl the kernel only reads; `len` is its size.
-    cvt(unsafe { libc::bind(fd.as_raw_fd(), addr_ptr, len) })?;
-    let addr_ptr = (&mut addr as *mut libc::sockaddr_nl).cast();
-    // SAFETY: `addr` is writable for `len` bytes and `len` is a live socklen_t.
-    cvt(unsafe { libc::getsockname(fd.as_raw_fd(), addr_ptr, &mut len) })?;
+    socket::bind(fd.as_raw_fd(), &addr, socket::len_of::<libc::sockaddr_nl>())?;
+    let addr: libc::sockaddr_nl = socket::getsockname(fd.as_raw_fd())?;
     Ok((fd, addr.nl_pid))
 }
 
@@ -128,11 +114,8 @@ impl Netlink {
             tv_sec: 5,
             tv_usec: 0,
         };
-        let tv_ptr = (&tv as *const libc::timeval).cast();
-        let tv_len = size_of::<libc::timeval>() as libc::socklen_t;
         let (level, name) = (libc::SOL_SOCKET, libc::SO_RCVTIMEO);
-        // SAFETY: `tv` is a live timeval the kernel only reads; `tv_len` is its size.
-        cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, tv_ptr, tv_len) })?;
+        socket::setsockopt(fd.as_raw_fd(), level, name, &tv)?;
         Ok(Netlink::with_fd(fd, port_id))
     }
 
@@ -171,15 +154,12 @@ impl Netlink {
         let seq = self.seq.wrapping_add(1).max(1);
         let end = encode_request(&mut req, kind, flags, seq, body, attr)?;
         self.seq = seq;
-        let mut kernel = zeroed_sockaddr_nl();
+        let mut kernel: libc::sockaddr_nl = socket::zeroed();
         kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
         let fd = self.fd.as_raw_fd();
-        let to = (&kernel as *const libc::sockaddr_nl).cast();
-        let to_len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        // SAFETY: `req` is readable for the `end` (at most its size) bytes passed;
-        // `to` points at a live sockaddr_nl of `to_len` bytes. Both are only read.
-        match cvt_r(|| unsafe { libc::sendto(fd, req.as_ptr().cast(), end, 0, to, to_len) }) {
-            Ok(n) if n as usize == end => Ok(self.seq),
+        let to_len = socket::len_of::<libc::sockaddr_nl>();
+        match socket::send_to(fd, &req[..end], 0, &kernel, to_len) {
+            Ok(n) if n == end => Ok(self.seq),
             Ok(_) => Err(NlError::Io(libc::EIO)),
             Err(e) => Err(NlError::from_io(&e)),
         }
@@ -189,11 +169,8 @@ impl Netlink {
     /// length, so a datagram that did not fit is an error rather than silent data loss.
     fn recv(&mut self, flags: libc::c_int) -> Result<usize, NlError> {
         let fd = self.fd.as_raw_fd();
-        let (ptr, len) = (self.buf.as_mut_ptr().cast(), self.buf.len());
-        // SAFETY: `ptr` is writable for the `len` bytes of `self.buf`, which
-        // outlives the call.
-        let n = cvt_r(|| unsafe { libc::recv(fd, ptr, len, flags | libc::MSG_TRUNC) })
-            .map_err(|e| NlError::from_io(&e))? as usize;
+        let n = socket::recv(fd, &mut self.buf, flags | libc::MSG_TRUNC)
+            .map_err(|e| NlError::from_io(&e))?;
         if let Some(tap) = self.tap {
             tap(&self.buf[..n.min(self.buf.len())]);
         }

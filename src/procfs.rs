@@ -4,16 +4,20 @@
 //! fsync, rename, fsync of the directory) so a reader never sees a torn file.
 //! Everything needed is prepared at start-up: publishing allocates nothing.
 
+// The system calls go through crate::sys; only the tests make their own (mkfifo).
+#![cfg_attr(not(test), forbid(unsafe_code))]
+
 use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::child::{Ended, Environment, Program, Runs, CHILD_TIMEOUT_MS};
 use crate::map::{ClusterMap, NodeId};
 use crate::mapfile;
-use crate::sys::{cvt, cvt_r, write_all_fd};
+use crate::sys::{fs, write_all_fd, write_fd};
 
 /// Size of the write buffer: a 65,535-node map is written in ~25 chunks.
 const WRITE_BUF: usize = 64 * 1024;
@@ -71,13 +75,10 @@ fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
 /// True if `path` is a regular file or does not exist (lstat: a symlink is
 /// neither).
 fn regular_or_absent(path: &CString) -> bool {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: path is NUL-terminated; st is a stat buffer lstat fills on success.
-    if unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) } != 0 {
-        return io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT);
+    match fs::is_regular_path(path) {
+        Ok(regular) => regular,
+        Err(e) => e.raw_os_error() == Some(libc::ENOENT),
     }
-    // SAFETY: lstat succeeded, so st is initialised.
-    unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
 /// Refuses, without creating anything, a path the daemon may not write a
@@ -161,43 +162,33 @@ impl AtomicFile {
         let fd = match self.open_tmp() {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 // The directory vanished (a cleaned /run): make it again, once.
-                // SAFETY: dir is a NUL-terminated CString.
-                cvt(unsafe { libc::mkdir(self.dir.as_ptr(), 0o755) })?;
+                fs::mkdir(&self.dir, 0o755)?;
                 self.open_tmp()?
             }
             other => other?,
         };
-        let result = self.fill(fd, render);
-        // SAFETY: fd was opened above and is closed exactly once here.
-        unsafe { libc::close(fd) };
+        let result = self.fill(fd.as_raw_fd(), render);
+        drop(fd);
         if let Err(e) = result {
-            // SAFETY: tmp is a valid NUL-terminated path.
-            unsafe { libc::unlink(self.tmp.as_ptr()) };
+            let _ = fs::unlink(&self.tmp);
             return Err(e);
         }
         // Never replace anything but a regular file, even one that took the
         // map file's place after start-up.
         if !regular_or_absent(&self.path) {
-            // SAFETY: tmp is a valid NUL-terminated path.
-            unsafe { libc::unlink(self.tmp.as_ptr()) };
+            let _ = fs::unlink(&self.tmp);
             return Err(io::Error::from_raw_os_error(libc::EEXIST));
         }
-        // SAFETY: tmp and path are NUL-terminated CStrings.
-        cvt(unsafe { libc::rename(self.tmp.as_ptr(), self.path.as_ptr()) })?;
+        fs::rename(&self.tmp, &self.path)?;
         // Make the rename itself durable; failure here is not worth an error.
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
-        // SAFETY: dir is a NUL-terminated CString; no mode is needed without O_CREAT.
-        if let Ok(dfd) = cvt(unsafe { libc::open(self.dir.as_ptr(), flags) }) {
-            // SAFETY: dfd is an open directory descriptor, closed right after.
-            unsafe {
-                libc::fsync(dfd);
-                libc::close(dfd);
-            }
+        if let Ok(dir) = fs::open(&self.dir, flags, 0) {
+            let _ = fs::fsync(dir.as_raw_fd());
         }
         Ok(())
     }
 
-    fn open_tmp(&self) -> io::Result<i32> {
+    fn open_tmp(&self) -> io::Result<OwnedFd> {
         // Not through a symlink, and not into a FIFO without a reader.
         let flags = libc::O_WRONLY
             | libc::O_CREAT
@@ -205,17 +196,10 @@ impl AtomicFile {
             | libc::O_CLOEXEC
             | libc::O_NOFOLLOW
             | libc::O_NONBLOCK;
-        // SAFETY: tmp is a NUL-terminated CString; O_CREAT's mode is passed.
-        let fd = cvt(unsafe { libc::open(self.tmp.as_ptr(), flags, 0o644 as libc::c_uint) })?;
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: fd is open; st is a stat buffer fstat fills on success.
-        let ok = unsafe { libc::fstat(fd, st.as_mut_ptr()) } == 0;
-        // SAFETY: fstat succeeded, so st is initialised.
-        if ok && unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG {
+        let fd = fs::open(&self.tmp, flags, 0o644)?;
+        if fs::is_regular_fd(fd.as_raw_fd()).unwrap_or(false) {
             return Ok(fd);
         }
-        // SAFETY: fd was opened above and is closed once here.
-        unsafe { libc::close(fd) };
         Err(io::Error::from_raw_os_error(libc::EEXIST))
     }
 
@@ -238,8 +222,7 @@ impl AtomicFile {
         if rendered.is_err() {
             return Err(io::Error::other("formatting the file failed"));
         }
-        // SAFETY: fsync takes no pointers.
-        cvt(unsafe { libc::fsync(fd) })?;
+        fs::fsync(fd)?;
         Ok(())
     }
 }
@@ -509,16 +492,13 @@ impl Kernel {
             before - w.len()
         };
         let flags = libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC;
-        // SAFETY: mospe is a NUL-terminated CString; no mode is needed without O_CREAT.
-        let fd = cvt(unsafe { libc::open(self.mospe.as_ptr(), flags) })
-            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let fd =
+            fs::open(&self.mospe, flags, 0).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         // One write: a /proc file takes the whole value in one call or not at all.
-        // SAFETY: text is readable for the len (at most its size) bytes passed.
-        let r = cvt_r(|| unsafe { libc::write(fd, text.as_ptr().cast(), len) });
-        // SAFETY: fd was opened above and is closed once.
-        unsafe { libc::close(fd) };
+        let r = write_fd(fd.as_raw_fd(), &text[..len]);
+        drop(fd);
         match r {
-            Ok(n) if n as usize == len => Ok(()),
+            Ok(n) if n == len => Ok(()),
             Ok(_) => Err(libc::EIO),
             Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
         }

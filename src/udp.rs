@@ -16,10 +16,10 @@
 use std::io;
 use std::mem::{self, size_of};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr;
 
-use crate::sys::{cvt, cvt_r};
+use crate::sys::{cvt_r, socket};
 
 /// Datagrams a [`RecvBatch`] takes per `recvmmsg` call unless told otherwise.
 pub const BATCH: usize = 8;
@@ -39,9 +39,6 @@ struct CmsgBuf<const L: usize>([u8; L]);
 
 const _: () = assert!(mem::align_of::<CmsgBuf<CMSG_BUF>>() >= mem::align_of::<libc::cmsghdr>());
 
-/// Space for the one `IP_PKTINFO` cmsg `send` attaches.
-const SEND_CMSG_BUF: usize = 32;
-
 fn ip_to_in_addr(ip: Ipv4Addr) -> libc::in_addr {
     libc::in_addr {
         s_addr: u32::from_ne_bytes(ip.octets()),
@@ -53,8 +50,7 @@ fn in_addr_to_ip(a: libc::in_addr) -> Ipv4Addr {
 }
 
 fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
-    // SAFETY: sockaddr_in is a plain C struct (with padding); all zeroes is valid.
-    let mut sa: libc::sockaddr_in = unsafe { mem::zeroed() };
+    let mut sa: libc::sockaddr_in = socket::zeroed();
     sa.sin_family = libc::AF_INET as libc::sa_family_t;
     sa.sin_port = addr.port().to_be();
     sa.sin_addr = ip_to_in_addr(*addr.ip());
@@ -88,10 +84,7 @@ impl McastSocket {
     /// for its bookkeeping; [`granted_rcvbuf`](Self::granted_rcvbuf) tells what it granted.
     pub fn open(port: u16, rcvbuf_bytes: usize) -> io::Result<McastSocket> {
         let kind = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-        // SAFETY: socket takes no pointers.
-        let raw = cvt(unsafe { libc::socket(libc::AF_INET, kind, 0) })?;
-        // SAFETY: socket() just returned this descriptor and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = socket::socket(libc::AF_INET, kind, 0)?;
         let mut sock = McastSocket {
             fd,
             port,
@@ -118,38 +111,25 @@ impl McastSocket {
                 sock.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, &req)?;
             }
         }
-        sock.granted_rcvbuf = sock.getsockopt_int(libc::SOL_SOCKET, libc::SO_RCVBUF)? as usize;
+        let rcvbuf: libc::c_int =
+            socket::getsockopt(sock.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF)?;
+        sock.granted_rcvbuf = rcvbuf as usize;
 
         let sa = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
-        let sa_len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // SAFETY: sa is a live sockaddr_in and the length passed is its size.
-        cvt(unsafe { libc::bind(sock.fd.as_raw_fd(), ptr::addr_of!(sa).cast(), sa_len) })?;
-
-        // SAFETY: sockaddr_in is a plain C struct; all zeroes is valid.
-        let mut bound: libc::sockaddr_in = unsafe { mem::zeroed() };
-        let mut len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let bound_ptr = ptr::addr_of_mut!(bound).cast::<libc::sockaddr>();
-        // SAFETY: bound and len are live and writable, and len holds bound's size.
-        cvt(unsafe { libc::getsockname(sock.fd.as_raw_fd(), bound_ptr, &mut len) })?;
+        let sa_len = socket::len_of::<libc::sockaddr_in>();
+        socket::bind(sock.fd.as_raw_fd(), &sa, sa_len)?;
+        let bound: libc::sockaddr_in = socket::getsockname(sock.fd.as_raw_fd())?;
         sock.port = u16::from_be(bound.sin_port);
         Ok(sock)
     }
 
-    fn setsockopt<T>(&self, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
-        let ptr = (val as *const T).cast::<libc::c_void>();
-        let len = size_of::<T>() as libc::socklen_t;
-        // SAFETY: ptr points at a live T the kernel only reads, and len is its size.
-        cvt(unsafe { libc::setsockopt(self.fd.as_raw_fd(), level, name, ptr, len) })?;
-        Ok(())
-    }
-
-    fn getsockopt_int(&self, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
-        let mut val: libc::c_int = 0;
-        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-        let ptr = ptr::addr_of_mut!(val).cast::<libc::c_void>();
-        // SAFETY: val and len are live and writable, and len holds val's size.
-        cvt(unsafe { libc::getsockopt(self.fd.as_raw_fd(), level, name, ptr, &mut len) })?;
-        Ok(val)
+    fn setsockopt<T: Copy>(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        val: &T,
+    ) -> io::Result<()> {
+        socket::setsockopt(self.fd.as_raw_fd(), level, name, val)
     }
 
     /// The receive buffer the kernel granted (`SO_RCVBUF` as read back), so
@@ -233,44 +213,17 @@ impl McastSocket {
         ifindex: Option<u32>,
         src: Ipv4Addr,
     ) -> io::Result<()> {
-        let mut name = sockaddr_in(dst);
-        let mut iov = libc::iovec {
-            iov_base: buf.as_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let mut cbuf = CmsgBuf([0u8; SEND_CMSG_BUF]);
-        // SAFETY: msghdr is a plain C struct; all zeroes (null pointers) is valid.
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_name = ptr::addr_of_mut!(name).cast::<libc::c_void>();
-        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if let Some(ifindex) = ifindex {
-            let info = libc::in_pktinfo {
-                ipi_ifindex: ifindex as libc::c_int,
-                ipi_spec_dst: ip_to_in_addr(src),
-                ipi_addr: ip_to_in_addr(Ipv4Addr::UNSPECIFIED),
-            };
-            // SAFETY: CMSG_SPACE only computes a size.
-            let space = unsafe { libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) } as usize;
-            debug_assert!(space <= SEND_CMSG_BUF);
-            msg.msg_control = cbuf.0.as_mut_ptr().cast::<libc::c_void>();
-            msg.msg_controllen = space as _;
-            // SAFETY: msg_control points at SEND_CMSG_BUF (>= space) bytes
-            // aligned for cmsghdr, so the first header and its data fit.
-            unsafe {
-                let cmsg = libc::CMSG_FIRSTHDR(&msg);
-                (*cmsg).cmsg_level = libc::IPPROTO_IP;
-                (*cmsg).cmsg_type = libc::IP_PKTINFO;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
-                ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in_pktinfo>(), info);
-            }
-        }
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: msg and everything it points at (name, iov -> buf, cbuf)
-        // live until the call returns; the kernel only reads them.
-        let n = cvt_r(|| unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })?;
-        if n as usize != buf.len() {
+        let name = sockaddr_in(dst);
+        let info = ifindex.map(|ifindex| libc::in_pktinfo {
+            ipi_ifindex: ifindex as libc::c_int,
+            ipi_spec_dst: ip_to_in_addr(src),
+            ipi_addr: ip_to_in_addr(Ipv4Addr::UNSPECIFIED),
+        });
+        let cmsg = info
+            .as_ref()
+            .map(|i| (libc::IPPROTO_IP, libc::IP_PKTINFO, i));
+        let n = socket::send_msg(self.fd.as_raw_fd(), buf, &name, cmsg, libc::MSG_NOSIGNAL)?;
+        if n != buf.len() {
             return Err(io::ErrorKind::WriteZero.into());
         }
         Ok(())
@@ -288,8 +241,7 @@ impl McastSocket {
             iov_base: ptr::null_mut(),
             iov_len: 0,
         }; N];
-        // SAFETY: mmsghdr is a plain C struct; all zeroes (null pointers) is valid.
-        let mut hdrs: [libc::mmsghdr; N] = [unsafe { mem::zeroed() }; N];
+        let mut hdrs: [libc::mmsghdr; N] = [socket::zeroed(); N];
         for i in 0..N {
             iov[i].iov_base = batch.bufs[i].as_mut_ptr().cast::<libc::c_void>();
             iov[i].iov_len = DGRAM_BUF;
@@ -416,8 +368,7 @@ impl<const N: usize> RecvBatch<N> {
         };
         RecvBatch {
             bufs: [[0u8; DGRAM_BUF]; N],
-            // SAFETY: sockaddr_in is a plain C struct; all zeroes is valid.
-            names: [unsafe { mem::zeroed() }; N],
+            names: [socket::zeroed(); N],
             cmsgs: [CmsgBuf([0u8; CMSG_BUF]); N],
             meta: [meta; N],
             count: 0,
@@ -472,6 +423,7 @@ impl<const N: usize> Default for RecvBatch<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::socket::SEND_CMSG_BUF;
 
     #[test]
     fn cmsg_buffers_fit() {

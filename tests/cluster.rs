@@ -444,16 +444,9 @@ fn address_change_moves_identity() {
 #[test]
 fn two_interfaces_announce_and_relay_on_both_but_with_ttl_only_on_the_first() {
     let lab = Lab::new();
-    let (ba, bb) = (lab.bridge(), lab.bridge());
-    let m = lab.node("m");
-    let pa = lab.node("pa");
-    let pb = lab.node("pb");
-    let (m0, m1) = (Lab::addr(ba, 1), Lab::addr(bb, 1));
-    let (apa, apb) = (Lab::addr(ba, 2), Lab::addr(bb, 2));
-    lab.link(m, ba, m0, 24);
-    lab.link(m, bb, m1, 24);
-    lab.link(pa, ba, apa, 24);
-    lab.link(pb, bb, apb, 24);
+    let net = lab.two_networks(&["m"]);
+    let (m, m0, m1) = net.gateways[0];
+    let ((pa, apa), (pb, apb)) = (net.pa, net.pb);
 
     let iv = ["--interval", "0.3"];
     let mut dm = start(&lab, m, m0, "m", &["-i", "eth0,eth1", "--interval", "0.3"]);

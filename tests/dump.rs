@@ -4,7 +4,7 @@
 //! example cluster. Plus `--dump`'s failures.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use arrayvec::ArrayVec;
@@ -12,14 +12,11 @@ use omdiscd::map::{Announcement, ClusterMap};
 use omdiscd::procfs::AtomicFile;
 use omdiscd::wire::{self, Label, MessageType, Repr};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
+#[path = "common/basics.rs"]
+mod basics;
+use basics::temp_dir;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("omd-dump-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
 
 fn dump(map_file: &Path) -> Output {
     Command::new(BIN)

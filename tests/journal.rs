@@ -9,6 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/basics.rs"]
+mod basics;
+
 const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
 
 /// Runs the daemon on loopback (alone: it sends nothing) with its stdout in
@@ -43,9 +46,7 @@ fn run(dir: &Path, name: &str, journal: impl Fn(&File) -> Option<String>) -> Str
 
 #[test]
 fn lines_carry_syslog_priorities_only_when_stdout_is_the_journal() {
-    let dir = std::env::temp_dir().join(format!("omd-journal-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = basics::temp_dir("priorities");
     let id = |f: &File| {
         let m = f.metadata().unwrap();
         Some(format!("{}:{}", m.dev(), m.ino()))

@@ -5,6 +5,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use omdiscd::log::{self, Level, Limit, Sink};
 
+#[path = "common/basics.rs"]
+mod basics;
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::allocations_during;
@@ -63,9 +65,7 @@ fn logging_to_fd_and_syslog_does_not_allocate() {
     assert_eq!(&lines[lines.len() - 3..], ["w Some(1.5)", "n", "shown 2"]);
 
     // The syslog sink too, against a datagram socket standing in for /dev/log.
-    let dir = std::env::temp_dir().join(format!("omdiscd-noalloc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = basics::temp_dir("syslog");
     let path = dir.join("log.sock");
     let rx = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     log::set_syslog_path(path.to_str().unwrap()).unwrap();

@@ -18,10 +18,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -513,17 +510,9 @@ fn after_a_stall_longer_than_the_hold_it_reads_what_waited_before_expiring_anyon
 // ---------------------------------------------------------------------------
 // 3. Two gateways in parallel: a relay loop
 
-/// A key file (0600) in the lab dir: key 7, 32 bytes.
-fn key_file(lab: &Lab) -> PathBuf {
-    let p = lab.dir().join("cluster.key");
-    fs::write(
-        &p,
-        "# lossy.rs relay loop\n7 5a0f3c96e1d2b4a78c6e9f1203b5d7a9e4c2f6b8a1d3e5f7092b4d6f8a0c2e4f\n",
-    )
-    .unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
-    p
-}
+/// The relay loop's key file: key 7, 32 bytes.
+const RELAY_LOOP_KEY: &str =
+    "# lossy.rs relay loop\n7 5a0f3c96e1d2b4a78c6e9f1203b5d7a9e4c2f6b8a1d3e5f7092b4d6f8a0c2e4f\n";
 
 /// Direct (hops 0) ANNOUNCEs and LEAVEs from `from` that `obs` saw in
 /// `[t0, t1)`, answers and probes aside: the messages gateways may relay.
@@ -546,20 +535,10 @@ fn two_gateways_in_parallel_form_a_loop_and_forwarding_stays_bounded() {
     // A and B, joined by G1 and G2 (eth0 on A, eth1 on B, relaying: no -m);
     // PA only on A, PB only on B.
     let lab = Lab::new();
-    let (ba, bb) = (lab.bridge(), lab.bridge());
-    let g1 = lab.node("g1");
-    let g2 = lab.node("g2");
-    let pa = lab.node("pa");
-    let pb = lab.node("pb");
-    let (g1a, g1b) = (Lab::addr(ba, 1), Lab::addr(bb, 1));
-    let (g2a, g2b) = (Lab::addr(ba, 2), Lab::addr(bb, 2));
-    let (apa, apb) = (Lab::addr(ba, 3), Lab::addr(bb, 3));
-    lab.link(g1, ba, g1a, 24);
-    lab.link(g1, bb, g1b, 24);
-    lab.link(g2, ba, g2a, 24);
-    lab.link(g2, bb, g2b, 24);
-    lab.link(pa, ba, apa, 24);
-    lab.link(pb, bb, apb, 24);
+    let net = lab.two_networks(&["g1", "g2"]);
+    let (ba, bb) = (net.a, net.b);
+    let ((g1, g1a, _), (g2, g2a, _)) = (net.gateways[0], net.gateways[1]);
+    let ((pa, apa), (pb, apb)) = (net.pa, net.pb);
     // A listener on each network, to count what the nodes originate.
     let oa = lab.node("obs_a");
     let ob = lab.node("obs_b");
@@ -567,7 +546,7 @@ fn two_gateways_in_parallel_form_a_loop_and_forwarding_stays_bounded() {
     lab.link(ob, bb, Lab::addr(bb, 100), 24);
     let (obs_a, obs_b) = (Observer::new(&lab, oa), Observer::new(&lab, ob));
 
-    let key = key_file(&lab);
+    let key = key_file(&lab, "cluster.key", RELAY_LOOP_KEY);
     let key = key.to_str().unwrap();
     let interval_s = 0.3;
     let iv = format!("{interval_s}");

@@ -22,6 +22,8 @@ use omdiscd::daemon::Config;
 use omdiscd::daemon::Daemon;
 use omdiscd::wire::{self, Auth, Label, MessageType, Repr, SyncEntry};
 
+#[path = "common/basics.rs"]
+mod basics;
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::watched;
@@ -127,7 +129,7 @@ fn the_event_loop_does_not_allocate() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let port = 7742;
+    let port = basics::PORT;
     let cfg = Config {
         key_file: Some(key_file),
         auth: Mode::Enforce,

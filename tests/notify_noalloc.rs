@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use omdiscd::notify::Notifier;
 
+#[path = "common/basics.rs"]
+mod basics;
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::watched;
 
 #[test]
 fn notifying_does_not_allocate() {
-    let dir = std::env::temp_dir().join(format!("omd-notify-noalloc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = basics::temp_dir("notify");
     let path = dir.join("notify");
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -142,7 +142,7 @@ fn the_loop_notifies_without_allocating() {
     // The only test of this binary that reads the environment.
     std::env::set_var("NOTIFY_SOCKET", &path);
     std::env::set_var("WATCHDOG_USEC", "40000");
-    let port = 7742;
+    let port = basics::PORT;
     let cfg = omdiscd::daemon::Config {
         daemonize: false,
         interfaces: vec!["lo".to_string()],

@@ -16,22 +16,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "common/basics.rs"]
+mod basics;
+use basics::{temp_dir, write_key_file};
+
 const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
 const SECRET: &str = "9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a9";
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("omd-refusals-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn key_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    p
-}
 
 /// Runs the daemon in the foreground on `lo` with `args`; it must fail
 /// before it gets to the network.
@@ -58,11 +48,11 @@ fn an_untrusted_or_malformed_key_file_stops_start_up_with_exit_1_naming_file_and
     let good_line = format!("1 {SECRET}\n");
     let cases: Vec<(PathBuf, String)> = vec![
         (
-            key_file(&dir, "readable", &good_line, 0o644),
+            write_key_file(&dir, "readable", &good_line, 0o644),
             "group or others may access it (mode 0644); make it mode 600".into(),
         ),
         (
-            key_file(&dir, "group", &good_line, 0o640),
+            write_key_file(&dir, "group", &good_line, 0o640),
             "group or others may access it (mode 0640)".into(),
         ),
         (
@@ -71,11 +61,11 @@ fn an_untrusted_or_malformed_key_file_stops_start_up_with_exit_1_naming_file_and
         ),
         (dir.clone(), "not a regular file".into()),
         (
-            key_file(&dir, "empty", "# nothing yet\n", 0o600),
+            write_key_file(&dir, "empty", "# nothing yet\n", 0o600),
             "no key in it".into(),
         ),
         (
-            key_file(
+            write_key_file(
                 &dir,
                 "badline",
                 &format!("{good_line}2 {SECRET} x\n"),
@@ -84,7 +74,7 @@ fn an_untrusted_or_malformed_key_file_stops_start_up_with_exit_1_naming_file_and
             "line 2: not '<key-id> <secret in hex>'".into(),
         ),
         (
-            key_file(&dir, "short", "1 00ff00ff\n", 0o600),
+            write_key_file(&dir, "short", "1 00ff00ff\n", 0o600),
             "line 1: the secret is not 32 to 64 bytes in hex".into(),
         ),
     ];
@@ -107,7 +97,7 @@ fn an_untrusted_or_malformed_key_file_stops_start_up_with_exit_1_naming_file_and
 #[test]
 fn auth_modes_that_contradict_the_key_file_and_a_hold_under_two_intervals_exit_2() {
     let dir = temp_dir("usage");
-    let keys = key_file(&dir, "keys", &format!("1 {SECRET}\n"), 0o600);
+    let keys = write_key_file(&dir, "keys", &format!("1 {SECRET}\n"), 0o600);
     let keys = keys.to_str().unwrap();
     let cases: [(&[&str], &str); 4] = [
         (

@@ -27,14 +27,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use omdiscd::sys::monotonic_us;
 
-const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
+#[path = "common/basics.rs"]
+mod basics;
+use basics::temp_dir;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("omd-systemd-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
 
 /// A port of this test process's own, so that daemons of other test
 /// processes on `lo` do not share it.

@@ -8,10 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +21,6 @@ use super::*;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 42);
-pub const PORT: u16 = 7742;
 /// Generous upper bound for anything that should happen "within a few
 /// intervals".
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -492,13 +489,5 @@ impl std::ops::Index<&str> for Counters {
 /// Writes `text` as a key file `DIR/NAME` of the lab, mode 0600 (what
 /// `--key-file` asks for).
 pub fn key_file(lab: &Lab, name: &str, text: &str) -> PathBuf {
-    let p = lab.dir().join(name);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&p)
-        .unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
-    f.write_all(text.as_bytes()).unwrap();
-    p
+    write_key_file(lab.dir(), name, text, 0o600)
 }

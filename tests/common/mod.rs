@@ -50,8 +50,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// The default port, scratch directories, key files.
+pub mod basics;
 /// Real omdiscd daemons in a lab: start, map files, counters, waits.
 pub mod daemons;
+
+pub use basics::*;
 
 /// Every lab name starts with this.
 pub const NAME_PREFIX: &str = "omd";
@@ -88,6 +92,18 @@ pub struct NodeId(pub usize);
 /// A bridge (in the lab's switch namespace) of a [`Lab`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BridgeId(pub usize);
+
+/// What [`Lab::two_networks`] made.
+pub struct TwoNetworks {
+    pub a: BridgeId,
+    pub b: BridgeId,
+    /// Each gateway with its addresses on A and on B.
+    pub gateways: Vec<(NodeId, Ipv4Addr, Ipv4Addr)>,
+    /// PA and its address on A.
+    pub pa: (NodeId, Ipv4Addr),
+    /// PB and its address on B.
+    pub pb: (NodeId, Ipv4Addr),
+}
 
 /// One veth link of a node, as made by [`Lab::link`].
 #[derive(Clone, Debug)]
@@ -205,6 +221,36 @@ impl Lab {
             })
             .collect();
         (lab, br, nodes)
+    }
+
+    /// Two networks A and B joined by `gateways` (nodes with eth0 on A and
+    /// eth1 on B, at host 1, 2, ... of each), with PA only on A and PB only
+    /// on B (eth0, at the host number after the gateways'): the lab of the
+    /// relay tests. Nodes are made in that order, gateways named as given.
+    pub fn two_networks(&self, gateways: &[&str]) -> TwoNetworks {
+        let (a, b) = (self.bridge(), self.bridge());
+        let gws: Vec<NodeId> = gateways.iter().map(|name| self.node(name)).collect();
+        let (pa, pb) = (self.node("pa"), self.node("pb"));
+        let gateways = (1..)
+            .zip(gws)
+            .map(|(host, g)| {
+                let (on_a, on_b) = (Lab::addr(a, host), Lab::addr(b, host));
+                self.link(g, a, on_a, 24);
+                self.link(g, b, on_b, 24);
+                (g, on_a, on_b)
+            })
+            .collect::<Vec<_>>();
+        let host = gateways.len() as u8 + 1;
+        let (apa, apb) = (Lab::addr(a, host), Lab::addr(b, host));
+        self.link(pa, a, apa, 24);
+        self.link(pb, b, apb, 24);
+        TwoNetworks {
+            a,
+            b,
+            gateways,
+            pa: (pa, apa),
+            pb: (pb, apb),
+        }
     }
 
     /// Conventional address `host` on bridge `b`: 198.18.(10+b).host.

@@ -1,0 +1,56 @@
+//! Clocks: CLOCK_MONOTONIC, the daemon's only clock for deadlines, and the
+//! local wall-clock time of syslog lines.
+
+/// Microseconds on CLOCK_MONOTONIC, immune to wall-clock steps; also what
+/// sd_notify's `MONOTONIC_USEC=` wants. The one reading of the clock:
+/// [`monotonic_ms`] is derived from it.
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
+    // exists on Linux so the call cannot fail with valid arguments.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000)
+        .wrapping_add(ts.tv_nsec as u64 / 1000)
+}
+
+/// Milliseconds on CLOCK_MONOTONIC (the clock of [`monotonic_us`]): the
+/// daemon's clock for deadlines. The same clock drives
+/// [`TimerFd::arm_at_ms`](super::TimerFd::arm_at_ms).
+pub fn monotonic_ms() -> u64 {
+    monotonic_us() / 1000
+}
+
+/// The local time now (`time`, `localtime_r`); all zero where the
+/// conversion fails. The first call loads the zone file (and allocates).
+pub(crate) fn local_time() -> libc::tm {
+    // SAFETY: time(NULL) has no preconditions.
+    let t = unsafe { libc::time(core::ptr::null_mut()) };
+    // SAFETY: tm is plain data (integers and a pointer) for which all-zero is valid.
+    let mut tm: libc::tm = unsafe { core::mem::zeroed() };
+    // SAFETY: both pointers are valid; on failure tm stays zeroed.
+    unsafe { libc::localtime_r(&t, &mut tm) };
+    tm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_clock_moves_forward() {
+        let a = monotonic_ms();
+        let b = monotonic_ms();
+        assert!(a > 0 && b >= a);
+    }
+
+    #[test]
+    fn monotonic_us_agrees_with_monotonic_ms() {
+        let ms = monotonic_ms();
+        let us = monotonic_us();
+        assert!(us / 1000 >= ms && us / 1000 - ms < 1000);
+    }
+}
