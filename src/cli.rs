@@ -27,50 +27,18 @@ use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-/// The accepted `--interval` and `--hold` ranges and the label size are the
-/// wire format's: defined in [`crate::wire`], re-exported for the command line's users.
-pub use crate::wire::{LABEL_LEN, MAX_HOLD_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS};
-
 use crate::auth::Mode;
+use crate::config::{
+    Config, LABEL_LEN, MAX_HOLD_MS, MAX_IFNAME_LEN, MAX_INTERVAL_MS, MAX_STATIC_MAPS,
+    MIN_HOLD_INTERVALS, MIN_INTERVAL_MS,
+};
+/// For `src/sim.rs`, until it names `crate::config` itself (it is being
+/// split in parallel; issue 15).
+pub(crate) use crate::config::{DEFAULT_BUDGET, DEFAULT_HOLD_INTERVALS, MAX_BUDGET};
 use crate::control::{StatsFormat, View, WatchFormat};
-use crate::daemon::Config;
 
-/// Multicast group when `--group` is not given (organisation-local scope, RFC 2365).
-pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 42);
-/// UDP port when `--port` is not given.
-pub const DEFAULT_PORT: u16 = 7742;
-/// Announce interval when `--interval` is not given.
-pub const DEFAULT_INTERVAL_MS: u32 = 2_000;
-/// The hold time is this many intervals unless `--hold` says otherwise.
-/// Five, as RTCP's timeout (RFC 3550 6.3.5): with announcements jittered by
-/// +-20 % a node survives three lost announcements in a row, so at 5 % loss
-/// a pair of nodes loses track of each other once in 160,000 intervals
-/// rather than once in 400 (three intervals; shown by the simulator).
-pub const DEFAULT_HOLD_INTERVALS: u32 = 5;
-/// `--hold` must be at least this many intervals: with a hold of one
-/// interval, announcements jittered by +-20 % drop live nodes.
-pub const MIN_HOLD_INTERVALS: u32 = 2;
-/// Announcements per second the whole cluster sends at most when `--budget`
-/// is not given: up to 2,000 nodes announce every 2 s, 4,000 nodes every 4 s.
-/// Every node receives all of them (about 1 us of CPU each).
-pub const DEFAULT_BUDGET: u32 = 1_000;
-/// The largest `--budget`.
-pub const MAX_BUDGET: u32 = 1_000_000;
-/// Where the map is published when `--map-file` is not given.
-pub const DEFAULT_MAP_FILE: &str = "/run/omdiscd/openmosix.map";
-/// Where procfs is mounted when `--proc-root` is not given.
-pub const DEFAULT_PROC_ROOT: &str = "/proc";
-/// The setpe program when `--setpe` is not given.
-pub const DEFAULT_SETPE: &str = "/sbin/setpe";
 /// The original accepted one to six interfaces; we keep its limit.
 pub const MAX_INTERFACES: usize = 6;
-/// IFNAMSIZ - 1: the kernel's limit on an interface name, without the NUL.
-pub const MAX_IFNAME_LEN: usize = 15;
-/// Most files `--static-map` lists.
-pub(crate) const MAX_STATIC_MAPS: usize = 8;
-/// The static maps the openMosix rc script looked for, in its order: what
-/// the shipped unit and initramfs scripts pass to `--static-map`.
-pub const RC_STATIC_MAPS: &str = "/etc/openmosix.map,/etc/mosix.map,/etc/hpc.map";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -857,6 +825,7 @@ fn label(s: &str) -> Option<[u8; LABEL_LEN]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{DEFAULT_MAP_FILE, RC_STATIC_MAPS};
 
     fn run(args: &[&str]) -> Config {
         match parse(args.iter().copied()) {

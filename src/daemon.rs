@@ -17,12 +17,11 @@ use std::time::Duration;
 
 use arrayvec::ArrayVec;
 
-use crate::auth::{KeyFileError, Keyring, Mode};
+use crate::auth::{KeyFileError, Keyring};
 use crate::child::{Ended, Environment, Program, CHILD_TIMEOUT_MS};
-use crate::cli::{
-    DEFAULT_BUDGET, DEFAULT_GROUP, DEFAULT_HOLD_INTERVALS, DEFAULT_INTERVAL_MS, DEFAULT_MAP_FILE,
-    DEFAULT_PORT, DEFAULT_PROC_ROOT, DEFAULT_SETPE, MAX_INTERFACES,
-};
+// MAX_INTERFACES moves into the core (issue 15); until then from `cli`.
+use crate::cli::MAX_INTERFACES;
+use crate::config::Config;
 use crate::control::{
     self, Answer, Change, Chunk, Request, Server, Snapshot, Stat, Stats, StatsFormat,
 };
@@ -43,7 +42,6 @@ use crate::sys::{
 };
 use crate::udp::{McastSocket, RecvBatch};
 use crate::wire::{Label, ParseError};
-use crate::wire::{LABEL_LEN, MAX_HOLD_MS};
 use crate::{info, mapfile, notice, warn};
 
 /// The version shown by `--version` and logged at start.
@@ -88,123 +86,6 @@ const TOKEN_CONTROL: u64 = 5;
 const TOKEN_CLAIM: u64 = 6;
 /// Control socket clients: this and the next `control::MAX_CLIENTS - 1`.
 const TOKEN_CLIENT: u64 = 16;
-
-/// Everything the daemon needs from the command line (`crate::cli` parses and
-/// validates it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// False with `-n/--nodaemon`.
-    pub daemonize: bool,
-    /// From `-i/--interface`; empty means "the interface of the default route".
-    pub interfaces: Vec<String>,
-    /// From `-m/--multicast-ttl`; `None` means TTL 1 (one link).
-    pub multicast_ttl: Option<u8>,
-    /// From `--group`; always a multicast address.
-    pub group: Ipv4Addr,
-    /// From `--port`; never 0.
-    pub port: u16,
-    /// From `--interval`, in milliseconds, `MIN_INTERVAL_MS..=MAX_INTERVAL_MS`.
-    pub interval_ms: u32,
-    /// From `--hold`; `None` means [`DEFAULT_HOLD_INTERVALS`] x interval. Use [`Config::hold_ms`].
-    pub hold_ms: Option<u32>,
-    /// From `--budget`: announcements per second for the whole cluster.
-    pub budget: u32,
-    /// From `--map-file`.
-    pub map_file: PathBuf,
-    /// From `--proc-root`; lets tests point at a fake procfs.
-    pub proc_root: PathBuf,
-    /// From `--setpe`.
-    pub setpe: PathBuf,
-    /// From `--cluster`, NUL padded; all zero means no label.
-    pub label: [u8; LABEL_LEN],
-    /// `-d/--debug`: log debug lines too.
-    pub debug: bool,
-    /// From `--key-file`: the shared keys (see [`crate::auth`]).
-    pub key_file: Option<PathBuf>,
-    /// From `--auth`; `enforce` by default with a key file, else `off`.
-    pub auth: Mode,
-    /// From `--pid-file`; `None` means the map file's path with `.pid`
-    /// added. Use [`Config::pid_file`].
-    pub pid_file: Option<PathBuf>,
-    /// From `--control-socket`; `None` means the map file's path with
-    /// `.sock` added. Use [`Config::control_socket`].
-    pub control_socket: Option<PathBuf>,
-    /// From `--metrics-file`.
-    pub metrics_file: Option<PathBuf>,
-    /// From `--on-change`.
-    pub on_change: Option<PathBuf>,
-    /// From `--static-map`: hand-written maps, the first that exists wins
-    /// over discovery (see [`crate::staticmap`]).
-    pub static_maps: Vec<PathBuf>,
-    /// From `--static-nodes`: permanent members next to discovery (see
-    /// [`crate::staticmap`]).
-    pub static_nodes: Option<PathBuf>,
-    /// `--cmdline`: the kernel command line's settings were applied (by
-    /// `main`, which reads it).
-    pub cmdline: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            daemonize: true,
-            interfaces: Vec::new(),
-            multicast_ttl: None,
-            group: DEFAULT_GROUP,
-            port: DEFAULT_PORT,
-            interval_ms: DEFAULT_INTERVAL_MS,
-            hold_ms: None,
-            budget: DEFAULT_BUDGET,
-            map_file: PathBuf::from(DEFAULT_MAP_FILE),
-            proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
-            setpe: PathBuf::from(DEFAULT_SETPE),
-            label: [0; LABEL_LEN],
-            debug: false,
-            key_file: None,
-            auth: Mode::Off,
-            pid_file: None,
-            control_socket: None,
-            metrics_file: None,
-            on_change: None,
-            static_maps: Vec::new(),
-            static_nodes: None,
-            cmdline: false,
-        }
-    }
-}
-
-impl Config {
-    /// The lock file: `--pid-file`, or the map file's path and `.pid`.
-    pub fn pid_file(&self) -> PathBuf {
-        self.pid_file
-            .clone()
-            .unwrap_or_else(|| self.beside_map_file(".pid"))
-    }
-
-    /// The control socket: `--control-socket`, or the map file's path and
-    /// `.sock`.
-    pub fn control_socket(&self) -> PathBuf {
-        self.control_socket
-            .clone()
-            .unwrap_or_else(|| self.beside_map_file(".sock"))
-    }
-
-    /// The map file's path with `suffix` added: where the files that belong
-    /// to one daemon are by default.
-    fn beside_map_file(&self, suffix: &str) -> PathBuf {
-        let mut p = self.map_file.clone().into_os_string();
-        p.push(suffix);
-        PathBuf::from(p)
-    }
-
-    /// The effective hold time: `--hold`, or 5 x interval, never above [`MAX_HOLD_MS`]
-    /// so it always fits the wire format's range.
-    pub fn hold_ms(&self) -> u32 {
-        self.hold_ms
-            .unwrap_or_else(|| self.interval_ms.saturating_mul(DEFAULT_HOLD_INTERVALS))
-            .min(MAX_HOLD_MS)
-    }
-}
 
 /// Why the daemon could not start. `main` prints it and exits with status 1.
 #[derive(Debug)]
@@ -1984,35 +1865,6 @@ impl fmt::Display for Addr {
             None => f.write_str("-"),
         }
     }
-}
-
-/// Keeps the paths usable after daemonizing (which changes to `/`).
-pub fn absolutize(cfg: &mut Config) -> io::Result<()> {
-    let cwd = std::env::current_dir()?;
-    for p in [&mut cfg.map_file, &mut cfg.proc_root, &mut cfg.setpe] {
-        if p.is_relative() {
-            *p = cwd.join(&*p);
-        }
-    }
-    let optional = [
-        &mut cfg.pid_file,
-        &mut cfg.key_file,
-        &mut cfg.control_socket,
-        &mut cfg.metrics_file,
-        &mut cfg.on_change,
-        &mut cfg.static_nodes,
-    ];
-    for p in optional.into_iter().flatten() {
-        if p.is_relative() {
-            *p = cwd.join(&*p);
-        }
-    }
-    for p in &mut cfg.static_maps {
-        if p.is_relative() {
-            *p = cwd.join(&*p);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use omdiscd::cli::{self, Command};
+use omdiscd::config::Config;
 use omdiscd::control::{self, Request, StatsFormat, View, WatchFormat};
 use omdiscd::daemon::{self, Daemon, StartError};
 use omdiscd::log::{self, Sink};
@@ -205,7 +206,7 @@ fn dump(path: &Path, control: &Path, view: View) -> ExitCode {
     }
 }
 
-fn run(mut cfg: daemon::Config) -> ExitCode {
+fn run(mut cfg: Config) -> ExitCode {
     if cfg.daemonize {
         // A daemon must not keep its starter's pipes or files open (a
         // caller waiting for end-of-file would hang).
@@ -220,7 +221,7 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
         log::prefix_priorities_for_the_journal();
     }
     log::set_debug(cfg.debug);
-    if let Err(e) = daemon::absolutize(&mut cfg) {
+    if let Err(e) = cfg.absolutize() {
         return start_failed(None, 1, &format!("cannot read the current directory: {e}"));
     }
     // A hand-written map wins over discovery, as in openMosix.
@@ -262,7 +263,7 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
 }
 
 /// `--static-map` found a map: load and publish it instead of discovering.
-fn run_static(cfg: &daemon::Config, path: std::path::PathBuf) -> ExitCode {
+fn run_static(cfg: &Config, path: std::path::PathBuf) -> ExitCode {
     let mut d = match StaticMap::new(cfg, path) {
         Ok(d) => d,
         Err(e) => return start_failed(None, e.exit_status(), &e.to_string()),
