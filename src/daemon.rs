@@ -22,9 +22,8 @@ use crate::child::{Ended, Environment, Program, CHILD_TIMEOUT_MS};
 // MAX_INTERFACES moves into the core (issue 15); until then from `cli`.
 use crate::cli::MAX_INTERFACES;
 use crate::config::Config;
-use crate::control::{
-    self, Answer, Change, Chunk, Request, Server, Snapshot, Stat, Stats, StatsFormat,
-};
+use crate::control::{self, Answer, Change, Chunk, Request, Server, Snapshot, Stats, StatsFormat};
+use crate::counters::Sample;
 use crate::log::{Level, Limit};
 use crate::map::{ClusterMap, Collision, NodeId};
 use crate::netlink::{self, Netlink};
@@ -41,7 +40,7 @@ use crate::sys::{
     SignalFd, Starter, TimerFd,
 };
 use crate::udp::{McastSocket, RecvBatch};
-use crate::wire::{Label, ParseError};
+use crate::wire::Label;
 use crate::{info, mapfile, notice, warn};
 
 /// The version shown by `--version` and logged at start.
@@ -1346,212 +1345,39 @@ impl Daemon {
         }
     }
 
-    /// Every statistic, for `--stats` and `--metrics-file`: the one list of
-    /// their names.
+    /// Every statistic, for `--stats` and `--metrics-file` (named in
+    /// [`crate::counters::TABLE`]).
     pub fn stats(&self, now_ms: u64) -> Stats {
-        let c = self.core.counters();
-        let m = self.core.map().stats();
-        let mut out = Stats::new();
-        let mut counter = |name, help, value| {
-            let _ = out.push(Stat::new(name, help, value));
-        };
-        counter("received", "Datagrams received.", c.received);
-        counter("sent", "Datagrams sent.", c.sent);
-        counter("send_errors", "Sends that failed.", c.send_errors);
-        counter(
-            "relayed",
-            "Announcements relayed to the other interfaces.",
-            c.relayed,
-        );
-        counter(
-            "asks",
-            "Announcements heard that asked for the map.",
-            c.asks,
-        );
-        counter(
-            "answers",
-            "Answers sent to nodes asking for the map.",
-            c.answers,
-        );
-        counter(
-            "multicast_answers",
-            "Answers multicast to several askers.",
-            c.multicast_answers,
-        );
-        counter("syncs", "SYNC datagrams sent.", c.syncs);
-        counter(
-            "answers_suppressed",
-            "Answers not sent because another member answered first.",
-            c.suppressed,
-        );
-        counter(
-            "answers_limited",
-            "Answers not sent because of the rate limits.",
-            c.answers_limited,
-        );
-        counter("probes", "Probes sent to silent nodes.", c.probes);
-        counter("probe_replies", "Replies sent to probes.", c.probe_replies);
-        counter(
-            "overloads",
-            "Times this node found itself overloaded.",
-            c.overloads,
-        );
-        counter(
-            "foreign_cluster",
-            "Messages of another cluster label.",
-            c.foreign_cluster,
-        );
-        counter("own_looped", "Own messages heard back.", c.own_looped);
-        counter(
-            "kernel_drops",
-            "Datagrams the kernel dropped (receive buffer full).",
-            u64::from(c.kernel_overflows),
-        );
-        counter("publishes", "Maps published.", c.publishes);
-        counter("collisions", "Node id collisions seen.", m.collisions);
-        counter(
-            "duplicates",
-            "Messages from a second live node with one address.",
-            m.duplicates,
-        );
-        counter("stale", "Messages older than what the map has.", m.stale);
-        counter(
-            "expired",
-            "Nodes dropped after their hold time and probes.",
-            m.expired,
-        );
-        counter(
-            "auth_failed",
-            "Signed messages with a wrong MAC.",
-            c.auth_failed,
-        );
-        counter("unsigned", "Unsigned messages.", c.unsigned);
-        counter(
-            "replayed",
-            "Authenticated messages that were not new.",
-            c.replayed,
-        );
-        counter(
-            "unknown_key",
-            "Messages signed with an unknown key id.",
-            c.unknown_key,
-        );
-        counter(
-            "spoofed",
-            "Messages whose source address does not fit.",
-            c.spoofed,
-        );
-        counter(
-            "not_member",
-            "SYNCs from nodes not in the map.",
-            c.not_member,
-        );
-        let setpe = self.io.kernel.runs();
-        let hook = self
-            .io
-            .hook
-            .as_ref()
-            .map(|h| h.program.runs)
-            .unwrap_or_default();
-        counter("setpe_runs", "setpe runs started.", setpe.started);
-        counter(
-            "setpe_failures",
-            "setpe runs that failed, timed out or did not start.",
-            setpe.failed + setpe.timed_out + setpe.not_started,
-        );
-        counter("hook_runs", "--on-change runs started.", hook.started);
-        counter(
-            "watchers_dropped",
-            "--watch clients disconnected because they read too slowly.",
-            self.io.control.watchers_dropped,
-        );
-        counter(
-            "hook_failures",
-            "--on-change runs that failed, timed out or did not start.",
-            hook.failed + hook.timed_out + hook.not_started,
-        );
-        counter(
-            "child_timeouts",
-            "Child programs killed after their time ran out.",
-            setpe.timed_out + hook.timed_out,
-        );
-        for e in ParseError::ALL {
-            let _ = out.push(Stat {
-                reason: Some(e.name()),
-                ..Stat::new(
-                    "dropped",
-                    "Malformed datagrams dropped, by reason.",
-                    c.dropped[e.index()],
-                )
-            });
-        }
-        let mut gauge = |name, help, value| {
-            let _ = out.push(Stat {
-                gauge: true,
-                ..Stat::new(name, help, value)
-            });
-        };
-        gauge(
-            "nodes",
-            "Nodes in the map, this one included.",
-            self.core.map().len() as u64,
-        );
-        gauge(
-            "interval_milliseconds",
-            "This node's announcement interval.",
-            u64::from(self.core.interval_ms()),
-        );
-        gauge(
-            "uptime_seconds",
-            "Seconds since the daemon started.",
-            now_ms.saturating_sub(self.started_ms) / 1000,
-        );
-        out
+        self.with_sample(now_ms, |s| s.stats())
     }
 
     /// Logs the counters (SIGUSR1, and at exit).
     pub fn log_counters(&self) {
+        // The uptime is not logged.
+        self.with_sample(self.started_ms, |s| {
+            info!("counters: {}", s.first_line());
+            info!("counters: {}", s.second_line());
+            for (name, reason, value) in s.reasons() {
+                info!("{name} {reason}: {value}");
+            }
+        });
+    }
+
+    /// Calls `f` with what the statistics are read from.
+    fn with_sample<T>(&self, now_ms: u64, f: impl FnOnce(&Sample<'_>) -> T) -> T {
         let c = self.core.counters();
         let map = self.core.map();
-        info!(
-            "counters: {} nodes, interval {} s, received {}, sent {}, send errors {}, relayed {}, asks {}, answers {} ({} multicast, {} SYNC datagrams), answers suppressed {}, overloads {}, foreign cluster {}, kernel drops {}, publishes {}, collisions {}, expired {}",
-            map.len(),
-            self.core.interval_ms() as f64 / 1000.0,
-            c.received,
-            c.sent,
-            c.send_errors,
-            c.relayed,
-            c.asks,
-            c.answers,
-            c.multicast_answers,
-            c.syncs,
-            c.suppressed,
-            c.overloads,
-            c.foreign_cluster,
-            c.kernel_overflows,
-            c.publishes,
-            map.stats().collisions,
-            map.stats().expired
-        );
-        info!(
-            "counters: auth_failed {}, unsigned {}, replayed {}, unknown_key {}, spoofed {}, not_member {}, duplicates {}, answers limited {}, probes {}, probe replies {}, stale {}",
-            c.auth_failed,
-            c.unsigned,
-            c.replayed,
-            c.unknown_key,
-            c.spoofed,
-            c.not_member,
-            map.stats().duplicates,
-            c.answers_limited,
-            c.probes,
-            c.probe_replies,
-            map.stats().stale
-        );
-        for e in ParseError::ALL {
-            if c.dropped[e.index()] > 0 {
-                info!("dropped {}: {}", e.name(), c.dropped[e.index()]);
-            }
-        }
+        let hook = self.io.hook.as_ref();
+        f(&Sample {
+            core: &c,
+            map: &map.stats(),
+            setpe: self.io.kernel.runs(),
+            hook: hook.map(|h| h.program.runs).unwrap_or_default(),
+            watchers_dropped: self.io.control.watchers_dropped,
+            nodes: map.len() as u64,
+            interval_ms: self.core.interval_ms(),
+            uptime_s: now_ms.saturating_sub(self.started_ms) / 1000,
+        })
     }
 
     // ---- interfaces, addresses, netlink ----------------------------------

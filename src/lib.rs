@@ -8,6 +8,7 @@ pub mod child;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod counters;
 pub mod daemon;
 pub mod log;
 pub mod map;
