@@ -28,14 +28,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use crate::auth::Mode;
-use crate::config::{
-    Config, LABEL_LEN, MAX_HOLD_MS, MAX_IFNAME_LEN, MAX_INTERVAL_MS, MAX_STATIC_MAPS,
-    MIN_HOLD_INTERVALS, MIN_INTERVAL_MS,
-};
+use crate::config::{Config, MAX_IFNAME_LEN, MAX_STATIC_MAPS, MIN_HOLD_INTERVALS};
 /// For `src/sim.rs`, until it names `crate::config` itself (it is being
 /// split in parallel; issue 15).
 pub(crate) use crate::config::{DEFAULT_BUDGET, DEFAULT_HOLD_INTERVALS, MAX_BUDGET};
 use crate::control::{StatsFormat, View, WatchFormat};
+// The accepted `--interval` and `--hold` ranges and the label size are the
+// wire format's.
+use crate::wire::{LABEL_LEN, MAX_HOLD_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS};
 
 /// The original accepted one to six interfaces; we keep its limit.
 pub const MAX_INTERFACES: usize = 6;

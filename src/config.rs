@@ -8,17 +8,14 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use crate::auth::Mode;
-
-/// The accepted `--interval` and `--hold` ranges and the label size are the
-/// wire format's: defined in [`crate::wire`], re-exported as the limits of their options.
-pub use crate::wire::{LABEL_LEN, MAX_HOLD_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS};
+use crate::wire::{LABEL_LEN, MAX_HOLD_MS};
 
 /// Multicast group when `--group` is not given (organisation-local scope, RFC 2365).
-pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 42);
+pub(crate) const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 42);
 /// UDP port when `--port` is not given.
-pub const DEFAULT_PORT: u16 = 7742;
+pub(crate) const DEFAULT_PORT: u16 = 7742;
 /// Announce interval when `--interval` is not given.
-pub const DEFAULT_INTERVAL_MS: u32 = 2_000;
+pub(crate) const DEFAULT_INTERVAL_MS: u32 = 2_000;
 /// The hold time is this many intervals unless `--hold` says otherwise.
 /// Five, as RTCP's timeout (RFC 3550 6.3.5): with announcements jittered by
 /// +-20 % a node survives three lost announcements in a row, so at 5 % loss
@@ -27,19 +24,19 @@ pub const DEFAULT_INTERVAL_MS: u32 = 2_000;
 pub const DEFAULT_HOLD_INTERVALS: u32 = 5;
 /// `--hold` must be at least this many intervals: with a hold of one
 /// interval, announcements jittered by +-20 % drop live nodes.
-pub const MIN_HOLD_INTERVALS: u32 = 2;
+pub(crate) const MIN_HOLD_INTERVALS: u32 = 2;
 /// Announcements per second the whole cluster sends at most when `--budget`
 /// is not given: up to 2,000 nodes announce every 2 s, 4,000 nodes every 4 s.
 /// Every node receives all of them (about 1 us of CPU each).
-pub const DEFAULT_BUDGET: u32 = 1_000;
+pub(crate) const DEFAULT_BUDGET: u32 = 1_000;
 /// The largest `--budget`.
-pub const MAX_BUDGET: u32 = 1_000_000;
+pub(crate) const MAX_BUDGET: u32 = 1_000_000;
 /// Where the map is published when `--map-file` is not given.
-pub const DEFAULT_MAP_FILE: &str = "/run/omdiscd/openmosix.map";
+pub(crate) const DEFAULT_MAP_FILE: &str = "/run/omdiscd/openmosix.map";
 /// Where procfs is mounted when `--proc-root` is not given.
-pub const DEFAULT_PROC_ROOT: &str = "/proc";
+pub(crate) const DEFAULT_PROC_ROOT: &str = "/proc";
 /// The setpe program when `--setpe` is not given.
-pub const DEFAULT_SETPE: &str = "/sbin/setpe";
+pub(crate) const DEFAULT_SETPE: &str = "/sbin/setpe";
 /// IFNAMSIZ - 1: the kernel's limit on an interface name, without the NUL.
 pub const MAX_IFNAME_LEN: usize = 15;
 /// Most files `--static-map` lists.
@@ -83,10 +80,10 @@ pub struct Config {
     /// From `--auth`; `enforce` by default with a key file, else `off`.
     pub auth: Mode,
     /// From `--pid-file`; `None` means the map file's path with `.pid`
-    /// added. Use [`Config::pid_file`].
+    /// added. Use `Config::pid_file`.
     pub pid_file: Option<PathBuf>,
     /// From `--control-socket`; `None` means the map file's path with
-    /// `.sock` added. Use [`Config::control_socket`].
+    /// `.sock` added. Use `Config::control_socket`.
     pub control_socket: Option<PathBuf>,
     /// From `--metrics-file`.
     pub metrics_file: Option<PathBuf>,
@@ -134,7 +131,7 @@ impl Default for Config {
 
 impl Config {
     /// The lock file: `--pid-file`, or the map file's path and `.pid`.
-    pub fn pid_file(&self) -> PathBuf {
+    pub(crate) fn pid_file(&self) -> PathBuf {
         self.pid_file
             .clone()
             .unwrap_or_else(|| self.beside_map_file(".pid"))
@@ -142,7 +139,7 @@ impl Config {
 
     /// The control socket: `--control-socket`, or the map file's path and
     /// `.sock`.
-    pub fn control_socket(&self) -> PathBuf {
+    pub(crate) fn control_socket(&self) -> PathBuf {
         self.control_socket
             .clone()
             .unwrap_or_else(|| self.beside_map_file(".sock"))

@@ -1,10 +1,10 @@
 //! The daemon's counters and gauges, named once: the [`Counters`] struct the
-//! core counts in, and [`TABLE`], every statistic with its name, help text,
+//! core counts in, and `TABLE`, every statistic with its name, help text,
 //! kind and SIGUSR1 label. `--stats` (text, JSON, Prometheus),
 //! `--metrics-file` and the SIGUSR1 lines are all rendered from the table.
 //!
 //! A counter is added in two places next to each other: its field here in
-//! `counters!` and its row in [`TABLE`]; a test checks that every field is
+//! `counters!` and its row in `TABLE`; a test checks that every field is
 //! read by some row.
 #![forbid(unsafe_code)]
 

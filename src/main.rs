@@ -1,4 +1,5 @@
 //! `omdiscd`: command line and start-up. Everything else is in the library.
+#![forbid(unsafe_code)]
 
 use std::ffi::OsString;
 use std::io::Write;

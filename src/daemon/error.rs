@@ -45,7 +45,7 @@ pub enum StartError {
 }
 
 impl StartError {
-    /// The exit status: [`EXIT_ALREADY_RUNNING`] when another daemon runs,
+    /// The exit status: `EXIT_ALREADY_RUNNING` (3) when another daemon runs,
     /// else 1.
     pub fn exit_status(&self) -> u8 {
         match self {
@@ -56,7 +56,7 @@ impl StartError {
 }
 
 /// Exit status when another omdiscd holds the lock file.
-pub const EXIT_ALREADY_RUNNING: u8 = 3;
+const EXIT_ALREADY_RUNNING: u8 = 3;
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

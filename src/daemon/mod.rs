@@ -2,7 +2,7 @@
 //!
 //! One thread, one epoll loop over the UDP socket, a timerfd armed at the
 //! core's [`Core::poll_at`], a signalfd and the netlink monitor. Readiness
-//! becomes calls on the core; the core's [`Actions`] become syscalls
+//! becomes calls on the core; the core's [`Actions`](crate::node::Actions) become syscalls
 //! (sending, writing the map file, running setpe) and log lines.
 //!
 //! Everything is allocated in [`Daemon::new`]; the loop itself allocates
@@ -17,7 +17,7 @@ mod shell;
 mod signals;
 mod start;
 
-pub use error::{StartError, EXIT_ALREADY_RUNNING};
+pub use error::StartError;
 pub(crate) use links::{local_addrs, AddrList};
 pub(crate) use start::take_lock;
 
@@ -44,11 +44,6 @@ use children::Hook;
 
 /// The version shown by `--version` and logged at start.
 pub const VERSION: &str = env!("OMDISCD_VERSION");
-
-/// Receive buffer asked of the kernel: the default ~212 KB holds only ~256
-/// small datagrams, and a cold boot of thousands of nodes announcing within
-/// the same second overflows it. 4 MiB holds ~8,000 of our datagrams.
-pub const RCVBUF_BYTES: usize = 4 << 20;
 
 /// How often drop/error lines may be logged, per kind.
 const LOG_LIMIT_MS: u64 = 10_000;

@@ -65,13 +65,13 @@ impl Daemon {
     }
 
     /// Every statistic, for `--stats` and `--metrics-file` (named in
-    /// [`crate::counters::TABLE`]).
+    /// `crate::counters::TABLE`).
     pub fn stats(&self, now_ms: u64) -> Stats {
         self.with_sample(now_ms, |s| s.stats())
     }
 
     /// Logs the counters (SIGUSR1, and at exit).
-    pub fn log_counters(&self) {
+    pub(super) fn log_counters(&self) {
         // The uptime is not logged.
         self.with_sample(self.started_ms, |s| {
             info!("counters: {}", s.first_line());

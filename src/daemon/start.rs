@@ -32,9 +32,14 @@ use super::children::Hook;
 use super::error::StartError;
 use super::links::{links_of, resolve};
 use super::{
-    realtime_s, Daemon, IfName, Metrics, Shell, CHANGE_LOG_BURST, RCVBUF_BYTES, TOKEN_CLAIM,
-    TOKEN_CLIENT, TOKEN_CONTROL, TOKEN_NETLINK, TOKEN_SIGNAL, TOKEN_SOCKET, TOKEN_TIMER, VERSION,
+    realtime_s, Daemon, IfName, Metrics, Shell, CHANGE_LOG_BURST, TOKEN_CLAIM, TOKEN_CLIENT,
+    TOKEN_CONTROL, TOKEN_NETLINK, TOKEN_SIGNAL, TOKEN_SOCKET, TOKEN_TIMER, VERSION,
 };
+
+/// Receive buffer asked of the kernel: the default ~212 KB holds only ~256
+/// small datagrams, and a cold boot of thousands of nodes announcing within
+/// the same second overflows it. 4 MiB holds ~8,000 of our datagrams.
+const RCVBUF_BYTES: usize = 4 << 20;
 
 /// Refuses, before anything is created, a map file, metrics file, lock
 /// file or control socket path the daemon could not use.
