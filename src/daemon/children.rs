@@ -7,7 +7,6 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use crate::child::{Ended, Environment, Program, CHILD_TIMEOUT_MS};
-// MAX_INTERFACES moves into the core (issue 15); until then from `cli`.
 use crate::log::{Level, Limit};
 use crate::map::{ClusterMap, NodeId};
 use crate::node::Input;
@@ -17,7 +16,7 @@ use super::{Daemon, Shell, LOG_LIMIT_MS};
 
 /// Most bytes of `OMDISCD_JOINED` or `OMDISCD_LEFT` (a cold boot of
 /// thousands of nodes): beyond, the list is cut and `OMDISCD_TRUNCATED=1`.
-pub(super) const HOOK_LIST_MAX: usize = 64 * 1024;
+const HOOK_LIST_MAX: usize = 64 * 1024;
 
 /// The `--on-change` program, run after each change of the map with what
 /// changed since its previous run, one run at a time.

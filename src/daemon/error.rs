@@ -7,7 +7,6 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use crate::auth::KeyFileError;
-// MAX_INTERFACES moves into the core (issue 15); until then from `cli`.
 use crate::netlink::{self};
 use crate::sys::IoErr;
 

@@ -305,7 +305,7 @@ pub(super) fn resolve(
 
 /// Like [`resolve`] for named interfaces, but keeps going: a missing, down
 /// or address-less interface stays in the list, marked so. Used while running.
-pub(super) fn resolve_lenient(
+fn resolve_lenient(
     nl: &mut Netlink,
     wanted: &ArrayVec<IfName, MAX_INTERFACES>,
 ) -> Option<ArrayVec<Iface, MAX_INTERFACES>> {

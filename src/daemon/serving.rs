@@ -4,7 +4,6 @@
 
 use std::fmt;
 
-// MAX_INTERFACES moves into the core (issue 15); until then from `cli`.
 use crate::control::{Answer, Request, Snapshot, Stats, StatsFormat};
 use crate::counters::Sample;
 use crate::info;

@@ -6,7 +6,6 @@ use std::fmt::{self};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-// MAX_INTERFACES moves into the core (issue 15); until then from `cli`.
 use crate::control::Change;
 use crate::log::{Level, Limit};
 use crate::map::Collision;
@@ -213,7 +212,7 @@ impl Actions for Shell {
 
 /// Sends with `src` pinned as the source address, so peers see (and reply
 /// to) the address on that link, also on `lo`.
-pub(super) fn send_from(
+fn send_from(
     sock: &McastSocket,
     buf: &[u8],
     dst: SocketAddrV4,
@@ -243,7 +242,7 @@ pub(super) fn send_from(
 /// an error; a move and a refused claim have slots of their own, so that a
 /// refused claim logged just before does not hide the move that follows it
 /// (an earlier claim after a later one).
-pub(super) fn collision_log(c: &Collision) -> (Limit, Level) {
+fn collision_log(c: &Collision) -> (Limit, Level) {
     match c {
         c if c.own_lost => (Limit::IdLost, Level::Error),
         c if c.replaced => (Limit::IdMoved, Level::Warn),

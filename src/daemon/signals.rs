@@ -2,7 +2,6 @@
 #![forbid(unsafe_code)]
 
 use crate::auth::Keyring;
-// MAX_INTERFACES moves into the core (issue 15); until then from `cli`.
 use crate::log::{Level, Limit};
 use crate::node::Input;
 use crate::notify::Notifier;

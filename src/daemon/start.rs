@@ -12,7 +12,6 @@ use std::path::Path;
 use arrayvec::ArrayVec;
 
 use crate::auth::Keyring;
-// MAX_INTERFACES moves into the core (issue 15); until then from `cli`.
 use crate::config::Config;
 use crate::control::{self, Chunk, Server};
 use crate::netlink::Netlink;
@@ -43,7 +42,7 @@ const RCVBUF_BYTES: usize = 4 << 20;
 
 /// Refuses, before anything is created, a map file, metrics file, lock
 /// file or control socket path the daemon could not use.
-pub(super) fn check_paths(cfg: &Config) -> Result<(), StartError> {
+fn check_paths(cfg: &Config) -> Result<(), StartError> {
     let io = |what| move |e| StartError::Io(what, e);
     procfs::check_file_path(&cfg.map_file).map_err(io("preparing the map file"))?;
     if let Some(path) = &cfg.metrics_file {
@@ -57,7 +56,7 @@ pub(super) fn check_paths(cfg: &Config) -> Result<(), StartError> {
 }
 
 /// The `--cluster` label for the log: `"lab-A"`, or `(no label)`.
-pub(super) struct ClusterName(Label);
+struct ClusterName(Label);
 
 impl fmt::Display for ClusterName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -71,7 +70,7 @@ impl fmt::Display for ClusterName {
 
 /// Nodes in the map a previous run left at `path` (read as `--dump` reads
 /// it), to size the start-up delay of a cold boot; 0 if there is none.
-pub(super) fn previous_map_size(path: &Path) -> u32 {
+fn previous_map_size(path: &Path) -> u32 {
     let Ok(bytes) = crate::procfs::read_map_file(path) else {
         return 0;
     };
@@ -311,7 +310,7 @@ impl Daemon {
 }
 
 /// Prints an optional address, `-` when none.
-pub(super) struct Addr(Option<Ipv4Addr>);
+struct Addr(Option<Ipv4Addr>);
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
