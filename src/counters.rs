@@ -102,14 +102,14 @@ pub(crate) struct Sample<'a> {
 
 /// A counter (only grows) or a gauge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+enum Kind {
     Counter,
     Gauge,
 }
 
 /// Where SIGUSR1 logs a statistic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Log {
+enum Log {
     /// Not logged.
     No,
     /// On the first `counters:` line, as `LABEL VALUE`.
@@ -129,12 +129,12 @@ enum Value {
 }
 
 /// One statistic.
-pub(crate) struct Entry {
+struct Entry {
     /// Snake case, without the `omdiscd_` prefix and the `_total` suffix.
-    pub(crate) name: &'static str,
-    pub(crate) help: &'static str,
-    pub(crate) kind: Kind,
-    pub(crate) log: Log,
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    log: Log,
     value: Value,
 }
 
@@ -166,7 +166,7 @@ const fn gauge(name: &'static str, help: &'static str, value: fn(&Sample<'_>) ->
 use Log::{First, No, Second};
 
 /// Every statistic, in the order `--stats` lists them.
-pub(crate) static TABLE: [Entry; 37] = [
+static TABLE: [Entry; 37] = [
     counter("received", "Datagrams received.", First("received"), |s| {
         s.core.received
     }),
