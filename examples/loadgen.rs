@@ -54,7 +54,7 @@ const MSG_LEN: usize = ANNOUNCE_LEN + TRAILER_LEN;
 const SEND_BATCH: usize = 64;
 const MAX_BATCH: usize = 64;
 const BUF_LEN: usize = 2048;
-/// The daemon's receive buffer (`omdiscd::daemon::RCVBUF_BYTES`).
+/// The daemon's receive buffer (`RCVBUF_BYTES` in src/daemon/start.rs).
 const RCVBUF: libc::c_int = 4 << 20;
 /// The highest node id: A.B.255.255 would be the broadcast address of the /16.
 const MAX_ID: usize = 65_534;

@@ -144,7 +144,7 @@ fn main() {
     }
     s.hold_ms = hold.unwrap_or(
         s.interval_ms
-            .saturating_mul(omdiscd::cli::DEFAULT_HOLD_INTERVALS),
+            .saturating_mul(omdiscd::config::DEFAULT_HOLD_INTERVALS),
     );
     s.script.sort_by_key(|st| st.at_ms);
     let started = Instant::now();

@@ -91,7 +91,7 @@ pub fn check(data: &[u8]) -> Result<Command, UsageError> {
             assert!(cfg.interfaces.len() <= cli::MAX_INTERFACES);
             for (i, name) in cfg.interfaces.iter().enumerate() {
                 assert!(
-                    !name.is_empty() && name.len() <= cli::MAX_IFNAME_LEN,
+                    !name.is_empty() && name.len() <= omdiscd::config::MAX_IFNAME_LEN,
                     "{name:?}"
                 );
                 assert!(!cfg.interfaces[..i].contains(name), "{name:?} twice");

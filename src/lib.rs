@@ -6,7 +6,9 @@
 pub mod auth;
 pub mod child;
 pub mod cli;
+pub mod config;
 pub mod control;
+pub mod counters;
 pub mod daemon;
 pub mod log;
 pub mod map;

@@ -1,4 +1,5 @@
 //! `omdiscd`: command line and start-up. Everything else is in the library.
+#![forbid(unsafe_code)]
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -6,6 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use omdiscd::cli::{self, Command};
+use omdiscd::config::Config;
 use omdiscd::control::{self, Request, StatsFormat, View, WatchFormat};
 use omdiscd::daemon::{self, Daemon, StartError};
 use omdiscd::log::{self, Sink};
@@ -205,7 +207,7 @@ fn dump(path: &Path, control: &Path, view: View) -> ExitCode {
     }
 }
 
-fn run(mut cfg: daemon::Config) -> ExitCode {
+fn run(mut cfg: Config) -> ExitCode {
     if cfg.daemonize {
         // A daemon must not keep its starter's pipes or files open (a
         // caller waiting for end-of-file would hang).
@@ -220,7 +222,7 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
         log::prefix_priorities_for_the_journal();
     }
     log::set_debug(cfg.debug);
-    if let Err(e) = daemon::absolutize(&mut cfg) {
+    if let Err(e) = cfg.absolutize() {
         return start_failed(None, 1, &format!("cannot read the current directory: {e}"));
     }
     // A hand-written map wins over discovery, as in openMosix.
@@ -256,7 +258,7 @@ fn run(mut cfg: daemon::Config) -> ExitCode {
 }
 
 /// `--static-map` found a map: load and publish it instead of discovering.
-fn run_static(cfg: &daemon::Config, path: std::path::PathBuf) -> ExitCode {
+fn run_static(cfg: &Config, path: std::path::PathBuf) -> ExitCode {
     let mut d = match StaticMap::new(cfg, path) {
         Ok(d) => d,
         Err(e) => return start_failed(None, e.exit_status(), &e.to_string()),
@@ -288,7 +290,7 @@ fn run_static(cfg: &daemon::Config, path: std::path::PathBuf) -> ExitCode {
 /// file (`rewrite_pid`); the returned starter waits until the daemon says
 /// it runs or fails. With `-n`, nothing.
 fn detach(
-    cfg: &daemon::Config,
+    cfg: &Config,
     rewrite_pid: impl FnOnce() -> std::io::Result<()>,
 ) -> Result<Option<Starter>, ExitCode> {
     if !cfg.daemonize {

@@ -29,6 +29,7 @@ use arrayvec::ArrayVec;
 
 use crate::auth::{Keyring, Mode, Verdict};
 use crate::cli::MAX_INTERFACES;
+use crate::counters::Counters;
 use crate::map::{
     AnnounceOutcome, Announcement, ClusterMap, Collision, Duplicate, LeaveOutcome, NodeId,
     SenderCheck,
@@ -376,49 +377,6 @@ pub trait Actions {
     fn publish(&mut self, p: &Publish<'_>) -> Published;
     /// A loggable event at `now_ms`.
     fn event(&mut self, now_ms: u64, e: Event);
-}
-
-/// Packet and event counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub received: u64,
-    pub sent: u64,
-    pub send_errors: u64,
-    pub dropped: [u64; ParseError::COUNT],
-    pub foreign_cluster: u64,
-    pub own_looped: u64,
-    pub relayed: u64,
-    /// Announcements that asked for the map.
-    pub asks: u64,
-    /// Answers sent (an ANNOUNCE with `REPLY`, then the map in SYNCs) ...
-    pub answers: u64,
-    /// ... of them multicast to several askers.
-    pub multicast_answers: u64,
-    /// SYNC datagrams sent.
-    pub syncs: u64,
-    /// Pending answers dropped because another member answered first.
-    pub suppressed: u64,
-    /// Times this node found itself overloaded.
-    pub overloads: u64,
-    pub kernel_overflows: u32,
-    pub publishes: u64,
-    /// A signed message with a wrong MAC.
-    pub auth_failed: u64,
-    /// An unsigned message (accepted in `permissive`, refused in `enforce`).
-    pub unsigned: u64,
-    /// An authenticated message that was not new (see [`Refusal::Replayed`]).
-    pub replayed: u64,
-    /// A message signed with a key id this node does not have.
-    pub unknown_key: u64,
-    /// A message whose source address does not fit (see [`Refusal::Spoofed`]).
-    pub spoofed: u64,
-    /// A SYNC from a non-member.
-    pub not_member: u64,
-    /// Answers not sent because of the per-destination or total limit.
-    pub answers_limited: u64,
-    /// Probes sent to nodes whose hold ran out, and replies to probes.
-    pub probes: u64,
-    pub probe_replies: u64,
 }
 
 impl Counters {

@@ -32,7 +32,8 @@ use std::time::Duration;
 use arrayvec::ArrayVec;
 
 use crate::child::CHILD_TIMEOUT_MS;
-use crate::daemon::{take_lock, Config, StartError, VERSION};
+use crate::config::Config;
+use crate::daemon::{take_lock, StartError, VERSION};
 use crate::mapfile::{self, ParsedMap, Writer};
 use crate::notify::Notifier;
 use crate::procfs::{AtomicFile, Backend, Kernel};

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 
 use omdiscd::auth::{KeyFileError, Keyring, Mode};
 use omdiscd::cli::Command;
+use omdiscd::config::Config;
 use omdiscd::control::{Request, StatsFormat, View, WatchFormat};
-use omdiscd::daemon::Config;
 use omdiscd::mapfile::{MapFileError, MapFileErrorKind};
 use omdiscd::netlink::msg::{self as netlink, ReplyState, ReplyStatus};
 use omdiscd::netlink::{Event, NlError};

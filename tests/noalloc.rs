@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
 use omdiscd::auth::{Keyring, Mode};
-use omdiscd::daemon::Config;
+use omdiscd::config::Config;
 use omdiscd::daemon::Daemon;
 use omdiscd::wire::{self, Auth, Label, MessageType, Repr, SyncEntry};
 

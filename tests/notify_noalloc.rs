@@ -143,7 +143,7 @@ fn the_loop_notifies_without_allocating() {
     std::env::set_var("NOTIFY_SOCKET", &path);
     std::env::set_var("WATCHDOG_USEC", "40000");
     let port = basics::PORT;
-    let cfg = omdiscd::daemon::Config {
+    let cfg = omdiscd::config::Config {
         daemonize: false,
         interfaces: vec!["lo".to_string()],
         port,

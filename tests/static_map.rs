@@ -408,7 +408,7 @@ fn a_bad_static_map_or_a_failing_setpe_stops_start_up() {
 #[test]
 fn the_shipped_unit_and_initramfs_scripts_look_for_the_rc_scripts_maps() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let list = omdiscd::cli::RC_STATIC_MAPS;
+    let list = omdiscd::config::RC_STATIC_MAPS;
     for f in [
         "dist/omdiscd.service",
         "dist/initramfs/busybox/init",
@@ -482,7 +482,7 @@ impl Drop for Boot {
 }
 
 fn initramfs_scripts(kind: &str) {
-    let list = omdiscd::cli::RC_STATIC_MAPS;
+    let list = omdiscd::config::RC_STATIC_MAPS;
     // With /etc/openmosix.map in the image: loaded, no discovery.
     let b = Boot::run(kind, true, &format!("{kind}-static"));
     let kmsg = b.read("kmsg");

@@ -1,0 +1,84 @@
+//! The signals: SIGTERM/SIGINT stop, SIGHUP re-reads, SIGUSR1 logs the counters.
+#![forbid(unsafe_code)]
+
+use crate::auth::Keyring;
+use crate::log::{Level, Limit};
+use crate::node::Input;
+use crate::notify::Notifier;
+use crate::sys::{monotonic_ms, monotonic_us};
+use crate::{info, notice};
+
+use super::{Daemon, COUNTERS_GAP_MS, LOG_LIMIT_MS};
+
+impl Daemon {
+    pub(super) fn on_signals(&mut self) {
+        loop {
+            let Some(signals) = &self.signals else {
+                return;
+            };
+            let info = match signals.read() {
+                Ok(Some(info)) => info,
+                Ok(None) | Err(_) => break,
+            };
+            let now = monotonic_ms();
+            match info.signo {
+                libc::SIGTERM | libc::SIGINT => {
+                    notice!("signal {}: leaving the cluster", info.signo);
+                    self.notify(Notifier::stopping);
+                    self.core.handle(now, Input::Stop, &mut self.io);
+                    return;
+                }
+                libc::SIGHUP => {
+                    crate::log::limited(
+                        Limit::Signal,
+                        LOG_LIMIT_MS,
+                        Level::Info,
+                        format_args!("SIGHUP: re-reading interfaces, addresses and keys"),
+                    );
+                    self.notify(|n| n.reloading(monotonic_us()));
+                    self.resolve_pending = true;
+                    self.reload_keys();
+                    self.redetect_kernel(now);
+                    self.core.handle(now, Input::Rejoin, &mut self.io);
+                    // Ready again once the interfaces are re-read (the end
+                    // of this step) and the next step has run the core.
+                    self.ready_at_ms = Some(0);
+                }
+                libc::SIGCHLD => self.poll_children(now),
+                libc::SIGUSR1 if now >= self.counters_at_ms => {
+                    self.counters_at_ms = now + COUNTERS_GAP_MS;
+                    self.log_counters();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Re-reads `--key-file` (SIGHUP); a file that is now unusable keeps
+    /// the keys in use.
+    fn reload_keys(&mut self) {
+        let Some(path) = &self.key_file else {
+            return;
+        };
+        match Keyring::load(path) {
+            Ok(keys) => {
+                // Said when the key ids change (each step of a rotation);
+                // a storm of SIGHUPs over the same file says nothing more.
+                if keys != *self.core.keys() {
+                    if let Some(signing) = keys.ids().next() {
+                        info!(
+                            "keys re-read: signing with key id {signing}, accepting ids {keys:?}"
+                        );
+                    }
+                }
+                self.core.set_keys(keys);
+            }
+            Err(e) => crate::log::limited(
+                Limit::Keys,
+                LOG_LIMIT_MS,
+                Level::Error,
+                format_args!("key file {}: {e}; keeping the keys in use", path.display()),
+            ),
+        }
+    }
+}
