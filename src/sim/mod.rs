@@ -271,8 +271,6 @@ impl Sim {
         self.watch_dirty = true;
     }
 
-    /// Starts watching a node the script killed: who still publishes it.
-
     fn tick(&mut self, now: u64) {
         self.world.now = now;
         let mut membership_changed = false;

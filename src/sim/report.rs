@@ -354,6 +354,7 @@ pub(super) fn published_holds(map: &ClusterMap, addr: Ipv4Addr) -> bool {
 }
 
 impl Sim {
+    /// Starts watching a node the script killed: who still publishes it.
     pub(super) fn watch(&mut self, i: usize, now: u64) {
         let addr = self.world.addr[i];
         let held = self

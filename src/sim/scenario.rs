@@ -149,6 +149,7 @@ impl Scenario {
 }
 
 impl Sim {
+    /// `count` distinct random live nodes.
     pub(super) fn pick(&mut self, count: usize) -> Vec<usize> {
         let mut live: Vec<usize> = (0..self.cores.len())
             .filter(|&i| self.world.is_live(i))
