@@ -62,8 +62,8 @@ pub const DEFAULT_MAP_FILE: &str = "/run/omdiscd/openmosix.map";
 pub const DEFAULT_PROC_ROOT: &str = "/proc";
 /// The setpe program when `--setpe` is not given.
 pub const DEFAULT_SETPE: &str = "/sbin/setpe";
-/// The original accepted one to six interfaces; we keep its limit.
-pub const MAX_INTERFACES: usize = 6;
+/// The interface limit is the core's (it sizes the link storage there).
+pub use crate::node::MAX_INTERFACES;
 /// IFNAMSIZ - 1: the kernel's limit on an interface name, without the NUL.
 pub const MAX_IFNAME_LEN: usize = 15;
 /// Most files `--static-map` lists.
