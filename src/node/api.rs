@@ -29,7 +29,7 @@ pub struct Settings {
     /// boot; 0: not known.
     pub expected_nodes: u32,
     /// `--auth`: what this node signs and accepts (the keys come with
-    /// [`Core::set_keys`]).
+    /// [`Core::set_keys`](super::Core::set_keys)).
     pub auth: Mode,
     /// The real-time clock when the core is made, in seconds since 1970:
     /// this incarnation's `started` (the trailer's stamp), which orders
@@ -69,7 +69,7 @@ pub enum Input<'a> {
     /// The kernel's running total of datagrams dropped on a full receive buffer.
     KernelDrops(u32),
     /// More datagrams are waiting than the caller reads at once
-    /// ([`READ_AT_ONCE`]): this node is behind, and what it has read is not
+    /// ([`READ_AT_ONCE`](super::READ_AT_ONCE)): this node is behind, and what it has read is not
     /// the latest news.
     Behind,
     /// The interfaces as they are now (after a netlink event or SIGHUP), in
@@ -85,7 +85,7 @@ pub enum Input<'a> {
     /// it the map now.
     KernelAppeared,
     /// Leave the cluster: publish what is pending, send LEAVE
-    /// [`GOODBYES`] times, then [`Core::finished`] is true.
+    /// [`GOODBYES`](super::GOODBYES) times, then [`Core::finished`](super::Core::finished) is true.
     Stop,
 }
 
@@ -122,7 +122,7 @@ pub struct Publish<'a> {
 }
 
 /// Which parts of a [`Publish`] failed (they are retried after
-/// [`PUBLISH_RETRY_MS`]).
+/// [`PUBLISH_RETRY_MS`](super::PUBLISH_RETRY_MS)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Published {
     pub file_failed: bool,
@@ -133,7 +133,7 @@ pub struct Published {
 /// the rate limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A datagram was dropped (counted in [`Counters::dropped`]).
+    /// A datagram was dropped (counted in [`Counters::dropped`](super::Counters::dropped)).
     Dropped {
         src: SocketAddrV4,
         error: ParseError,
@@ -152,7 +152,7 @@ pub enum Event {
     IdFree { id: NodeId },
     /// A node joined (or restarted).
     Joined { id: NodeId, addr: Ipv4Addr },
-    /// No other node heard for [`LONELY_INTERVALS`] intervals.
+    /// No other node heard for [`LONELY_INTERVALS`](super::LONELY_INTERVALS) intervals.
     Lonely { intervals: u64 },
     /// This node cannot keep up (see [`Overload`]). Every node is held
     /// longer and the own interval is now `interval_ms`.
@@ -205,7 +205,7 @@ pub enum Overload {
     Dropped(u32),
     /// A poll ran this many ms after its instant.
     Late(u64),
-    /// Datagrams were left waiting after every read for [`BEHIND_MS`]
+    /// Datagrams were left waiting after every read for [`BEHIND_MS`](super::BEHIND_MS)
     /// ([`Input::Behind`]).
     Behind,
 }

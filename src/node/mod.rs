@@ -43,37 +43,6 @@ use crate::map::{ClusterMap, NodeId};
 use crate::rng::Rng;
 use crate::wire::{self, ParseError};
 
-use self::answer::Answering;
-pub use self::answer::{
-    ANSWERERS, ANSWERS_PER_S, ANSWER_BURST, ANSWER_MIN_DELAY_MS, ANSWER_REPEAT_MS,
-    ANSWER_SPREAD_MS, MAX_PENDING_ANSWERS,
-};
-pub use self::api::{
-    Actions, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received, Refusal,
-    Settings,
-};
-use self::goodbye::Goodbye;
-pub use self::goodbye::{GOODBYES, GOODBYE_GAP_MS};
-use self::join::Join;
-pub use self::join::{MAX_ASKS, MAX_ASK_GAP_MS};
-use self::links::alias_addrs;
-pub use self::links::MAX_INTERFACES;
-use self::liveness::{Liveness, Probing};
-pub use self::liveness::{
-    EXPIRY_GRANULARITY_MS, LONELY_INTERVALS, LOSSY_MS, PROBERS, PROBES_PER_S, PROBE_REPLIES_PER_S,
-};
-use self::overload::Load;
-pub use self::overload::{BEHIND_MS, MAX_OVERLOAD_FACTOR, OVERLOAD_LATE_MS, READ_AT_ONCE};
-use self::pacing::Pacing;
-pub use self::pacing::{
-    hold_scale_permille, ANNOUNCE_JITTER_PERCENT, BURST_GAP_MS, MAX_STARTUP_WINDOW_MS, MAX_STRETCH,
-    REJOIN_GAP_MS, STARTUP_BURST, STARTUP_JITTER_MS, STARTUP_RATE_FACTOR,
-};
-pub use self::publish::{PUBLISH_DELAY_MS, PUBLISH_RETRY_MS};
-use self::relay::Relays;
-pub use self::relay::MAX_HOPS;
-use self::timers::{Timer, Timers};
-
 mod answer;
 mod api;
 mod emit;
@@ -89,6 +58,38 @@ mod relay;
 #[cfg(test)]
 mod testing;
 mod timers;
+
+pub use self::answer::{
+    ANSWERERS, ANSWERS_PER_S, ANSWER_BURST, ANSWER_MIN_DELAY_MS, ANSWER_REPEAT_MS,
+    ANSWER_SPREAD_MS, MAX_PENDING_ANSWERS,
+};
+pub use self::api::{
+    Actions, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received, Refusal,
+    Settings,
+};
+pub use self::goodbye::{GOODBYES, GOODBYE_GAP_MS};
+pub use self::join::{MAX_ASKS, MAX_ASK_GAP_MS};
+pub use self::links::MAX_INTERFACES;
+pub use self::liveness::{
+    EXPIRY_GRANULARITY_MS, LONELY_INTERVALS, LOSSY_MS, PROBERS, PROBES_PER_S, PROBE_REPLIES_PER_S,
+};
+pub use self::overload::{BEHIND_MS, MAX_OVERLOAD_FACTOR, OVERLOAD_LATE_MS, READ_AT_ONCE};
+pub use self::pacing::{
+    hold_scale_permille, ANNOUNCE_JITTER_PERCENT, BURST_GAP_MS, MAX_STARTUP_WINDOW_MS, MAX_STRETCH,
+    REJOIN_GAP_MS, STARTUP_BURST, STARTUP_JITTER_MS, STARTUP_RATE_FACTOR,
+};
+pub use self::publish::{PUBLISH_DELAY_MS, PUBLISH_RETRY_MS};
+pub use self::relay::MAX_HOPS;
+
+use self::answer::Answering;
+use self::goodbye::Goodbye;
+use self::join::Join;
+use self::links::alias_addrs;
+use self::liveness::{Liveness, Probing};
+use self::overload::Load;
+use self::pacing::Pacing;
+use self::relay::Relays;
+use self::timers::{Timer, Timers};
 
 /// Packet and event counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

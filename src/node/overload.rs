@@ -15,10 +15,10 @@ pub const MAX_OVERLOAD_FACTOR: u32 = 4;
 pub const OVERLOAD_LATE_MS: u64 = 1_000;
 
 /// A caller reads up to this many datagrams at once (per wake-up) and
-/// tells the core [`Input::Behind`] when more were waiting.
+/// tells the core [`Input::Behind`](super::Input::Behind) when more were waiting.
 pub const READ_AT_ONCE: usize = 512;
 
-/// Datagrams left waiting after every read ([`Input::Behind`]) for this
+/// Datagrams left waiting after every read ([`Input::Behind`](super::Input::Behind)) for this
 /// long count as an overload; a burst that is read within it does not.
 pub const BEHIND_MS: u64 = 500;
 
