@@ -88,7 +88,7 @@ pub fn check(data: &[u8]) -> Result<Command, UsageError> {
                 (interval..=wire::MAX_HOLD_MS).contains(&hold),
                 "hold {hold} ms accepted with interval {interval} ms"
             );
-            assert!(cfg.interfaces.len() <= cli::MAX_INTERFACES);
+            assert!(cfg.interfaces.len() <= omdiscd::node::MAX_INTERFACES);
             for (i, name) in cfg.interfaces.iter().enumerate() {
                 assert!(
                     !name.is_empty() && name.len() <= omdiscd::config::MAX_IFNAME_LEN,

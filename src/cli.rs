@@ -28,17 +28,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use crate::auth::Mode;
-use crate::config::{Config, MAX_IFNAME_LEN, MAX_STATIC_MAPS, MIN_HOLD_INTERVALS};
-/// For `src/sim.rs`, until it names `crate::config` itself (it is being
-/// split in parallel; issue 15).
-pub(crate) use crate::config::{DEFAULT_BUDGET, DEFAULT_HOLD_INTERVALS, MAX_BUDGET};
+use crate::config::{Config, MAX_BUDGET, MAX_IFNAME_LEN, MAX_STATIC_MAPS, MIN_HOLD_INTERVALS};
 use crate::control::{StatsFormat, View, WatchFormat};
+use crate::node::MAX_INTERFACES;
 // The accepted `--interval` and `--hold` ranges and the label size are the
 // wire format's.
 use crate::wire::{LABEL_LEN, MAX_HOLD_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS};
-
-/// The original accepted one to six interfaces; we keep its limit.
-pub const MAX_INTERFACES: usize = 6;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The command line's tests.
 
 use super::*;
-use crate::config::{DEFAULT_MAP_FILE, RC_STATIC_MAPS};
+use crate::config::{DEFAULT_BUDGET, DEFAULT_HOLD_INTERVALS, DEFAULT_MAP_FILE, RC_STATIC_MAPS};
 
 fn run(args: &[&str]) -> Config {
     match parse(args.iter().copied()) {

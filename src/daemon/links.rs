@@ -7,11 +7,10 @@ use std::net::Ipv4Addr;
 
 use arrayvec::ArrayVec;
 
-// MAX_INTERFACES moves into the core (issue 15); until then from `cli`.
-use crate::cli::MAX_INTERFACES;
 use crate::config::Config;
 use crate::log::{Level, Limit};
 use crate::netlink::{self, Netlink};
+use crate::node::MAX_INTERFACES;
 use crate::node::{Input, Link};
 use crate::sys::{monotonic_ms, IoErr};
 use crate::{notice, warn};

@@ -28,11 +28,10 @@ use std::time::Duration;
 
 use arrayvec::ArrayVec;
 
-// MAX_INTERFACES moves into the core (issue 15); until then from `cli`.
-use crate::cli::MAX_INTERFACES;
 use crate::control::{Chunk, Server};
 use crate::log::{Level, Limit};
 use crate::netlink::Netlink;
+use crate::node::MAX_INTERFACES;
 use crate::node::{Core, Input, Received, OVERLOAD_LATE_MS};
 use crate::notice;
 use crate::notify::Notifier;
