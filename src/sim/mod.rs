@@ -46,8 +46,8 @@ mod report;
 mod scenario;
 
 pub use self::net::NetConfig;
-pub use self::report::{Killed, Phase, Report, Traffic};
-pub use self::scenario::{Action, Scenario, Step};
+pub use self::report::{Killed, Report, Traffic};
+pub use self::scenario::{Action, Phase, Scenario, Step};
 
 use self::lane::{Deed, Lane, Outbox};
 use self::net::{mix, node_addr, Life, Slab, View, World};

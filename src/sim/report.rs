@@ -2,7 +2,7 @@
 //! report's table and line.
 
 use super::net::{mix, Life};
-use super::scenario::Scenario;
+use super::scenario::{Phase, Scenario};
 use super::Sim;
 use std::fmt::{self, Write as _};
 use std::net::Ipv4Addr;
@@ -10,29 +10,6 @@ use std::net::Ipv4Addr;
 use crate::map::ClusterMap;
 use crate::node::EXPIRY_GRANULARITY_MS;
 use crate::wire;
-
-/// How long the cluster took to agree again after something happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Phase {
-    /// What happened ("cold boot", "join 1", "kill 1", ...).
-    pub what: String,
-    pub at_ms: u64,
-    /// Time from `at_ms` until every live node's published map was exactly
-    /// the live nodes of its side; `None`: not within the run (or the next
-    /// event came first).
-    pub converged_after_ms: Option<u64>,
-    /// For a join: datagrams that reached the newcomers (all of them, lost
-    /// at a full queue included) from their start until the phase converged
-    /// (or ended).
-    pub received_by_newcomers: Option<u64>,
-    /// For a join: time until every newcomer's own published map was
-    /// complete (the others may not have all of them yet).
-    pub newcomers_complete_after_ms: Option<u64>,
-    /// Datagrams the cluster sent from the event until it converged (or
-    /// the next event), and of them unicast.
-    pub sent: u64,
-    pub unicast: u64,
-}
 
 /// Traffic figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -1,7 +1,6 @@
 //! The script of a run: what happens to whom, and when.
 
 use super::net::{node_addr, Life, NetConfig, Port};
-use super::report::Phase;
 use super::{Sim, PARALLEL_FROM};
 
 use crate::node::Input;
@@ -264,4 +263,27 @@ impl Sim {
         self.world.recompute_expected();
         self.watch_dirty = true;
     }
+}
+
+/// How long the cluster took to agree again after something happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phase {
+    /// What happened ("cold boot", "join 1", "kill 1", ...).
+    pub what: String,
+    pub at_ms: u64,
+    /// Time from `at_ms` until every live node's published map was exactly
+    /// the live nodes of its side; `None`: not within the run (or the next
+    /// event came first).
+    pub converged_after_ms: Option<u64>,
+    /// For a join: datagrams that reached the newcomers (all of them, lost
+    /// at a full queue included) from their start until the phase converged
+    /// (or ended).
+    pub received_by_newcomers: Option<u64>,
+    /// For a join: time until every newcomer's own published map was
+    /// complete (the others may not have all of them yet).
+    pub newcomers_complete_after_ms: Option<u64>,
+    /// Datagrams the cluster sent from the event until it converged (or
+    /// the next event), and of them unicast.
+    pub sent: u64,
+    pub unicast: u64,
 }
