@@ -210,13 +210,7 @@ impl StaticMap {
 
     /// Takes over the signals and says what was chosen, and why.
     pub fn start(&mut self) -> io::Result<()> {
-        let signals = SignalFd::new(&[
-            libc::SIGTERM,
-            libc::SIGINT,
-            libc::SIGHUP,
-            libc::SIGCHLD,
-            libc::SIGUSR1,
-        ])?;
+        let signals = SignalFd::new(&crate::daemon::HANDLED_SIGNALS)?;
         self.epoll
             .add(signals.as_raw_fd(), 0, libc::EPOLLIN as u32)?;
         self.signals = Some(signals);

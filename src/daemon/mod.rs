@@ -19,6 +19,7 @@ mod start;
 
 pub use error::StartError;
 pub(crate) use links::{local_addrs, AddrList};
+pub(crate) use signals::HANDLED as HANDLED_SIGNALS;
 pub(crate) use start::take_lock;
 
 use std::io;

@@ -10,6 +10,17 @@ use crate::{info, notice};
 
 use super::{Daemon, COUNTERS_GAP_MS, LOG_LIMIT_MS};
 
+/// The signals the daemon takes over with a signalfd (in discovery and in
+/// `--static-map` mode alike): SIGTERM and SIGINT stop it, SIGHUP re-reads,
+/// SIGCHLD reaps its children, SIGUSR1 logs what it counts.
+pub(crate) const HANDLED: [libc::c_int; 5] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGCHLD,
+    libc::SIGUSR1,
+];
+
 impl Daemon {
     pub(super) fn on_signals(&mut self) {
         loop {

@@ -248,13 +248,7 @@ impl Daemon {
     /// Takes over the signals and logs the start-up lines. Called once the
     /// process is in its final form (after daemonizing).
     pub fn start(&mut self) -> io::Result<()> {
-        let signals = SignalFd::new(&[
-            libc::SIGTERM,
-            libc::SIGINT,
-            libc::SIGHUP,
-            libc::SIGCHLD,
-            libc::SIGUSR1,
-        ])?;
+        let signals = SignalFd::new(&super::signals::HANDLED)?;
         self.epoll
             .add(signals.as_raw_fd(), TOKEN_SIGNAL, libc::EPOLLIN as u32)?;
         self.signals = Some(signals);
