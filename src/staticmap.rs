@@ -22,6 +22,7 @@
 //! Host names in the file are passed on as written (setpe resolves them);
 //! omdiscd never resolves a name (an initramfs has no resolver), so it finds
 //! this node only among the IPv4 ranges and aliases.
+#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::io;
