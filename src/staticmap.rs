@@ -15,9 +15,9 @@
 //! on SIGUSR1, and exits 0 on SIGTERM. When none of the files exists,
 //! the daemon discovers the cluster as usual.
 //!
-//! `--static-nodes FILE` (`pin_nodes`) is the other use of a hand-written
-//! map: discovery runs, and the file's nodes are permanent members of the
-//! map (see [`crate::map::ClusterMap`]'s pinned nodes).
+//! `--static-nodes FILE` is the other use of a hand-written map: discovery
+//! runs, and the file's nodes are permanent members of the map (the
+//! daemon's `static_nodes` module).
 //!
 //! Host names in the file are passed on as written (setpe resolves them);
 //! omdiscd never resolves a name (an initramfs has no resolver), so it finds
@@ -84,74 +84,6 @@ fn read(path: &Path, here: &[Ipv4Addr]) -> Result<ParsedMap, StartError> {
     map.writer = None;
     map.own = mapfile::node_of(&map, here).map(|(id, addr)| (id, addr.to_string()));
     Ok(map)
-}
-
-/// `--static-nodes`: reads the hand-written map at `path` and makes its
-/// nodes permanent members of `core`'s map, next to discovery. Each node
-/// must have an IPv4 address whose last two octets are its id (the map is
-/// indexed by that rule, and an announcement of the address must land on
-/// the same entry); an alias line must name a node of the file.
-pub(crate) fn pin_nodes(path: &Path, core: &mut crate::node::Core) -> Result<(), StartError> {
-    let fail = |why: String| StartError::StaticMap(path.to_path_buf(), why);
-    let bytes = crate::procfs::read_map_file(path)
-        .map_err(|e| fail(format!("cannot read it: {}", crate::sys::IoErr(&e))))?;
-    let map = mapfile::parse(&bytes).map_err(|e| fail(e.to_string()))?;
-    let mut nodes: Vec<(Ipv4Addr, ArrayVec<Ipv4Addr, { crate::wire::MAX_ALIASES }>)> = Vec::new();
-    for r in &map.ranges {
-        let Ok(first) = r.addr.parse::<Ipv4Addr>() else {
-            return Err(fail(format!(
-                "node #{} is at the host name {}: --static-nodes takes IPv4 addresses (omdiscd resolves no names)",
-                r.first, r.addr
-            )));
-        };
-        for k in 0..r.count {
-            // The parser keeps a range within ids and addresses.
-            let addr = Ipv4Addr::from(u32::from(first) + k);
-            let id = r.first + k as crate::map::NodeId;
-            let natural = crate::wire::node_id_of(addr);
-            if natural != id {
-                return Err(fail(format!(
-                    "node #{id} is at {addr}, whose node id is #{natural} (the last two octets): with discovery, ids follow the addresses"
-                )));
-            }
-            nodes.push((addr, ArrayVec::new()));
-        }
-    }
-    for (id, alias) in &map.aliases {
-        let alias = alias.parse::<Ipv4Addr>().map_err(|_| {
-            fail(format!(
-                "an alias of node #{id} is the host name {alias}: --static-nodes takes IPv4 addresses"
-            ))
-        })?;
-        let node = nodes
-            .iter_mut()
-            .find(|(a, _)| crate::wire::node_id_of(*a) == *id)
-            .ok_or_else(|| {
-                fail(format!(
-                    "alias {alias} of node #{id}, which the file does not list"
-                ))
-            })?;
-        node.1.try_push(alias).map_err(|_| {
-            fail(format!(
-                "node #{id} has more than {} aliases",
-                crate::wire::MAX_ALIASES
-            ))
-        })?;
-    }
-    for (addr, aliases) in &nodes {
-        core.pin(*addr, aliases).map_err(|holder| {
-            fail(format!(
-                "node #{} ({addr}) has this node's id, and this node is {holder}",
-                crate::wire::node_id_of(*addr)
-            ))
-        })?;
-    }
-    info!(
-        "static nodes {}: {} permanent members (never expired); discovery adds the rest",
-        path.display(),
-        nodes.len()
-    );
-    Ok(())
 }
 
 /// The process that publishes a static map instead of discovering.

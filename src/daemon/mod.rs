@@ -16,6 +16,7 @@ mod serving;
 mod shell;
 mod signals;
 mod start;
+mod static_nodes;
 
 pub use error::StartError;
 pub(crate) use links::{local_addrs, AddrList};

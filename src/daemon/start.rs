@@ -201,7 +201,7 @@ impl Daemon {
         let mut core = Core::new(settings, primary, &links_of(&ifaces), rng, monotonic_ms());
         core.set_keys(keys);
         if let Some(path) = &cfg.static_nodes {
-            crate::staticmap::pin_nodes(path, &mut core)?;
+            super::static_nodes::pin_nodes(path, &mut core)?;
         }
         let mut daemon = Daemon {
             core,
