@@ -7,7 +7,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,21 +15,6 @@ use common::*;
 use nix::sys::signal::Signal;
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn script(path: &Path, body: &str) {
-    fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-/// A fake openMosix 2.4 procfs under `root`.
-/// `self` comes last: a real mount appears at once, and the daemon takes
-/// `self` as the sign that procfs is there.
-fn openmosix_24(root: &Path) {
-    fs::create_dir_all(root.join("hpc/admin")).unwrap();
-    fs::write(root.join("hpc/admin/mospe"), "0\n").unwrap();
-    fs::write(root.join("hpc/admin/config"), "").unwrap();
-    fs::create_dir_all(root.join("self")).unwrap();
-}
 
 /// Whether process `pid` runs (a zombie does not).
 fn running(pid: i32) -> bool {

@@ -15,7 +15,6 @@
 //! Needs root (the namespaces). The unit under a real systemd: `tests/systemd.rs`.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -25,26 +24,13 @@ use nix::unistd::Pid;
 
 #[path = "common/basics.rs"]
 mod basics;
-use basics::temp_dir;
+use basics::{openmosix_24, script, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_omdiscd");
 
 /// A port of this test process's own.
 fn port() -> u16 {
     40_000 + (std::process::id() % 20_000) as u16
-}
-
-fn script(path: &Path, body: &str) {
-    fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-/// A fake openMosix 2.4 procfs under `root`.
-fn openmosix_24(root: &Path) {
-    fs::create_dir_all(root.join("hpc/admin")).unwrap();
-    fs::write(root.join("hpc/admin/mospe"), "0\n").unwrap();
-    fs::write(root.join("hpc/admin/config"), "").unwrap();
-    fs::create_dir_all(root.join("self")).unwrap();
 }
 
 /// Polls `f` until it holds; panics with `what` and `context()` after `within`.

@@ -41,3 +41,20 @@ pub fn write_key_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf 
     fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
     p
 }
+
+/// Writes an executable shell script (`#!/bin/sh` and `body`) at `path`:
+/// a stand-in for setpe or an `--on-change` program.
+pub fn script(path: &Path, body: &str) {
+    fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A fake openMosix 2.4 procfs under `root`. `self` comes last: a real
+/// mount appears at once, and the daemon takes `self` as the sign that
+/// procfs is there.
+pub fn openmosix_24(root: &Path) {
+    fs::create_dir_all(root.join("hpc/admin")).unwrap();
+    fs::write(root.join("hpc/admin/mospe"), "0\n").unwrap();
+    fs::write(root.join("hpc/admin/config"), "").unwrap();
+    fs::create_dir_all(root.join("self")).unwrap();
+}
