@@ -56,10 +56,9 @@ pub struct Counters {
     pub relayed: u64,
     /// Announcements that asked for the map.
     pub asks: u64,
-    /// Answers sent (an ANNOUNCE with `REPLY`, then the map in SYNCs) ...
+    /// Answers sent (an ANNOUNCE with `REPLY`, then the map in SYNCs, by
+    /// multicast).
     pub answers: u64,
-    /// ... of them multicast to several askers.
-    pub multicast_answers: u64,
     /// SYNC datagrams sent.
     pub syncs: u64,
     /// Pending answers dropped because another member answered first.
@@ -166,7 +165,7 @@ const fn gauge(name: &'static str, help: &'static str, value: fn(&Sample<'_>) ->
 use Log::{First, No, Second};
 
 /// Every statistic, in the order `--stats` lists them.
-static TABLE: [Entry; 37] = [
+static TABLE: [Entry; 36] = [
     counter("received", "Datagrams received.", First("received"), |s| {
         s.core.received
     }),
@@ -194,12 +193,6 @@ static TABLE: [Entry; 37] = [
         "Answers sent to nodes asking for the map.",
         First("answers"),
         |s| s.core.answers,
-    ),
-    counter(
-        "multicast_answers",
-        "Answers multicast to several askers.",
-        First("multicast answers"),
-        |s| s.core.multicast_answers,
     ),
     counter(
         "syncs",

@@ -772,13 +772,12 @@ fn ask_as_victim(
 }
 
 /// Attack 7: asks for the map with the victim's address as source (an
-/// amplifier: every member would answer the victim with the map). In
-/// `enforce` nobody answers: nothing arrives at the victim in 5 s. In
-/// `off` (asks accepted) each member answers the victim at most once in
-/// 10 s, whatever the number of asks, and counts the rest
-/// `answers limited`.
+/// amplifier, if members answered the address an ask names). Answers go by
+/// multicast only: in `enforce` nobody answers (unsigned asks are refused),
+/// in `off` the members answer, to the group; in both, nothing arrives at
+/// the victim in 5 s.
 #[test]
-fn asks_from_a_spoofed_source_get_the_victim_nothing_in_enforce_and_one_answer_per_member_in_off() {
+fn asks_from_a_spoofed_source_get_the_victim_nothing_in_enforce_and_off() {
     const WINDOW: Duration = Duration::from_secs(5);
     let victim = Ipv4Addr::new(198, 18, 10, 200);
 
@@ -801,51 +800,26 @@ fn asks_from_a_spoofed_source_get_the_victim_nothing_in_enforce_and_one_answer_p
     c.spoof(victim, true);
     let mut f = c.forger(victim, PORT);
     let (asks, got) = ask_as_victim(&mut f, victim, WINDOW);
-    let members: Vec<Ipv4Addr> = c.ds.iter().map(|d| d.addr).collect();
-    let answers = |m: Ipv4Addr| {
-        got.iter()
-            .filter(|(from, r)| {
-                *from == m && r.kind == MessageType::Announce && r.flags & flags::REPLY != 0
-            })
-            .count()
-    };
-    eprintln!(
-        "MEASURED spoofed asks (off): {asks} asks in {WINDOW:?}; the victim got {} datagrams, \
-         answers per member {:?}",
-        got.len(),
-        members.iter().map(|&m| answers(m)).collect::<Vec<_>>()
-    );
-    for (from, r) in &got {
-        assert!(members.contains(from), "from a non-member: {from} {r:?}");
-        assert!(r.flags & flags::REPLY != 0, "not an answer: {r:?}");
-    }
-    for &m in &members {
-        assert!(
-            answers(m) <= 1,
-            "{m} answered the victim {} times in {WINDOW:?}: {got:?}",
-            answers(m)
-        );
-    }
-    let total: usize = members.iter().map(|&m| answers(m)).sum();
-    assert!(total >= 1, "nobody answered at all: the test shows nothing");
-    // An answer is the ANNOUNCE and one SYNC (the map but the member and
-    // the victim: 2 entries).
-    assert!(got.len() <= 2 * members.len(), "{got:?}");
-    // A member that answered counts the asks after it as limited (not those
-    // while its answer was pending, nor any while it was overloaded).
     let after = each(&c.ds, Daemon::counters);
-    let limited: Vec<u64> = before
+    let answers: Vec<u64> = before
         .iter()
         .zip(&after)
-        .map(|(b, a)| a.get("answers limited") - b.get("answers limited"))
+        .map(|(b, a)| a.get("answers") - b.get("answers"))
         .collect();
-    eprintln!("MEASURED spoofed asks (off): answers limited per member {limited:?}");
-    for ((&m, limited), after) in members.iter().zip(&limited).zip(&after) {
-        assert!(
-            answers(m) == 0 || *limited > 0,
-            "{m} answered and then limited none of {asks} asks: {after:?}"
-        );
-    }
+    eprintln!(
+        "MEASURED spoofed asks (off): {asks} asks in {WINDOW:?}; the victim got {} datagrams; \
+         multicast answers per member {answers:?}",
+        got.len()
+    );
+    assert!(
+        got.is_empty(),
+        "{} datagrams reached the victim: {got:?}",
+        got.len()
+    );
+    assert!(
+        answers.iter().sum::<u64>() >= 1,
+        "nobody answered at all: the test shows nothing"
+    );
 }
 
 /// Attack 8: a replay. The attacker records a node's real signed ANNOUNCE

@@ -1,6 +1,8 @@
 //! Answering: a settled member answers a joining node's ask with its
-//! ANNOUNCE and the map in SYNCs, about [`ANSWERERS`] members per ask, each
-//! answer rate-limited.
+//! ANNOUNCE and the map in SYNCs, by multicast on the asker's link, about
+//! [`ANSWERERS`] members per ask (the first answer heard silences the
+//! others), each answer rate-limited. An answer never goes to the address an
+//! ask names, so a spoofed ask sends nothing to its victim.
 
 use core::net::Ipv4Addr;
 
@@ -17,8 +19,8 @@ use super::{Actions, Core, Dest};
 /// whatever the size of the cluster.
 pub const ANSWERERS: u32 = 3;
 
-/// Askers waiting for this node's answer. Two or more on one link are
-/// answered by one multicast, so a full list loses nobody.
+/// Askers waiting for this node's answer; a full list takes no more (one
+/// multicast answers every asker on a link).
 pub const MAX_PENDING_ANSWERS: usize = 64;
 
 /// An answer waits at least this long ...
@@ -28,19 +30,11 @@ pub const ANSWER_MIN_DELAY_MS: u64 = 10;
 /// that hears another's multicast answer first can stay quiet.
 pub const ANSWER_SPREAD_MS: u32 = 500;
 
-/// An asker gets at most one unicast answer from a node in this long, so a
-/// spoofed source cannot have the cluster send its map to a victim again
-/// and again.
-pub const ANSWER_REPEAT_MS: u64 = 10_000;
-
 /// Answers a node sends per second at most, in the long run ...
 pub const ANSWERS_PER_S: u64 = 2;
 
 /// ... and at once.
 pub const ANSWER_BURST: u64 = 4;
-
-/// Unicast answers remembered for [`ANSWER_REPEAT_MS`].
-const ANSWERED_MEMORY: usize = 64;
 
 /// A node that asked for the map, waiting for this node's answer.
 #[derive(Clone, Copy, Debug)]
@@ -54,8 +48,6 @@ pub(super) struct PendingAnswer {
 pub(super) struct Answering {
     /// Askers waiting for this node's answer.
     pub(super) pending: heapless::Vec<PendingAnswer, MAX_PENDING_ANSWERS>,
-    /// Recent unicast answers (destination, when), oldest first.
-    pub(super) answered_to: heapless::Deque<(Ipv4Addr, u64), ANSWERED_MEMORY>,
     /// The total rate of answers ([`ANSWERS_PER_S`], [`ANSWER_BURST`]).
     pub(super) bucket: Bucket,
 }
@@ -64,7 +56,6 @@ impl Answering {
     pub(super) fn new() -> Answering {
         Answering {
             pending: heapless::Vec::new(),
-            answered_to: heapless::Deque::new(),
             bucket: Bucket::full(ANSWER_BURST),
         }
     }
@@ -79,15 +70,6 @@ impl Core {
         if !settled || self.map.yielded() || self.answering.pending.iter().any(|a| a.to == to) {
             return;
         }
-        if self
-            .answering
-            .answered_to
-            .iter()
-            .any(|&(a, at)| a == to && now_ms < at + ANSWER_REPEAT_MS)
-        {
-            self.counters.answers_limited += 1;
-            return;
-        }
         let others = (self.map.len() as u32).saturating_sub(2).max(1);
         if self.rng.below(others) >= ANSWERERS {
             return;
@@ -97,7 +79,7 @@ impl Core {
             let due = now_ms + ANSWER_MIN_DELAY_MS + u64::from(self.rng.below(spread));
             self.timers.set(Timer::Answer, due);
         }
-        // A full list is answered by multicast, which reaches this one too.
+        // A full list: the multicast answer reaches this one too.
         let _ = self.answering.pending.push(PendingAnswer { to, ifindex });
     }
 
@@ -112,23 +94,10 @@ impl Core {
         }
     }
 
-    /// The answers are due: per link, one asker gets a unicast answer,
-    /// several (or a full list) one multicast answer.
+    /// The answers are due: one multicast answer per link with askers.
     pub(super) fn send_answers(&mut self, now_ms: u64, io: &mut impl Actions) {
         while let Some(first) = self.answering.pending.first().copied() {
             let ifindex = first.ifindex;
-            let askers = self
-                .answering
-                .pending
-                .iter()
-                .filter(|a| a.ifindex == ifindex)
-                .count();
-            let to = if askers == 1 && !self.answering.pending.is_full() {
-                Dest::Node(first.to)
-            } else {
-                self.counters.multicast_answers += 1;
-                Dest::Group
-            };
             self.answering.pending.retain(|a| a.ifindex != ifindex);
             if !self
                 .answering
@@ -138,28 +107,19 @@ impl Core {
                 self.counters.answers_limited += 1;
                 continue;
             }
-            if let Dest::Node(addr) = to {
-                if self.answering.answered_to.is_full() {
-                    self.answering.answered_to.pop_front();
-                }
-                let _ = self.answering.answered_to.push_back((addr, now_ms));
-            }
-            self.answer(now_ms, to, ifindex, io);
+            self.answer(now_ms, ifindex, io);
         }
     }
 
-    /// One answer: this node's ANNOUNCE with `REPLY` (it carries the size of
-    /// this map), then every other node of the map in SYNCs of up to
-    /// [`wire::MAX_SYNC_ENTRIES`] entries, each with the hold it has left
-    /// here.
-    pub(super) fn answer(&mut self, now_ms: u64, to: Dest, ifindex: u32, io: &mut impl Actions) {
+    /// One answer, to the group on `ifindex`: this node's ANNOUNCE with
+    /// `REPLY` (it carries the size of this map), then every other node of
+    /// the map in SYNCs of up to [`wire::MAX_SYNC_ENTRIES`] entries, each
+    /// with the hold it has left here.
+    pub(super) fn answer(&mut self, now_ms: u64, ifindex: u32, io: &mut impl Actions) {
         self.counters.answers += 1;
+        let to = Dest::Group;
         self.send_own(MessageType::Announce, to, Some(ifindex), flags::REPLY, io);
         let own = self.map.own_id();
-        let asker = match to {
-            Dest::Node(addr) => wire::node_id_of(addr),
-            Dest::Group => 0,
-        };
         let mut after = None;
         loop {
             let mut entries = ArrayVec::<SyncEntry, { wire::MAX_SYNC_ENTRIES }>::new();
@@ -167,7 +127,7 @@ impl Core {
                 after = Some(n.id);
                 // A permanent member is this node's setting, not news: the
                 // asker hears it from the node itself, or pins it too.
-                if n.id == own || n.id == asker || n.pinned || n.expires_ms <= now_ms {
+                if n.id == own || n.pinned || n.expires_ms <= now_ms {
                     continue;
                 }
                 let hold_ms = u32::try_from(n.expires_ms - now_ms).unwrap_or(wire::MAX_HOLD_MS);
@@ -220,7 +180,7 @@ mod tests {
     use crate::node::testing::*;
 
     #[test]
-    fn about_three_members_answer_an_ask_with_their_announce_then_the_map_in_syncs() {
+    fn about_three_members_answer_an_ask_by_multicast_with_their_announce_then_the_map_in_syncs() {
         let mut answered = 0;
         for seed in 0..300 {
             let (mut c, mut rec) = member(seed, 40);
@@ -232,11 +192,10 @@ mod tests {
                 continue;
             }
             answered += 1;
-            // One unicast answer out of the link the ask came on, after
-            // 10 ms plus a random part below min(interval / 4, 500 ms).
-            assert!(replies
-                .iter()
-                .all(|r| (r.1, r.2) == (Dest::Node(asker()), IF0)));
+            // One multicast answer on the link the ask came on (never to
+            // the address the ask names), after 10 ms plus a random part
+            // below min(interval / 4, 500 ms).
+            assert!(replies.iter().all(|r| (r.1, r.2) == (Dest::Group, IF0)));
             let at = replies[0].0;
             assert!((4010..4010 + 250).contains(&at), "answer at {at}");
             let (first, syncs) = replies.split_first().unwrap();
@@ -245,13 +204,16 @@ mod tests {
                 first.3.members, 42,
                 "it knows itself, 40 peers and the asker"
             );
-            // Everyone but itself and the asker, 36 to a SYNC, with the
-            // hold each has left here (heard at 4000 for 3 s).
+            // Everyone but itself (the asker too: others on the link may
+            // not know it yet), 36 to a SYNC, with the hold each has left
+            // here (heard at 4000 for 3 s).
             let sizes: Vec<usize> = syncs.iter().map(|s| s.3.entries.len()).collect();
-            assert_eq!(sizes, vec![36, 4]);
+            assert_eq!(sizes, vec![36, 5]);
             let entries: Vec<SyncEntry> = syncs.iter().flat_map(|s| s.3.entries.clone()).collect();
             let addrs: Vec<Ipv4Addr> = entries.iter().map(|e| e.addr).collect();
-            assert_eq!(addrs, (1..=40).map(peer).collect::<Vec<_>>());
+            let mut want: Vec<Ipv4Addr> = (1..=40).map(peer).collect();
+            want.push(asker());
+            assert_eq!(addrs, want);
             assert!(entries.iter().all(|e| u64::from(e.hold_ms) == 7000 - at));
             assert!(syncs
                 .iter()
@@ -279,7 +241,7 @@ mod tests {
             4,
             "both askers are in a multicast map"
         );
-        assert_eq!(c.counters().multicast_answers, 1);
+        assert_eq!(c.counters().answers, 1);
 
         // Another member's multicast answer comes first: this one stays quiet.
         let (mut c, mut rec) = member(1, 2);

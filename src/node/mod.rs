@@ -61,8 +61,8 @@ mod testing;
 mod timers;
 
 pub use self::answer::{
-    ANSWERERS, ANSWERS_PER_S, ANSWER_BURST, ANSWER_MIN_DELAY_MS, ANSWER_REPEAT_MS,
-    ANSWER_SPREAD_MS, MAX_PENDING_ANSWERS,
+    ANSWERERS, ANSWERS_PER_S, ANSWER_BURST, ANSWER_MIN_DELAY_MS, ANSWER_SPREAD_MS,
+    MAX_PENDING_ANSWERS,
 };
 pub use self::api::{
     Actions, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received, Refusal,
