@@ -12,7 +12,7 @@ use crate::rate::Bucket;
 use crate::wire::{self, flags, MessageType, Repr, SyncEntry};
 
 use super::timers::Timer;
-use super::{Actions, Core, Dest};
+use super::{Actions, Core, Dest, MAX_INTERFACES};
 
 /// A member answers an ask with probability ANSWERERS / (the members it
 /// knows besides itself and the asker), so about this many answer it
@@ -29,6 +29,11 @@ pub const ANSWER_MIN_DELAY_MS: u64 = 10;
 /// ... plus a random part below min(interval / 4, this), so that a member
 /// that hears another's multicast answer first can stay quiet.
 pub const ANSWER_SPREAD_MS: u32 = 500;
+
+/// The SYNCs of an answer follow its ANNOUNCE this much later, so that
+/// they do not overtake it on the way: an asker takes a SYNC only from a
+/// node it knows, and the ANNOUNCE is how it gets to know the answerer.
+pub const ANSWER_SYNC_GAP_MS: u64 = 5;
 
 /// Answers a node sends per second at most, in the long run ...
 pub const ANSWERS_PER_S: u64 = 2;
@@ -50,6 +55,12 @@ pub(super) struct Answering {
     pub(super) pending: heapless::Vec<PendingAnswer, MAX_PENDING_ANSWERS>,
     /// The total rate of answers ([`ANSWERS_PER_S`], [`ANSWER_BURST`]).
     pub(super) bucket: Bucket,
+    /// Links whose answer's ANNOUNCE went out, and when their SYNCs follow
+    /// ([`ANSWER_SYNC_GAP_MS`]).
+    pub(super) maps_due: heapless::Vec<u32, MAX_INTERFACES>,
+    pub(super) maps_at_ms: u64,
+    /// When the pending answers are due.
+    pub(super) answers_at_ms: u64,
 }
 
 impl Answering {
@@ -57,6 +68,9 @@ impl Answering {
         Answering {
             pending: heapless::Vec::new(),
             bucket: Bucket::full(ANSWER_BURST),
+            maps_due: heapless::Vec::new(),
+            maps_at_ms: 0,
+            answers_at_ms: 0,
         }
     }
 }
@@ -77,7 +91,8 @@ impl Core {
         if self.answering.pending.is_empty() {
             let spread = (self.settings.interval_ms / 4).clamp(1, ANSWER_SPREAD_MS);
             let due = now_ms + ANSWER_MIN_DELAY_MS + u64::from(self.rng.below(spread));
-            self.timers.set(Timer::Answer, due);
+            self.answering.answers_at_ms = due;
+            self.set_answer_timer(due);
         }
         // A full list: the multicast answer reaches this one too.
         let _ = self.answering.pending.push(PendingAnswer { to, ifindex });
@@ -89,13 +104,33 @@ impl Core {
         let before = self.answering.pending.len();
         self.answering.pending.retain(|a| a.ifindex != ifindex);
         self.counters.suppressed += (before - self.answering.pending.len()) as u64;
-        if self.answering.pending.is_empty() {
+        if self.answering.pending.is_empty() && self.answering.maps_due.is_empty() {
             self.timers[Timer::Answer] = None;
         }
     }
 
-    /// The answers are due: one multicast answer per link with askers.
+    fn set_answer_timer(&mut self, at_ms: u64) {
+        let t = &mut self.timers[Timer::Answer];
+        *t = Some(t.map_or(at_ms, |old| old.min(at_ms)));
+    }
+
+    /// The answers are due: the maps of those whose ANNOUNCE went out, and
+    /// one multicast answer per link with askers.
     pub(super) fn send_answers(&mut self, now_ms: u64, io: &mut impl Actions) {
+        if now_ms >= self.answering.maps_at_ms {
+            while let Some(ifindex) = self.answering.maps_due.pop() {
+                self.send_map(now_ms, ifindex, io);
+            }
+        }
+        if !self.answering.maps_due.is_empty() {
+            self.set_answer_timer(self.answering.maps_at_ms);
+        }
+        if now_ms < self.answering.answers_at_ms {
+            if !self.answering.pending.is_empty() {
+                self.set_answer_timer(self.answering.answers_at_ms);
+            }
+            return;
+        }
         while let Some(first) = self.answering.pending.first().copied() {
             let ifindex = first.ifindex;
             self.answering.pending.retain(|a| a.ifindex != ifindex);
@@ -112,13 +147,24 @@ impl Core {
     }
 
     /// One answer, to the group on `ifindex`: this node's ANNOUNCE with
-    /// `REPLY` (it carries the size of this map), then every other node of
-    /// the map in SYNCs of up to [`wire::MAX_SYNC_ENTRIES`] entries, each
-    /// with the hold it has left here.
+    /// `REPLY` (it carries the size of this map) now, the map
+    /// [`ANSWER_SYNC_GAP_MS`] later.
     pub(super) fn answer(&mut self, now_ms: u64, ifindex: u32, io: &mut impl Actions) {
         self.counters.answers += 1;
         let to = Dest::Group;
         self.send_own(MessageType::Announce, to, Some(ifindex), flags::REPLY, io);
+        if !self.answering.maps_due.contains(&ifindex) {
+            let _ = self.answering.maps_due.push(ifindex);
+        }
+        self.answering.maps_at_ms = now_ms + ANSWER_SYNC_GAP_MS;
+        self.set_answer_timer(self.answering.maps_at_ms);
+    }
+
+    /// The map of an answer: every other node of the map in SYNCs of up to
+    /// [`wire::MAX_SYNC_ENTRIES`] entries, each with the hold it has left
+    /// here, to the group on `ifindex`.
+    fn send_map(&mut self, now_ms: u64, ifindex: u32, io: &mut impl Actions) {
+        let to = Dest::Group;
         let own = self.map.own_id();
         let mut after = None;
         loop {
@@ -214,7 +260,13 @@ mod tests {
             let mut want: Vec<Ipv4Addr> = (1..=40).map(peer).collect();
             want.push(asker());
             assert_eq!(addrs, want);
-            assert!(entries.iter().all(|e| u64::from(e.hold_ms) == 7000 - at));
+            // The SYNCs follow the ANNOUNCE by ANSWER_SYNC_GAP_MS, so that
+            // they do not overtake it.
+            let map_at = at + ANSWER_SYNC_GAP_MS;
+            assert!(syncs.iter().all(|s| s.0 == map_at));
+            assert!(entries
+                .iter()
+                .all(|e| u64::from(e.hold_ms) == 7000 - map_at));
             assert!(syncs
                 .iter()
                 .all(|s| s.3.kind == MessageType::Sync && s.3.addr == ME));
