@@ -79,11 +79,22 @@ pub struct Counters {
     pub spoofed: u64,
     /// A SYNC from a non-member.
     pub not_member: u64,
-    /// Answers not sent because of the per-destination or total limit.
+    /// Answers not sent because of the rate limit.
     pub answers_limited: u64,
     /// Probes sent to nodes whose hold ran out, and replies to probes.
     pub probes: u64,
     pub probe_replies: u64,
+    /// Silences this node checked as one of the node's watchers.
+    pub suspected: u64,
+    /// Members asked to check a silent node (indirect probes), and asks of
+    /// others answered.
+    pub indirect_asks: u64,
+    pub asks_answered: u64,
+    /// Deaths this node confirmed and told, nodes it removed on others'
+    /// death notices, and notices about itself it refuted.
+    pub deaths_confirmed: u64,
+    pub death_notices: u64,
+    pub refutations: u64,
 }
 }
 
@@ -165,7 +176,7 @@ const fn gauge(name: &'static str, help: &'static str, value: fn(&Sample<'_>) ->
 use Log::{First, No, Second};
 
 /// Every statistic, in the order `--stats` lists them.
-static TABLE: [Entry; 36] = [
+static TABLE: [Entry; 42] = [
     counter("received", "Datagrams received.", First("received"), |s| {
         s.core.received
     }),
@@ -223,6 +234,42 @@ static TABLE: [Entry; 36] = [
         "Replies sent to probes.",
         First("probe replies"),
         |s| s.core.probe_replies,
+    ),
+    counter(
+        "suspected",
+        "Silent nodes this node checked as one of their watchers.",
+        First("suspected"),
+        |s| s.core.suspected,
+    ),
+    counter(
+        "indirect_asks",
+        "Members asked to check a silent node.",
+        First("indirect asks"),
+        |s| s.core.indirect_asks,
+    ),
+    counter(
+        "asks_answered",
+        "Other members' asks to check a silent node answered.",
+        First("asks answered"),
+        |s| s.core.asks_answered,
+    ),
+    counter(
+        "deaths_confirmed",
+        "Deaths this node confirmed and multicast.",
+        First("deaths confirmed"),
+        |s| s.core.deaths_confirmed,
+    ),
+    counter(
+        "death_notices",
+        "Nodes removed on another member's death notice.",
+        First("death notices"),
+        |s| s.core.death_notices,
+    ),
+    counter(
+        "refutations",
+        "Death notices about this node it refuted with an announcement.",
+        First("refutations"),
+        |s| s.core.refutations,
     ),
     counter(
         "overloads",
@@ -460,6 +507,8 @@ pub(crate) mod tests {
             stale: 0,
             expired: 0,
             duplicates: 0,
+            heard: 0,
+            missed: 0,
         };
         Sample {
             core,

@@ -213,6 +213,9 @@ pub(crate) enum Reason {
     Moved(Ipv4Addr),
     /// Nothing heard from it for this many milliseconds.
     Expired(u64),
+    /// Confirmed dead (a death notice, or this node's own check) after this
+    /// many milliseconds of silence, by this node.
+    Dead { silent_ms: u64, by: Ipv4Addr },
     /// Taken out otherwise (this node's own old identity).
     Unknown,
 }
@@ -223,6 +226,10 @@ impl Reason {
         match (n.said_goodbye, n.moved_to) {
             (true, Some(to)) => Reason::Moved(to),
             (true, None) => Reason::Goodbye,
+            _ if n.dead_by.is_some() && n.departed_ms > n.last_seen_ms => Reason::Dead {
+                silent_ms: n.departed_ms - n.last_seen_ms,
+                by: n.dead_by.unwrap_or(n.addr),
+            },
             _ if n.departed_ms > n.last_seen_ms => Reason::Expired(n.departed_ms - n.last_seen_ms),
             _ => Reason::Unknown,
         }
@@ -230,7 +237,8 @@ impl Reason {
 }
 
 /// Why a node left, for the change log: ` (goodbye)`, ` (address changed
-/// to A)` or ` (expired after N s of silence)`.
+/// to A)`, ` (expired after N s of silence)` or ` (confirmed dead after N s
+/// of silence, by A)`.
 struct Why(Reason);
 
 impl fmt::Display for Why {
@@ -241,6 +249,12 @@ impl fmt::Display for Why {
             Reason::Expired(silent_ms) => write!(
                 f,
                 " (expired after {}.{} s of silence)",
+                silent_ms / 1000,
+                silent_ms % 1000 / 100
+            ),
+            Reason::Dead { silent_ms, by } => write!(
+                f,
+                " (confirmed dead after {}.{} s of silence, by {by})",
                 silent_ms / 1000,
                 silent_ms % 1000 / 100
             ),

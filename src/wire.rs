@@ -33,6 +33,10 @@ pub const ANNOUNCE_LEN: usize = HEADER_LEN + ANNOUNCE_BODY_LEN;
 pub const SYNC_HEADER_LEN: usize = 52;
 /// One SYNC entry: addr, incarnation, hold_ms.
 pub const SYNC_ENTRY_LEN: usize = 12;
+/// Length of a NOTICE's body.
+pub const NOTICE_BODY_LEN: usize = 16;
+/// Length of a NOTICE without the trailer.
+pub const NOTICE_LEN: usize = HEADER_LEN + NOTICE_BODY_LEN;
 /// Authentication trailer (present when [`flags::AUTH`] is set).
 pub const TRAILER_LEN: usize = 24;
 /// Length of the truncated MAC at the very end of the trailer.
@@ -89,6 +93,13 @@ pub mod field {
     pub const ENTRY_ADDR: Field = 0..4;
     pub const ENTRY_INCARNATION: Field = 4..8;
     pub const ENTRY_HOLD_MS: Field = 8..12;
+
+    // NOTICE body.
+    pub const NOTICE_WHAT: usize = 48;
+    pub const NOTICE_RESERVED: Field = 49..52;
+    pub const SUBJECT_ADDR: Field = 52..56;
+    pub const SUBJECT_INCARNATION: Field = 56..60;
+    pub const SUBJECT_SEQUENCE: Field = 60..64;
 
     // Inside the authentication trailer (which starts `TRAILER_LEN` before the end).
     pub const KEY_ID: Field = 0..4;
@@ -164,6 +175,17 @@ pub struct SyncEntryRaw {
     pub hold_ms: U32,
 }
 
+/// The NOTICE body: what the sender says of another node, the subject.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct NoticeBody {
+    pub what: u8,
+    pub reserved: [u8; 3],
+    pub addr: [u8; 4],
+    pub incarnation: U32,
+    pub sequence: U32,
+}
+
 /// The authentication trailer, as laid out on the wire.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
@@ -183,6 +205,12 @@ const _: () = {
     assert!(HEADER_LEN + size_of::<SyncBody>() == SYNC_HEADER_LEN);
     assert!(size_of::<SyncEntryRaw>() == SYNC_ENTRY_LEN);
     assert!(size_of::<AuthTrailer>() == TRAILER_LEN);
+    assert!(size_of::<NoticeBody>() == NOTICE_BODY_LEN);
+    assert!(HEADER_LEN + offset_of!(NoticeBody, reserved) == field::NOTICE_RESERVED.start);
+    assert!(HEADER_LEN + offset_of!(NoticeBody, addr) == field::SUBJECT_ADDR.start);
+    assert!(HEADER_LEN + offset_of!(NoticeBody, incarnation) == field::SUBJECT_INCARNATION.start);
+    assert!(HEADER_LEN + offset_of!(NoticeBody, sequence) == field::SUBJECT_SEQUENCE.start);
+    assert!(HEADER_LEN + size_of::<NoticeBody>() == field::SUBJECT_SEQUENCE.end);
     assert!(offset_of!(Header, version) == field::VERSION);
     assert!(offset_of!(Header, kind) == field::TYPE);
     assert!(offset_of!(Header, flags) == field::FLAGS);
@@ -211,6 +239,7 @@ pub enum MessageType {
     Announce = 1,
     Leave = 2,
     Sync = 3,
+    Notice = 4,
 }
 
 impl MessageType {
@@ -220,6 +249,7 @@ impl MessageType {
             1 => Some(Self::Announce),
             2 => Some(Self::Leave),
             3 => Some(Self::Sync),
+            4 => Some(Self::Notice),
             _ => None,
         }
     }
@@ -229,6 +259,7 @@ impl MessageType {
         match self {
             Self::Announce | Self::Leave => ANNOUNCE_LEN,
             Self::Sync => SYNC_HEADER_LEN,
+            Self::Notice => NOTICE_LEN,
         }
     }
 }
@@ -246,6 +277,7 @@ impl fmt::Display for MessageType {
             Self::Announce => "ANNOUNCE",
             Self::Leave => "LEAVE",
             Self::Sync => "SYNC",
+            Self::Notice => "NOTICE",
         })
     }
 }
@@ -496,6 +528,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
                     return Err(ParseError::Truncated);
                 }
             }
+            MessageType::Notice => {
+                let Ok((body, _)) = NoticeBody::ref_from_prefix(tail) else {
+                    return Err(ParseError::Truncated);
+                };
+                // A kind of notice this version does not know.
+                What::from_u8(body.what).ok_or(ParseError::UnknownType)?;
+            }
         }
         Ok(())
     }
@@ -568,8 +607,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 let tail = self.buffer.as_ref().get(HEADER_LEN..)?;
                 AnnounceBody::ref_from_prefix(tail).ok().map(|(b, _)| b)
             }
-            MessageType::Sync => None,
+            MessageType::Sync | MessageType::Notice => None,
         }
+    }
+
+    /// The NOTICE body; `None` for other types (or a short unchecked buffer).
+    pub fn notice_body(&self) -> Option<&NoticeBody> {
+        if self.kind()? != MessageType::Notice {
+            return None;
+        }
+        let tail = self.buffer.as_ref().get(HEADER_LEN..)?;
+        NoticeBody::ref_from_prefix(tail).ok().map(|(b, _)| b)
     }
 
     /// The valid aliases (the first `alias_count` slots); empty for SYNC.
@@ -637,6 +685,47 @@ pub struct SyncEntry {
     pub hold_ms: u32,
 }
 
+/// What a NOTICE says of its subject (body byte 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum What {
+    /// Unicast to a member: "I have not heard the subject since `sequence`;
+    /// check it and tell me" (an indirect probe).
+    Ask = 1,
+    /// Unicast answer to an ASK: the sender heard the subject lately, or it
+    /// answered the sender's probe.
+    Alive = 2,
+    /// Unicast answer to an ASK: the sender has not heard the subject lately
+    /// either (and it did not answer a probe); `sequence` is the last the
+    /// sender heard of it.
+    Silent = 3,
+    /// Multicast: the subject is dead; `sequence` is the last heard of it.
+    Dead = 4,
+}
+
+impl What {
+    /// `None` for a kind this version does not know.
+    pub const fn from_u8(v: u8) -> Option<What> {
+        match v {
+            1 => Some(What::Ask),
+            2 => Some(What::Alive),
+            3 => Some(What::Silent),
+            4 => Some(What::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// A NOTICE's body, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Notice {
+    pub what: What,
+    /// The subject: its address, incarnation and a sequence number of it.
+    pub addr: Ipv4Addr,
+    pub incarnation: u32,
+    pub sequence: u32,
+}
+
 /// The authentication trailer, decoded. The MAC is checked by the auth code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Auth {
@@ -670,6 +759,8 @@ pub struct Repr {
     pub aliases: ArrayVec<Ipv4Addr, MAX_ALIASES>,
     /// SYNC only (1 ..= 36).
     pub entries: ArrayVec<SyncEntry, MAX_SYNC_ENTRIES>,
+    /// NOTICE only (and always there in one).
+    pub notice: Option<Notice>,
     pub auth: Option<Auth>,
 }
 
@@ -698,6 +789,7 @@ impl Repr {
             members: 0,
             aliases: ArrayVec::new_const(),
             entries: ArrayVec::new_const(),
+            notice: None,
             auth: None,
         }
     }
@@ -731,6 +823,14 @@ impl Repr {
             members: packet.announce_body().map_or(0, |b| b.members.get()),
             aliases: ArrayVec::new_const(),
             entries: ArrayVec::new_const(),
+            notice: packet.notice_body().and_then(|b| {
+                Some(Notice {
+                    what: What::from_u8(b.what)?,
+                    addr: Ipv4Addr::from(b.addr),
+                    incarnation: b.incarnation.get(),
+                    sequence: b.sequence.get(),
+                })
+            }),
             auth: packet.trailer().map(|t| Auth {
                 key_id: t.key_id.get(),
                 stamp: t.stamp.get(),
@@ -762,9 +862,20 @@ impl Repr {
     /// in `flags`) as `TooMany`: more than the type has room for.
     pub fn validate(&self) -> Result<(), ParseError> {
         let lists_ok = match self.kind {
-            MessageType::Announce | MessageType::Leave => self.entries.is_empty(),
+            MessageType::Announce | MessageType::Leave => {
+                self.entries.is_empty() && self.notice.is_none()
+            }
             MessageType::Sync => {
-                self.aliases.is_empty() && !self.entries.is_empty() && self.members == 0
+                self.aliases.is_empty()
+                    && !self.entries.is_empty()
+                    && self.members == 0
+                    && self.notice.is_none()
+            }
+            MessageType::Notice => {
+                self.aliases.is_empty()
+                    && self.entries.is_empty()
+                    && self.members == 0
+                    && self.notice.is_some()
             }
         };
         if !lists_ok || self.flags & flags::AUTH != 0 {
@@ -772,13 +883,15 @@ impl Repr {
         }
         let addrs_ok = is_valid_node_addr(self.addr)
             && self.aliases.iter().all(|&a| is_valid_node_addr(a))
-            && self.entries.iter().all(|e| is_valid_node_addr(e.addr));
+            && self.entries.iter().all(|e| is_valid_node_addr(e.addr))
+            && self.notice.is_none_or(|n| is_valid_node_addr(n.addr));
         if !addrs_ok {
             return Err(ParseError::BadAddress);
         }
         let ids_ok = self.node_id != 0
             && self.node_id == node_id_of(self.addr)
-            && self.entries.iter().all(|e| node_id_of(e.addr) != 0);
+            && self.entries.iter().all(|e| node_id_of(e.addr) != 0)
+            && self.notice.is_none_or(|n| node_id_of(n.addr) != 0);
         if !ids_ok {
             return Err(ParseError::BadNodeId);
         }
@@ -796,6 +909,7 @@ impl Repr {
         let body = match self.kind {
             MessageType::Announce | MessageType::Leave => ANNOUNCE_LEN,
             MessageType::Sync => SYNC_HEADER_LEN + self.entries.len() * SYNC_ENTRY_LEN,
+            MessageType::Notice => NOTICE_LEN,
         };
         body + if self.auth.is_some() { TRAILER_LEN } else { 0 }
     }
@@ -861,6 +975,18 @@ impl Repr {
                     };
                     raw.write_to(slot).map_err(too_small)?;
                 }
+            }
+            MessageType::Notice => {
+                // `validate` made sure it is there.
+                let n = self.notice.ok_or(EmitError::Invalid(ParseError::TooMany))?;
+                let raw = NoticeBody {
+                    what: n.what as u8,
+                    reserved: [0; 3],
+                    addr: n.addr.octets(),
+                    incarnation: U32::new(n.incarnation),
+                    sequence: U32::new(n.sequence),
+                };
+                raw.write_to_prefix(body).map_err(too_small)?;
             }
         }
 
@@ -1285,13 +1411,77 @@ mod tests {
 
     #[test]
     fn unknown_type() {
-        for t in [0u8, 4, 255] {
+        for t in [0u8, 5, 255] {
             let r = parse_patched(&ANNOUNCE, |v| v[field::TYPE] = t);
             assert_eq!(r, Err(ParseError::UnknownType), "type {t}");
+        }
+        // A kind of NOTICE this version does not know is an unknown type too.
+        for what in [0u8, 5, 255] {
+            let mut v = NOTICE.to_vec();
+            v[field::NOTICE_WHAT] = what;
+            assert_eq!(Repr::parse(&v), Err(ParseError::UnknownType), "what {what}");
         }
         // ANNOUNCE <-> LEAVE share the body.
         let r = parse_patched(&ANNOUNCE, |v| v[field::TYPE] = 2);
         assert_eq!(r.map(|r| r.kind), Ok(MessageType::Leave));
+    }
+
+    /// NOTICE (DEAD) from 192.168.10.220 about 192.168.10.78.
+    #[rustfmt::skip]
+    const NOTICE: [u8; 64] = [
+        0x4f, 0x4d, 0x44, 0x53,             // magic "OMDS"
+        0x01,                               // version 1
+        0x04,                               // type NOTICE
+        0x00,                               // flags
+        0x00,                               // hops
+        0x00, 0x40,                         // length 64
+        0x0a, 0xdc,                         // node_id 0x0adc
+        0x12, 0x34, 0x56, 0x78,             // incarnation
+        0x00, 0x00, 0x00, 0x2b,             // sequence 43
+        0x00, 0x00, 0x07, 0xd0,             // interval_ms 2000
+        0x00, 0x00, 0x17, 0x70,             // hold_ms 6000
+        0, 0, 0, 0, 0, 0, 0, 0,             // label: default
+        0, 0, 0, 0, 0, 0, 0, 0,
+        192, 168, 10, 220,                  // addr
+        0x04,                               // what: DEAD
+        0x00, 0x00, 0x00,                   // reserved
+        192, 168, 10, 78,                   // subject addr
+        0xca, 0xfe, 0xba, 0xbe,             // subject incarnation
+        0x00, 0x00, 0x01, 0x00,             // subject sequence 256
+    ];
+
+    #[test]
+    fn notice_layout_parses_and_emits_byte_for_byte() {
+        let mut r = Repr::new(
+            MessageType::Notice,
+            ip(192, 168, 10, 220),
+            0x1234_5678,
+            Label::DEFAULT,
+            2000,
+            6000,
+        );
+        r.sequence = 43;
+        r.notice = Some(Notice {
+            what: What::Dead,
+            addr: ip(192, 168, 10, 78),
+            incarnation: 0xcafe_babe,
+            sequence: 256,
+        });
+        assert_eq!(Repr::parse(&NOTICE), Ok(r.clone()));
+        let mut buf = [0u8; MAX_MESSAGE_LEN];
+        let n = r.emit(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &NOTICE[..]);
+        fuzz_check(&NOTICE);
+        // A subject that is no node: a bad address; short: truncated.
+        let mut v = NOTICE.to_vec();
+        v[field::SUBJECT_ADDR][..].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(Repr::parse(&v), Err(ParseError::BadAddress));
+        let mut v = NOTICE[..60].to_vec();
+        v[field::LENGTH][..].copy_from_slice(&[0, 60]);
+        assert_eq!(Repr::parse(&v), Err(ParseError::Truncated));
+        // A NOTICE without its body cannot be emitted.
+        r.notice = None;
+        assert!(r.emit(&mut buf).is_err());
     }
 
     #[test]
@@ -1604,7 +1794,7 @@ mod tests {
     }
 
     fn random_repr(rng: &mut Rng) -> Repr {
-        let kind = MessageType::from_u8(rng.range(1, 3) as u8).unwrap();
+        let kind = MessageType::from_u8(rng.range(1, 4) as u8).unwrap();
         let interval = rng.range(MIN_INTERVAL_MS, MAX_INTERVAL_MS);
         let hold = rng.range(interval, MAX_HOLD_MS);
         let mut label = [0u8; LABEL_LEN];
@@ -1627,6 +1817,14 @@ mod tests {
                         hold_ms: rng.range(0, MAX_HOLD_MS),
                     });
                 }
+            }
+            MessageType::Notice => {
+                r.notice = Some(Notice {
+                    what: What::from_u8(rng.range(1, 4) as u8).unwrap(),
+                    addr: rng.addr(),
+                    incarnation: rng.u32(),
+                    sequence: rng.u32(),
+                });
             }
         }
         if rng.u8() & 1 == 1 {

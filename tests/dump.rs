@@ -42,6 +42,7 @@ fn announcement_bytes(addr: Ipv4Addr, seq: u32) -> Vec<u8> {
         members: 0,
         aliases: ArrayVec::new(),
         entries: ArrayVec::new(),
+        notice: None,
         auth: None,
     };
     let mut buf = [0u8; wire::MAX_MESSAGE_LEN];

@@ -59,6 +59,7 @@ fn packet(kind: MessageType, addr: Ipv4Addr, seq: u32, label: Label) -> Vec<u8> 
         members: 0,
         aliases: ArrayVec::new(),
         entries,
+        notice: None,
         auth: Some(Auth {
             key_id: 0,
             stamp: 1_000,

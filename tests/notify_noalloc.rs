@@ -81,6 +81,7 @@ fn announce(addr: std::net::Ipv4Addr, seq: u32) -> Vec<u8> {
         members: 0,
         aliases: Default::default(),
         entries: Default::default(),
+        notice: None,
         auth: None,
     };
     let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];

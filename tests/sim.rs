@@ -60,21 +60,54 @@ fn a_newcomer_learns_the_cluster_and_is_learnt_within_a_second() {
     assert!(converged(&r, 1) <= 1000, "{:?}", r.phases[1]);
 }
 
+/// The goal of issue 18: a killed node leaves every map within 3.5 of the
+/// intervals it advertised after its last message (suspected after 2.5,
+/// then a probe, the helpers' answers and the notice), whatever the size.
+fn killed_within_three_and_a_half_intervals(r: &Report, interval_ms: u64) -> u64 {
+    let [k] = r.killed.as_slice() else {
+        panic!("one node killed: {:?}", r.killed)
+    };
+    let after = k
+        .gone_after_last_message_ms()
+        .unwrap_or_else(|| panic!("still in a map at the end: {k:?}"));
+    let bound = interval_ms * 7 / 2;
+    assert!(
+        after <= bound,
+        "gone {after} ms after its last message, bound {bound}: {k:?}"
+    );
+    // Never before two of its intervals: nobody may drop it early.
+    assert!(after >= 2 * interval_ms, "gone after {after} ms: {k:?}");
+    after
+}
+
 #[test]
-fn a_killed_node_is_removed_within_hold_plus_one_interval() {
+fn a_killed_node_leaves_every_map_within_three_and_a_half_intervals() {
     let mut s = scenario(32, 30, 3);
     s.script = vec![step(10, Action::Kill { count: 1 })];
     s.hold_ms = 3000;
     let r = run(&s);
-    let after = converged(&r, 1);
-    // The hold every node advertises (scaled for 32 nodes), then 3/4 of an
-    // interval of probes.
-    let hold = u64::from(s.hold_ms) * omdiscd::node::hold_scale_permille(32) / 1000;
-    let bound = hold + u64::from(s.interval_ms);
-    assert!(after <= bound, "removed after {after} ms, bound {bound}");
-    // Not before its hold time: nobody may drop it early.
-    assert!(after >= u64::from(s.hold_ms) - u64::from(s.interval_ms) * 12 / 10);
+    killed_within_three_and_a_half_intervals(&r, u64::from(s.interval_ms));
     assert_eq!(r.ghost_observations, 0);
+    assert_eq!(r.false_removals, 0);
+}
+
+#[test]
+fn at_five_percent_loss_a_kill_is_told_within_three_and_a_half_intervals_at_64_and_256_nodes() {
+    for (nodes, seed) in [(64, 21), (256, 22)] {
+        let mut s = storm(nodes, 60, seed);
+        s.script = vec![step(40, Action::Kill { count: 1 })];
+        let r = run(&s);
+        killed_within_three_and_a_half_intervals(&r, u64::from(s.interval_ms));
+        assert_eq!(r.false_removals, 0, "{nodes} nodes");
+        // Told by its watchers, not found out by everyone's hold.
+        let [_, _, _, confirmed, notices, _] = r.detection;
+        assert!(confirmed >= 1, "{nodes} nodes: {:?}", r.detection);
+        assert!(
+            notices as usize >= nodes / 2,
+            "{nodes} nodes: {:?}",
+            r.detection
+        );
+    }
 }
 
 #[test]
@@ -122,10 +155,11 @@ fn a_paused_node_is_removed_and_taken_back_when_it_resumes() {
     let mut s = scenario(16, 30, 6);
     s.script = vec![step(10, Action::Pause { count: 1, ms: 8000 })];
     let r = run(&s);
-    // Removed once its hold time passed since its last announcement (which
-    // came up to 1.2 intervals before the pause), before it resumes ...
+    // Removed once its silence is confirmed (about 2.5 of its intervals
+    // after its last announcement, which came up to 1.2 intervals before
+    // the pause), before it resumes ...
     let removed = converged(&r, 1);
-    assert!(removed >= u64::from(s.hold_ms) - 1200, "{removed}");
+    assert!(removed >= 2500 - 1200, "{removed}");
     assert!(removed < 8000, "{removed}");
     // ... and back in every map soon after it resumes.
     assert!(r.phases[2].what.starts_with("resume"));
@@ -215,7 +249,7 @@ fn a_cold_boot_of_256_at_five_percent_loss_converges_stays_converged_and_costs_o
 }
 
 #[test]
-fn a_join_costs_a_few_answers_of_n_over_36_datagrams_not_n_replies() {
+fn a_join_costs_one_multicast_answer_of_n_over_36_datagrams_not_n_replies() {
     let sent = |nodes: usize| {
         let mut s = storm(nodes, 30, 12);
         s.net.loss = 0.0;
@@ -226,14 +260,15 @@ fn a_join_costs_a_few_answers_of_n_over_36_datagrams_not_n_replies() {
             .newcomers_complete_after_ms
             .is_some_and(|ms| ms <= 1000));
         converged(&r, 1);
-        join.unicast
+        assert_eq!(join.unicast, 0, "answers go by multicast");
+        join.sent
     };
-    // About 3 answerers, each an ANNOUNCE and N / 36 SYNCs: at 64 nodes
-    // 3 x 3, at 256 nodes 3 x 9; never one reply per member.
+    // The newcomer's burst, one answer (the first silences the other
+    // candidates): an ANNOUNCE and N / 36 SYNCs, and the announcements of
+    // the cluster meanwhile (N / 2 a second); never one reply per member.
     let (small, large) = (sent(64), sent(256));
-    assert!((2..=6 * 3).contains(&small), "{small} unicast at 64 nodes");
-    assert!((9..=6 * 9).contains(&large), "{large} unicast at 256 nodes");
-    assert!(large < 256 / 2);
+    assert!(small <= 3 + 1 + 2 + 64, "{small} datagrams at 64 nodes");
+    assert!(large <= 3 + 1 + 8 + 256, "{large} datagrams at 256 nodes");
 }
 
 #[test]
@@ -246,15 +281,13 @@ fn the_whole_cluster_keeps_its_budget_and_a_dead_node_goes_within_its_hold() {
     s.script = vec![step(60, Action::Kill { count: 1 })];
     let r = run(&s);
     converged(&r, 0);
-    // Announcements (and answers); the probes of the killed node (about
-    // PROBERS x 5, once) are not announcements.
+    // Announcements (and answers); the probes of the killed node (at most
+    // one by each watcher and each helper it asks, once) are not
+    // announcements.
     let steady_s = (s.duration_ms - r.steady_from_ms) as f64 / 1000.0;
     let probes = r.probes as f64 / steady_s;
-    assert!(
-        r.probes <= 2 * 5 * u64::from(omdiscd::node::PROBERS),
-        "{} probes",
-        r.probes
-    );
+    let per_silence = omdiscd::node::WATCHERS * (1 + omdiscd::node::HELPERS);
+    assert!(r.probes <= per_silence as u64, "{} probes", r.probes);
     let steady = r.steady.cluster_datagrams - probes;
     assert!((36.0..=42.0).contains(&steady), "{steady} per second");
     // The hold follows the interval: 5 intervals of 5 s, times
@@ -307,6 +340,8 @@ fn a_node_with_30_percent_ingress_loss_flaps_nobody_for_ten_minutes() {
     // announcement of a whole hold (four or five in a row: 0.8 % or
     // 0.24 % of the time) and takes it back at the next one: 6 false
     // removals in this run (3 to 9 with seeds 1 to 10), all by node 0.
+    // Its early checks would be worse (two missed in a row: 9 %), so it
+    // finds itself lossy and leaves them to the others (local health).
     let r = run(&lossy_node(600, 15));
     assert!(r.ingress_lost > 0, "the ingress loss was applied");
     assert_eq!(r.lost, 0, "the network itself lost nothing");
@@ -319,26 +354,18 @@ fn a_node_with_30_percent_ingress_loss_flaps_nobody_for_ten_minutes() {
 }
 
 #[test]
-fn a_killed_node_leaves_every_map_within_hold_plus_one_interval_at_30_percent_loss() {
+fn a_killed_node_leaves_every_map_within_three_and_a_half_intervals_at_30_percent_loss() {
     let mut s = lossy_node(120, 17);
     s.script = vec![step(60, Action::Kill { count: 1 })];
     let r = run(&s);
-    let [k] = r.killed.as_slice() else {
-        panic!("one node killed: {:?}", r.killed)
-    };
     // One of the lossy node's peers (node 4): node 0, which hears it 30 %
-    // less, must drop it in time too, and no map may keep it longer for
-    // having waited for an answer that cannot come.
-    assert_ne!(k.node, 0, "{k:?}");
-    let after = k
-        .gone_after_last_message_ms()
-        .unwrap_or_else(|| panic!("still in a map at the end: {k:?}"));
-    let bound = u64::from(s.hold_ms + s.interval_ms) + omdiscd::node::EXPIRY_GRANULARITY_MS;
-    assert!(
-        after <= bound,
-        "gone {after} ms after its last message, bound {bound}: {k:?}"
-    );
+    // less, must drop it in time too (it takes the others' notice), and
+    // no map may keep it longer for having waited for an answer that
+    // cannot come.
+    assert_ne!(r.killed[0].node, 0, "{:?}", r.killed);
+    killed_within_three_and_a_half_intervals(&r, u64::from(s.interval_ms));
     assert_eq!(r.ghost_observations, 0);
+    assert_eq!(r.false_removals, 0);
 }
 
 #[test]

@@ -63,6 +63,11 @@ impl Change {
                                 ",\"reason\":\"expired\",\"silent_s\":{}",
                                 Secs(ms)
                             ),
+                            mapfile::Reason::Dead { silent_ms, by } => write!(
+                                out,
+                                ",\"reason\":\"dead\",\"silent_s\":{},\"by\":\"{by}\"",
+                                Secs(silent_ms)
+                            ),
                             mapfile::Reason::Unknown => Ok(()),
                         }?;
                     }

@@ -206,6 +206,14 @@ impl Actions for Shell {
             Event::InvalidAddress { new, keeping } => warn!(
                 "new address {new} gives the invalid openMosix node id 0: keeping {keeping} until that changes"
             ),
+            Event::LocalHealth { lossy: true, loss_percent } => warn!(
+                "this node missed {loss_percent} % of its peers' announcements in the last {} s: it leaves checking silent nodes and telling deaths to the others until that improves (check its link)",
+                crate::node::HEALTH_WINDOW_MS / 1000
+            ),
+            Event::LocalHealth { lossy: false, loss_percent } => notice!(
+                "this node missed {loss_percent} % of its peers' announcements in the last {} s: it checks silent nodes again",
+                crate::node::HEALTH_WINDOW_MS / 1000
+            ),
         }
     }
 }

@@ -179,7 +179,9 @@ impl ClusterMap {
             if !live {
                 // Back after it expired here: a partition healed, or this
                 // node lost what it sent.
-                let recent = self.remembered(id, now_ms);
+                // (Not a sign of loss if a death notice removed it: it
+                // refuted the notice.)
+                let recent = self.remembered(id, now_ms) && slot.dead_by == 0;
                 self.replace(id, a, now_ms);
                 self.insert_live(id);
                 return if recent {
@@ -189,9 +191,16 @@ impl ClusterMap {
                 };
             }
             let slot = &mut self.slots[id as usize];
+            if newest && a.probe_ms != 0 && !slot.sequence_unknown {
+                let gap = a.sequence.wrapping_sub(slot.sequence).wrapping_sub(1);
+                self.stats.heard += 1;
+                self.stats.missed += u64::from(gap.min(8));
+            }
             note_sequence(slot, a.sequence);
             slot.last_seen_ms = now_ms;
             slot.probes = 0;
+            slot.silent = false;
+            slot.earned = slot.earned.saturating_add(1);
             if !newest {
                 // Late (a later message came first): it shows the node is
                 // alive, but says nothing newer about it.
@@ -205,6 +214,7 @@ impl ClusterMap {
             slot.authentic |= a.authentic;
             if a.probe_ms != 0 {
                 slot.probe_ms = probe_window(a.probe_ms);
+                slot.interval_ms = a.probe_ms;
                 slot.ifindex = a.ifindex;
             }
             if !same_aliases(slot, a.aliases) {
@@ -325,6 +335,8 @@ impl ClusterMap {
         note_sequence(s, sequence);
         s.last_seen_ms = now_ms;
         s.probes = 0;
+        s.silent = false;
+        s.earned = s.earned.saturating_add(1);
         SenderCheck::Member
     }
 

@@ -22,6 +22,9 @@ pub(super) fn probe_window(interval_ms: u32) -> u32 {
 pub struct Deadlines {
     pub expiry: Option<u64>,
     pub probing: Option<u64>,
+    /// The earliest instant at which a node's silence is noticed (see
+    /// [`ClusterMap::next_silent`]).
+    pub silence: Option<u64>,
 }
 
 /// A silent node to probe: its hold ran out.
@@ -90,7 +93,8 @@ impl ClusterMap {
     /// first probe) or it is dropped, and `probing`, the earliest at which a
     /// node already being probed is due its next probe or its drop (these
     /// come closer together than the expiry granularity allows when the
-    /// interval is short). `None`s with no other node.
+    /// interval is short), and `silence` (see [`Deadlines::silence`]).
+    /// `None`s with no other node.
     pub fn next_deadlines(&self) -> Deadlines {
         let mut d = Deadlines::default();
         let earliest = |slot: &mut Option<u64>, t: u64| *slot = Some(slot.map_or(t, |s| s.min(t)));
@@ -108,6 +112,9 @@ impl ClusterMap {
                 earliest(&mut d.probing, next);
             } else {
                 earliest(&mut d.expiry, next);
+            }
+            if let Some(t) = self.silence_due(id).filter(|&t| t < last) {
+                earliest(&mut d.silence, t);
             }
         }
         d

@@ -13,6 +13,7 @@ use zerocopy::FromZeros;
 mod announce;
 mod expiry;
 mod idset;
+mod silence;
 
 pub(crate) use self::announce::SenderCheck;
 pub use self::announce::{
@@ -20,6 +21,8 @@ pub use self::announce::{
     LEAVE_COPIES_MS,
 };
 pub use self::expiry::{Deadlines, PROBES, PROBE_WINDOW_PERCENT};
+pub use self::silence::{suspect_after, EARN_PROBE, SUSPECT_AFTER_PERMILLE};
+pub(crate) use self::silence::{DeadOutcome, Silent};
 
 use self::expiry::probe_window;
 use self::idset::IdSet;
@@ -85,6 +88,17 @@ struct Slot {
     via: u8,
     /// It left because its address changed, to this one (0: not known).
     moved_to: u32,
+    /// The interval it advertised, heard directly; 0: heard only through a
+    /// relay or by hearsay (see `silence`).
+    interval_ms: u32,
+    /// Messages heard from this incarnation since this node last probed it:
+    /// a probe is spent from them (see [`EARN_PROBE`]).
+    earned: u8,
+    /// This silence of it was noticed (see [`ClusterMap::next_silent`]);
+    /// cleared by news of it.
+    silent: bool,
+    /// It was removed on a death notice from this address (0: it was not).
+    dead_by: u32,
 }
 
 /// How a node came into the map (shown by `--dump --format json`).
@@ -137,6 +151,9 @@ pub struct Node {
     /// (LEAVE) rather than by expiry.
     pub departed_ms: u64,
     pub said_goodbye: bool,
+    /// For a node removed on a death notice: who sent it (this node's own
+    /// address if it confirmed the death itself).
+    pub dead_by: Option<Ipv4Addr>,
     /// How it came into the map.
     pub via: Via,
     /// It left because its address changed, to this one.
@@ -162,6 +179,11 @@ pub struct MapStats {
     pub stale: u64,
     pub expired: u64,
     pub duplicates: u64,
+    /// Direct announcements of known incarnations heard, and the messages
+    /// of theirs this node missed before them (sequence gaps, at most 8 a
+    /// message): the measure of this node's own loss (see `detect`).
+    pub heard: u64,
+    pub missed: u64,
 }
 
 /// The cluster map. See the module documentation.
@@ -426,6 +448,8 @@ impl ClusterMap {
             started: a.started,
             authentic: a.authentic,
             probe_ms: probe_window(a.probe_ms),
+            interval_ms: a.probe_ms,
+            earned: 1,
             ifindex: a.ifindex,
             // What the node sent before the first message heard from it
             // does not count.
@@ -457,6 +481,12 @@ impl ClusterMap {
         }
     }
 
+    /// What the map keeps of slot `id`, live or departed.
+    #[cfg(test)]
+    pub(crate) fn view_of(&self, id: NodeId) -> Node {
+        self.view(id)
+    }
+
     fn view(&self, id: NodeId) -> Node {
         let s = &self.slots[id as usize];
         Node {
@@ -472,6 +502,7 @@ impl ClusterMap {
             probe_ms: s.probe_ms,
             departed_ms: s.departed_ms,
             said_goodbye: s.left,
+            dead_by: (s.dead_by != 0).then(|| Ipv4Addr::from(s.dead_by)),
             moved_to: (s.moved_to != 0).then(|| Ipv4Addr::from(s.moved_to)),
             pinned: self.pinned.contains(id),
             via: if id == self.own {

@@ -163,6 +163,10 @@ pub enum Event {
     NoAddress,
     /// The new address gives node id 0: the old identity is kept.
     InvalidAddress { new: Ipv4Addr, keeping: Ipv4Addr },
+    /// This node started (`lossy`) or stopped missing more than
+    /// [`UNHEALTHY_LOSS_PERCENT`](super::UNHEALTHY_LOSS_PERCENT) of what
+    /// it should hear: while it does, it leaves failure detection to others.
+    LocalHealth { lossy: bool, loss_percent: u64 },
 }
 
 /// Why a message was refused; each has its counter.

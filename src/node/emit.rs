@@ -2,7 +2,7 @@
 //! and datagrams handed to [`Actions::send`] out of the links that send.
 
 use crate::auth::Mode;
-use crate::wire::{self, Auth, MessageType, Repr};
+use crate::wire::{self, Auth, MessageType, Notice, Repr};
 
 use super::{Actions, Core, Datagram, Dest};
 
@@ -38,6 +38,25 @@ impl Core {
         // an invalid message here is a bug, and sending nothing is the answer.
         let len = repr.emit(buf).unwrap_or(0);
         self.keys.sign(&mut buf[..len]);
+        len
+    }
+
+    /// Writes a NOTICE about another node into `buf`; returns its length.
+    pub(super) fn emit_notice(&mut self, notice: Notice) -> usize {
+        self.sequence = self.sequence.wrapping_add(1);
+        let mut repr = Repr::new(
+            MessageType::Notice,
+            self.primary,
+            self.incarnation,
+            self.settings.label,
+            self.pacing.advertised_ms,
+            self.hold_for(self.pacing.advertised_ms),
+        );
+        repr.sequence = self.sequence;
+        repr.notice = Some(notice);
+        repr.auth = Some(self.trailer());
+        let len = repr.emit(&mut self.buf).unwrap_or(0);
+        self.keys.sign(&mut self.buf[..len]);
         len
     }
 

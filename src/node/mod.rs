@@ -46,6 +46,7 @@ use crate::wire::{self, ParseError};
 
 mod answer;
 mod api;
+mod detect;
 mod emit;
 mod goodbye;
 mod join;
@@ -68,11 +69,16 @@ pub use self::api::{
     Actions, Datagram, Dest, Event, Input, Link, Overload, Publish, Published, Received, Refusal,
     Settings,
 };
+pub use self::detect::{
+    answer_wait, ANSWER_WAIT_DIVISOR, ASKS_PER_S, ASK_ROUNDS, DEAD_COPIES, HEALTH_MIN_SAMPLES,
+    HEALTH_WINDOW_MS, HELPERS, MAX_ANSWER_WAIT_MS, MAX_CHECKS, MAX_HELPS, MIN_ANSWER_WAIT_MS,
+    REFUTE_GAP_MS, UNHEALTHY_LOSS_PERCENT, WATCHERS,
+};
 pub use self::goodbye::{GOODBYES, GOODBYE_GAP_MS};
 pub use self::join::{MAX_ASKS, MAX_ASK_GAP_MS};
 pub use self::links::MAX_INTERFACES;
 pub use self::liveness::{
-    EXPIRY_GRANULARITY_MS, LONELY_INTERVALS, LOSSY_MS, PROBERS, PROBES_PER_S, PROBE_REPLIES_PER_S,
+    EXPIRY_GRANULARITY_MS, LONELY_INTERVALS, LOSSY_MS, PROBES_PER_S, PROBE_REPLIES_PER_S,
 };
 pub use self::overload::{BEHIND_MS, MAX_OVERLOAD_FACTOR, OVERLOAD_LATE_MS, READ_AT_ONCE};
 pub use self::pacing::{
@@ -83,6 +89,7 @@ pub use self::publish::{PUBLISH_DELAY_MS, PUBLISH_RETRY_MS};
 pub use self::relay::MAX_HOPS;
 
 use self::answer::Answering;
+use self::detect::Detect;
 use self::goodbye::Goodbye;
 use self::join::Join;
 use self::links::alias_addrs;
@@ -131,6 +138,7 @@ pub struct Core {
     answering: Answering,
     liveness: Liveness,
     probing: Probing,
+    detect: Detect,
     load: Load,
     relays: Relays,
     goodbye: Goodbye,
@@ -172,6 +180,7 @@ impl Core {
             answering: Answering::new(),
             liveness: Liveness::default(),
             probing: Probing::new(),
+            detect: Detect::new(),
             load: Load::new(),
             relays: Relays::default(),
             goodbye: Goodbye::new(),
@@ -263,6 +272,9 @@ impl Core {
         }
         if self.timers.due(Timer::Expiry, now_ms) {
             self.expire_and_probe(now_ms, io);
+        }
+        if self.timers.due(Timer::Detect, now_ms) {
+            self.detect_due(now_ms, io);
         }
         self.take_back_id(now_ms, io);
         if self.timers.due(Timer::Lonely, now_ms) {

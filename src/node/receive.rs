@@ -72,7 +72,8 @@ impl Core {
         if repr.hops == 0 {
             return src == repr.addr
                 || repr.aliases.contains(&src)
-                || (repr.kind == MessageType::Sync && self.map.has_address(repr.addr, src));
+                || (matches!(repr.kind, MessageType::Sync | MessageType::Notice)
+                    && self.map.has_address(repr.addr, src));
         }
         self.relayed_ok(now_ms, src, d, repr)
     }
@@ -114,9 +115,10 @@ impl Core {
         let Some(authentic) = self.authenticate(now_ms, &d, &repr, io) else {
             return;
         };
-        if repr.kind == MessageType::Sync {
-            // Hearsay only from a member, in an answer, and new.
-            if repr.flags & flags::REPLY == 0 {
+        if matches!(repr.kind, MessageType::Sync | MessageType::Notice) {
+            // Hearsay only from a member, in an answer, and new; notices
+            // only from a member, and new.
+            if repr.kind == MessageType::Sync && repr.flags & flags::REPLY == 0 {
                 return self.refuse(now_ms, d.src, Refusal::NotMember, io);
             }
             let check = self
@@ -129,6 +131,9 @@ impl Core {
             }
         }
         self.liveness.heard_other = true;
+        if repr.kind == MessageType::Notice {
+            return self.on_notice(now_ms, &repr, &d, io);
+        }
         let answer = repr.flags & flags::REPLY != 0;
         let accepted = match repr.kind {
             MessageType::Announce => {
@@ -184,6 +189,8 @@ impl Core {
                 }
                 true
             }
+            // Handled above.
+            MessageType::Notice => false,
         };
         if answer && accepted {
             // An answer to this node, or to everyone asking on that link.

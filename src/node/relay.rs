@@ -52,7 +52,7 @@ impl Core {
         d: &Received<'_>,
         repr: &Repr,
     ) -> bool {
-        let relayable = repr.kind != MessageType::Sync
+        let relayable = matches!(repr.kind, MessageType::Announce | MessageType::Leave)
             && repr.flags & (flags::REPLY | flags::PROBE) == 0
             && repr.hops <= MAX_HOPS
             && d.multicast;

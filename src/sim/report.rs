@@ -101,6 +101,10 @@ pub struct Report {
     /// running at the end.
     pub probes: u64,
     pub probe_replies: u64,
+    /// Failure detection, summed the same way: silences checked, members
+    /// asked, asks answered, deaths confirmed, nodes removed on a notice,
+    /// notices refuted.
+    pub detection: [u64; 6],
 }
 
 impl Report {
@@ -142,6 +146,11 @@ impl Report {
             out,
             "probes of silent nodes {}, replies to probes {} (nodes running at the end)",
             self.probes, self.probe_replies
+        );
+        let [suspected, asks, answered, confirmed, notices, refuted] = self.detection;
+        let _ = writeln!(
+            out,
+            "silences checked {suspected}, members asked {asks}, asks answered {answered}, deaths confirmed {confirmed}, removed on a notice {notices}, notices refuted {refuted}"
         );
         let _ = writeln!(
             out,
@@ -290,6 +299,12 @@ impl Report {
             self.false_removals,
             self.ghost_observations,
             self.publishes
+        );
+        let [suspected, asks, answered, confirmed, notices, refuted] = self.detection;
+        let _ = write!(
+            out,
+            " probes={} probe_replies={} suspected={suspected} indirect_asks={asks} asks_answered={answered} deaths_confirmed={confirmed} death_notices={notices} refutations={refuted}",
+            self.probes, self.probe_replies
         );
         if !s.ingress_loss.is_empty() {
             let _ = write!(out, " ingress_lost={}", self.ingress_lost);
@@ -510,6 +525,19 @@ impl Sim {
                 .flatten()
                 .map(|c| c.counters().probe_replies)
                 .sum(),
+            detection: self.cores.iter().flatten().fold([0; 6], |mut d, c| {
+                let k = c.counters();
+                let each = [
+                    k.suspected,
+                    k.indirect_asks,
+                    k.asks_answered,
+                    k.deaths_confirmed,
+                    k.death_notices,
+                    k.refutations,
+                ];
+                d.iter_mut().zip(each).for_each(|(d, v)| *d += v);
+                d
+            }),
             scenario: self.scenario,
         }
     }
