@@ -9,7 +9,9 @@
 //! Each test checks, in `--auth enforce`, that every map is exactly what it
 //! should be and that the daemons' counters (SIGUSR1) name what they
 //! refused; where SECURITY.md documents it, also what `--auth off` does.
-//! Needs root and iproute2. Daemons run with `--interval 0.3` (hold 1.5 s).
+//! Needs root and iproute2. Daemons run with `--interval 0.3` (hold 1.5 s),
+//! but for attack 11 (`--interval 1`: made-up nodes that must look short-
+//! and long-lived next to the members).
 
 mod common;
 
@@ -85,10 +87,16 @@ impl Cluster {
     /// `total` daemon nodes and the attacker; daemons start on the first
     /// `running`, and the call returns once their maps are complete.
     fn new(mode: Mode, total: u8, running: usize) -> Cluster {
+        Cluster::with_interval(mode, total, running, "0.3")
+    }
+
+    /// [`Cluster::new`] with `--interval INTERVAL` (seconds, as the option
+    /// takes it) instead of 0.3.
+    fn with_interval(mode: Mode, total: u8, running: usize, interval: &str) -> Cluster {
         let (lab, br, nodes) = Lab::flat(total);
         let attacker = lab.node("attacker");
         lab.link(attacker, br, ATTACKER, 24);
-        let mut args: Vec<String> = ["-i", "eth0", "--interval", "0.3"]
+        let mut args: Vec<String> = ["-i", "eth0", "--interval", interval]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -1103,4 +1111,218 @@ fn keys_rotate_in_three_sighup_steps_without_a_gap_and_a_bad_file_keeps_the_old_
         &c.refs(),
         || c.all_exactly(&want),
     );
+}
+
+/// What one `--auth` mode of the amplification test measured.
+struct Amplification {
+    mode: Mode,
+    /// Per victim: (address, datagrams sent from it, datagrams received at it).
+    victims: Vec<(Ipv4Addr, u64, u64)>,
+    /// Made-up nodes that were in some member's map at some point.
+    entered: BTreeSet<Ipv4Addr>,
+    /// The made-up nodes that announced (not only asked).
+    silent: Vec<Ipv4Addr>,
+}
+
+/// Attack 11 (issue 18), one `--auth` mode: a stranger makes up 40 nodes at
+/// victims' addresses on the segment (each an address of the attacker's
+/// eth0 with a socket at PORT that counts every datagram arriving there):
+/// 30 only ask for the map once (ANNOUNCE with `JOIN`, 100 ms apart), 5
+/// announce 3 times and 5 announce 25 times (interval 200 ms, hold 1 s,
+/// 200 ms apart), all unsigned, and then fall silent. The count runs until
+/// every made-up node has left every map, and 3 s more.
+fn spoofed_nodes_against(mode: Mode) -> Amplification {
+    const JOINS: u8 = 30;
+    const SHORT: u8 = 5;
+    const LONG: u8 = 5;
+    /// Announcements of a short-lived and of an "earned" made-up node.
+    const SHORT_SENDS: u32 = 3;
+    const LONG_SENDS: u32 = 25;
+    const TICK: Duration = Duration::from_millis(100);
+    const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
+    const AFTER: Duration = Duration::from_secs(3);
+
+    let c = Cluster::with_interval(mode, 5, 5, "1");
+    // 198.18.10.101 .. 140: next to the attacker (.100), no member's id.
+    let victims: Vec<Ipv4Addr> = (0..JOINS + SHORT + LONG)
+        .map(|k| Ipv4Addr::new(198, 18, 10, 101 + k))
+        .collect();
+    for &v in &victims {
+        c.spoof(v, true);
+    }
+    let mut forgers: Vec<Forger> = victims.iter().map(|&v| c.forger(v, PORT)).collect();
+    let sends = |k: usize| -> u32 {
+        match k {
+            k if k < usize::from(JOINS) => 1,
+            k if k < usize::from(JOINS + SHORT) => SHORT_SENDS,
+            _ => LONG_SENDS,
+        }
+    };
+    let want = c.running();
+    let received: Vec<AtomicU64> = victims.iter().map(|_| AtomicU64::new(0)).collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut entered = BTreeSet::new();
+    std::thread::scope(|s| {
+        // One counter per victim, on a clone of the socket it sends from.
+        for (f, n) in forgers.iter().zip(&received) {
+            let sock = f.sock.try_clone().expect("clone the victim's socket");
+            let stop = &stop;
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if recv_timeout(&sock, Duration::from_millis(20)).is_some() {
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // Which made-up nodes got into a map (that the test shows something).
+        let mut look = || {
+            for d in &c.ds {
+                for (_, a) in d.nodes() {
+                    if victims.contains(&a) {
+                        entered.insert(a);
+                    }
+                }
+            }
+        };
+        let stamp = now_s();
+        let start = Instant::now();
+        let ticks = (LONG_SENDS * 2).max(u32::from(JOINS));
+        for tick in 0..ticks {
+            // Pacing (the forgeries' own timing), not a wait for the daemons.
+            std::thread::sleep((start + TICK * tick).saturating_duration_since(Instant::now()));
+            let mut send = |k: usize, seq: u32, join: bool| {
+                let f = &mut forgers[k];
+                let incarnation = 0x5eed_1100 + k as u32;
+                let mut r = message(MessageType::Announce, f.src, incarnation, seq);
+                r.interval_ms = 200;
+                r.hold_ms = 1000;
+                if join {
+                    r.flags = flags::JOIN;
+                }
+                f.send(&r, Sig::Unsigned(stamp));
+            };
+            if tick < u32::from(JOINS) {
+                send(tick as usize, 1, true);
+            }
+            if tick % 2 == 0 {
+                let seq = tick / 2 + 1;
+                for k in usize::from(JOINS)..victims.len() {
+                    if seq <= sends(k) {
+                        send(k, seq, false);
+                    }
+                }
+            }
+            look();
+        }
+        let left = wait_for(
+            LEAVE_TIMEOUT,
+            "every made-up node leaves every map",
+            &c.refs(),
+            || {
+                look();
+                c.all_exactly(&want)
+            },
+        );
+        eprintln!(
+            "MEASURED spoofed nodes ({mode:?}): the last made-up node left every map {left:?} \
+             after the last forged datagram"
+        );
+        holds_for(AFTER, "no made-up node comes back", &c.refs(), || {
+            c.all_exactly(&want)
+        });
+        stop.store(true, Ordering::Relaxed);
+    });
+    let victims_silent = victims[usize::from(JOINS)..].to_vec();
+    let victims = victims
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| (v, u64::from(sends(k)), received[k].load(Ordering::Relaxed)))
+        .collect();
+    Amplification {
+        mode,
+        victims,
+        entered,
+        silent: victims_silent,
+    }
+}
+
+/// Attack 11 (issue 18): spoofed datagrams, each naming a victim's address
+/// as its source and as the node it announces, make the cluster send at
+/// most one datagram per spoofed datagram to the addresses they name, in
+/// every `--auth` mode (see [`spoofed_nodes_against`] for what is sent).
+/// Whatever the members do to a made-up node that falls silent (probes,
+/// death notices), no victim gets more than it was made to send: the
+/// cluster amplifies nothing. In `enforce` nothing arrives at all (every
+/// forgery is refused). All three modes run; the failures are reported
+/// together at the end.
+#[test]
+fn spoofed_datagrams_make_the_cluster_send_at_most_one_datagram_per_spoofed_datagram_to_the_addresses_they_name_in_every_auth_mode(
+) {
+    let runs: Vec<Amplification> = [Mode::Off, Mode::Permissive, Mode::Enforce]
+        .into_iter()
+        .map(spoofed_nodes_against)
+        .collect();
+    let mut failures = Vec::new();
+    for run in &runs {
+        let sent: u64 = run.victims.iter().map(|v| v.1).sum();
+        let got: u64 = run.victims.iter().map(|v| v.2).sum();
+        let most = run.victims.iter().map(|v| v.2).max().unwrap_or(0);
+        let excess = run
+            .victims
+            .iter()
+            .max_by_key(|v| v.2.saturating_sub(v.1))
+            .expect("victims");
+        eprintln!(
+            "MEASURED amplification ({:?}): {sent} spoofed datagrams sent, {got} datagrams \
+             received at the victims, at most {most} at one victim; the most over what it \
+             sent: {} received {} for {} sent; {} of {} made-up nodes got into a map",
+            run.mode,
+            excess.0,
+            excess.2,
+            excess.1,
+            run.entered.len(),
+            run.victims.len()
+        );
+        for &(v, sent, got) in &run.victims {
+            if got > sent {
+                failures.push(format!(
+                    "{:?}: {v} sent {sent} and received {got}",
+                    run.mode
+                ));
+            }
+        }
+        if got > sent {
+            failures.push(format!(
+                "{:?}: in total {sent} sent and {got} received",
+                run.mode
+            ));
+        }
+        match run.mode {
+            Mode::Enforce => {
+                if got != 0 || !run.entered.is_empty() {
+                    failures.push(format!(
+                        "enforce: {got} datagrams reached the victims, made-up nodes got into \
+                         a map: {:?} (all should be refused)",
+                        run.entered
+                    ));
+                }
+            }
+            // Else the test shows nothing: the made-up nodes that announce
+            // must get in.
+            Mode::Off | Mode::Permissive => {
+                let missing: Vec<_> = run
+                    .silent
+                    .iter()
+                    .filter(|a| !run.entered.contains(a))
+                    .collect();
+                assert!(
+                    missing.is_empty(),
+                    "{:?}: never in a map: {missing:?}",
+                    run.mode
+                );
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

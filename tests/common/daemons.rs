@@ -316,6 +316,16 @@ impl Observer {
             .map(|s| s.at)
     }
 
+    /// How many ANNOUNCEs `a` sent to the group itself (not relayed) so far.
+    pub fn announces_from(&self, a: Ipv4Addr) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.addr == a && s.kind == 1 && s.hops == 0)
+            .count()
+    }
+
     /// Everything seen so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
@@ -490,4 +500,83 @@ impl std::ops::Index<&str> for Counters {
 /// `--key-file` asks for).
 pub fn key_file(lab: &Lab, name: &str, text: &str) -> PathBuf {
     write_key_file(lab.dir(), name, text, 0o600)
+}
+
+/// Panics (with every map and log) if a map of `ds` lacks a node of `alive`:
+/// a live node flapped out of it. `when` says when, for the message.
+pub fn assert_none_missing(ds: &[&Daemon], alive: &BTreeSet<Entry>, when: &str) {
+    for d in ds {
+        let nodes = d.nodes();
+        let missing: Vec<&Entry> = alive.difference(&nodes).collect();
+        assert!(
+            missing.is_empty(),
+            "{}'s map lost the live node(s) {missing:?} {when}\n{}",
+            d.addr,
+            diag(ds)
+        );
+    }
+}
+
+/// Polls `f` until it holds, like [`wait_for`], and checks at every poll
+/// that no map of `ds` lacks a node of `alive` ([`assert_none_missing`]).
+pub fn wait_for_without_flaps(
+    timeout: Duration,
+    what: &str,
+    ds: &[&Daemon],
+    alive: &BTreeSet<Entry>,
+    mut f: impl FnMut() -> bool,
+) -> Duration {
+    let when = format!("while waiting for: {what}");
+    wait_for(timeout, what, ds, || {
+        assert_none_missing(ds, alive, &when);
+        f()
+    })
+}
+
+/// Watches the maps of `ds` after the node `dead` was killed at `killed`
+/// until it has left every one of them, or panics once `timeout` has passed
+/// since the kill. At every poll no map may lack a node of `alive` (a live
+/// node flapping out), and `dead` may not come back into a map it left.
+/// Returns, per daemon of `ds`, how long after the kill its map lost `dead`.
+pub fn watch_departure(
+    ds: &[&Daemon],
+    alive: &BTreeSet<Entry>,
+    dead: Ipv4Addr,
+    killed: Instant,
+    timeout: Duration,
+) -> Vec<Duration> {
+    let mut gone: Vec<Option<Duration>> = vec![None; ds.len()];
+    loop {
+        let now = killed.elapsed();
+        let when = format!("{now:?} after {dead} was killed");
+        assert_none_missing(ds, alive, &when);
+        for (d, gone) in ds.iter().zip(gone.iter_mut()) {
+            let lists = d.lists(dead);
+            match *gone {
+                None if !lists => *gone = Some(now),
+                Some(left) if lists => panic!(
+                    "{dead} came back into {}'s map {when} (it had left {left:?} after)\n{}",
+                    d.addr,
+                    diag(ds)
+                ),
+                _ => {}
+            }
+        }
+        if gone.iter().all(Option::is_some) {
+            return gone.into_iter().flatten().collect();
+        }
+        if now >= timeout {
+            let still: Vec<Ipv4Addr> = ds
+                .iter()
+                .zip(&gone)
+                .filter(|(_, g)| g.is_none())
+                .map(|(d, _)| d.addr)
+                .collect();
+            panic!(
+                "{dead} still in the maps of {still:?} {when} (deadline {timeout:?})\n{}",
+                diag(ds)
+            );
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
 }
