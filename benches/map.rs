@@ -35,6 +35,7 @@ fn announcement(addr: Ipv4Addr, sequence: u32) -> Announcement<'static> {
         probe_ms: 0,
         ifindex: 0,
         authentic: false,
+        watcher: false,
     }
 }
 

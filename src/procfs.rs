@@ -628,6 +628,7 @@ mod tests {
                 probe_ms: 0,
                 ifindex: 0,
                 authentic: false,
+                watcher: false,
             };
             map.apply_announce(&a, 0);
         }

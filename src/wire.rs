@@ -119,6 +119,10 @@ pub mod flags {
     /// ANNOUNCE only, unicast: the sender has not heard the receiver for a
     /// whole hold and asks it to answer with its own ANNOUNCE by unicast.
     pub const PROBE: u8 = 0x08;
+    /// ANNOUNCE only: the sender takes part in failure detection (it
+    /// watches others, answers asks to check one and tells deaths with
+    /// NOTICEs). Nodes that predate it leave the bit clear and ignore it.
+    pub const WATCHER: u8 = 0x10;
 }
 
 /// The common header, as laid out on the wire.

@@ -67,6 +67,7 @@ fn howto_cluster_from_the_wire_to_dump() {
             probe_ms: 0,
             ifindex: 0,
             authentic: false,
+            watcher: false,
         };
         map.apply_announce(&a, 1000);
     }

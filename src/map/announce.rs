@@ -28,6 +28,9 @@ pub struct Announcement<'a> {
     pub ifindex: u32,
     /// Its MAC was checked and is valid (`--auth permissive` or `enforce`).
     pub authentic: bool,
+    /// It takes part in failure detection (the `WATCHER` flag): it may
+    /// watch others and be asked to check them.
+    pub watcher: bool,
 }
 
 /// A node id claimed by two live addresses. An authenticated claim wins
@@ -212,6 +215,7 @@ impl ClusterMap {
                 slot.started = a.started;
             }
             slot.authentic |= a.authentic;
+            slot.watcher = a.watcher;
             if a.probe_ms != 0 {
                 slot.probe_ms = probe_window(a.probe_ms);
                 slot.interval_ms = a.probe_ms;
@@ -416,6 +420,7 @@ impl ClusterMap {
             probe_ms: 0,
             ifindex: 0,
             authentic: false,
+            watcher: false,
         };
         self.replace(id, &a, now_ms);
         self.slots[id as usize].sequence_unknown = true;
@@ -564,6 +569,7 @@ impl<'a> Announcement<'a> {
             probe_ms: 0,
             ifindex: 0,
             authentic: false,
+            watcher: false,
         }
     }
 }

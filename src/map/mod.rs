@@ -99,6 +99,8 @@ struct Slot {
     silent: bool,
     /// It was removed on a death notice from this address (0: it was not).
     dead_by: u32,
+    /// It takes part in failure detection (see [`Announcement::watcher`]).
+    watcher: bool,
 }
 
 /// How a node came into the map (shown by `--dump --format json`).
@@ -357,6 +359,7 @@ impl ClusterMap {
             probe_ms: 0,
             ifindex: 0,
             authentic: false,
+            watcher: false,
         };
         self.replace(id, &a, 0);
         let slot = &mut self.slots[id as usize];
@@ -450,6 +453,7 @@ impl ClusterMap {
             probe_ms: probe_window(a.probe_ms),
             interval_ms: a.probe_ms,
             earned: 1,
+            watcher: a.watcher,
             ifindex: a.ifindex,
             // What the node sent before the first message heard from it
             // does not count.
@@ -560,6 +564,7 @@ mod tests {
             probe_ms: 0,
             ifindex: 0,
             authentic: false,
+            watcher: false,
         }
     }
 

@@ -121,7 +121,8 @@ impl ClusterMap {
         (self.live.contains(id) && s.interval_ms != 0).then(|| (Ipv4Addr::from(s.addr), s.ifindex))
     }
 
-    /// This node is one of the first `watchers` live nodes after `subject` in
+    /// This node is one of the first `watchers` live watchers (nodes that
+    /// take part in failure detection, this one included) after `subject` in
     /// the order of node ids (going round after 65535): the nodes that check
     /// its silences. Every map that holds the same nodes names the same.
     pub(crate) fn watches(&self, subject: NodeId, watchers: usize) -> bool {
@@ -130,8 +131,14 @@ impl ClusterMap {
             .iter_after(Some(subject))
             .chain(self.live.iter())
             .take_while(|&id| id != subject)
+            .filter(|&id| id == own || self.is_watcher(id))
             .take(watchers)
             .any(|id| id == own)
+    }
+
+    /// The live node `id` takes part in failure detection.
+    pub(crate) fn is_watcher(&self, id: NodeId) -> bool {
+        self.live.contains(id) && self.slots[id as usize].watcher
     }
 
     /// The `n`-th live node (from 0, in id order), if there are that many.
@@ -193,6 +200,7 @@ mod tests {
         let mut a = ann(addr, 7, seq);
         a.probe_ms = 1000;
         a.ifindex = 2;
+        a.watcher = true;
         a
     }
 
@@ -246,6 +254,11 @@ mod tests {
         assert_eq!(map.nth_live(0), Some(id(10)));
         assert_eq!(map.nth_live(4), Some(2780));
         assert_eq!(map.nth_live(5), None);
+        // A node of an older version (no WATCHER flag) watches nobody: the
+        // next watcher takes its place.
+        map.apply_announce(&ann(Ipv4Addr::new(192, 168, 10, 35), 7, 1), 0);
+        assert!(map.watches(id(20), 3), "30, 40, this node; not 35");
+        assert!(!map.is_watcher(id(35)));
     }
 
     #[test]

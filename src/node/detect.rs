@@ -253,7 +253,7 @@ impl Core {
                 continue;
             };
             let chosen = &check.helpers[..usize::from(check.asked)];
-            if id == own || id == s.id || chosen.contains(&id) {
+            if id == own || id == s.id || chosen.contains(&id) || !self.map.is_watcher(id) {
                 continue;
             }
             let Some((addr, ifindex)) = self.map.probe_route(id) else {

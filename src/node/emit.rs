@@ -25,6 +25,9 @@ impl Core {
             self.hold_for(self.pacing.advertised_ms),
         );
         repr.flags = flag_bits;
+        if kind == MessageType::Announce {
+            repr.flags |= wire::flags::WATCHER;
+        }
         repr.sequence = self.sequence;
         repr.members = u16::try_from(self.map.len()).unwrap_or(u16::MAX);
         repr.aliases.extend(own.aliases());

@@ -230,6 +230,7 @@ impl Core {
             probe_ms: if direct { repr.interval_ms } else { 0 },
             ifindex: d.ifindex,
             authentic,
+            watcher: repr.flags & flags::WATCHER != 0,
         };
         let outcome = self.map.apply_announce(&a, now_ms);
         let live = matches!(

@@ -112,6 +112,10 @@ pub(super) fn peer(last: u8) -> Ipv4Addr {
 pub(super) fn message(kind: MessageType, addr: Ipv4Addr, seq: u32, hold_ms: u32) -> Vec<u8> {
     let mut r = Repr::new(kind, addr, 7, Label::DEFAULT, 1000, hold_ms);
     r.sequence = seq;
+    if kind == MessageType::Announce {
+        // A node of this version.
+        r.flags = flags::WATCHER;
+    }
     if kind == MessageType::Sync {
         r.flags = flags::REPLY;
         r.entries.push(SyncEntry {
