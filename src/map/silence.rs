@@ -114,6 +114,16 @@ impl ClusterMap {
         known.then_some((s.sequence, s.last_seen_ms, s.interval_ms))
     }
 
+    /// A member vouched for the live node `addr` with `incarnation` (an
+    /// ALIVE): it is kept at least its hold from `now_ms`, as hearsay
+    /// would keep it.
+    pub(crate) fn vouched(&mut self, addr: Ipv4Addr, incarnation: u32, now_ms: u64) {
+        if self.heard_of(addr, incarnation).is_some() {
+            let hold_ms = self.slots[node_id_of(addr) as usize].hold_ms;
+            self.apply_hearsay(addr, incarnation, hold_ms, now_ms);
+        }
+    }
+
     /// Where the live node `id` is probed: its address and the interface it
     /// was heard on; `None` unless heard directly.
     pub(crate) fn probe_route(&self, id: NodeId) -> Option<(Ipv4Addr, u32)> {

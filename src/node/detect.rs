@@ -517,6 +517,7 @@ impl Core {
         c.answered |= 1 << k;
         if n.what == What::Alive {
             c.alive = true;
+            self.map.vouched(n.addr, n.incarnation, now_ms);
         } else {
             c.silent += 1;
             if serial_newer(n.sequence, c.last_sequence) {
@@ -670,6 +671,10 @@ mod tests {
         run(&mut c, &mut rec, 29_000);
         assert!(c.map().get(wire::node_id_of(peer(2))).is_some());
         assert!(notices(&rec, What::Dead).is_empty());
+        // Vouched for: kept a hold (5 s) from the answer, past its own
+        // hold from its last message (30 s).
+        let kept = c.map().get(wire::node_id_of(peer(2))).unwrap();
+        assert_eq!(kept.expires_ms, 27_710 + 5000);
 
         // As a helper: peer 3 was heard at 27000, within 2.5 intervals: alive.
         let ask = notice(peer(4), 200, What::Ask, peer(3), 27);
