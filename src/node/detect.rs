@@ -410,6 +410,10 @@ impl Core {
         io: &mut impl Actions,
     ) {
         let Some(n) = repr.notice else { return };
+        // A node that lost its own id to another answers nobody.
+        if self.map.yielded() && n.what == What::Ask {
+            return;
+        }
         let from = *d.src.ip();
         match n.what {
             What::Ask if !d.multicast => self.on_ask(now_ms, n, from, d.ifindex, io),
