@@ -456,7 +456,12 @@ fn sink_like_daemon(o: &Opts) {
         }
     }
     std::hint::black_box(seen);
-    sink_report(o, received, bytes, first.map_or(0.0, |f| (last - f).as_secs_f64()));
+    sink_report(
+        o,
+        received,
+        bytes,
+        first.map_or(0.0, |f| (last - f).as_secs_f64()),
+    );
 }
 
 fn sink(o: &Opts) {
@@ -544,7 +549,12 @@ fn sink(o: &Opts) {
             break;
         }
     }
-    sink_report(o, received, bytes, first.map_or(0.0, |f| (last - f).as_secs_f64()));
+    sink_report(
+        o,
+        received,
+        bytes,
+        first.map_or(0.0, |f| (last - f).as_secs_f64()),
+    );
 }
 
 fn sink_report(o: &Opts, received: u64, bytes: u64, span: f64) {
