@@ -4,21 +4,44 @@
 //! The cost of authentication is measured against parsing: the group
 //! `auth_100B` times `Repr::parse`, `Keyring::verify` and `Keyring::sign` of
 //! the same signed 100-byte ANNOUNCE (76 bytes and the trailer), so the cost of
-//! the MAC reads as a multiple of the cost of parsing.
+//! the MAC reads as a multiple of the cost of parsing. Beside `verify`, in the
+//! same run: `verify_keyed_per_message`, the same check with HMAC-SHA256
+//! keyed for every message (two more SHA-256 blocks: the inner and outer
+//! pads), which is what the keyring saves by keying once per key; and
+//! `sha256_one_block`, one SHA-256 block (a 55-byte digest), the floor: a
+//! 100-byte message costs three (two inner, one outer).
 //!
 //! `cargo bench --bench wire -- --warm-up-time 1 --measurement-time 3`
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use hmac::{Hmac, Mac};
 use omdiscd::auth::{Keyring, Verdict};
 use omdiscd::wire::{
-    Auth, Label, MessageType, Repr, SyncEntry, ANNOUNCE_LEN, MAC_LEN, MAX_HOLD_MS, MAX_MESSAGE_LEN,
-    MAX_SYNC_ENTRIES, TRAILER_LEN,
+    field, Auth, Label, MessageType, Repr, SyncEntry, ANNOUNCE_LEN, MAC_LEN, MAX_HOLD_MS,
+    MAX_MESSAGE_LEN, MAX_SYNC_ENTRIES, TRAILER_LEN,
 };
 
 /// A key file with one 32-byte key (id 1): what `--key-file` reads.
 const KEY_FILE: &[u8] = b"1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+/// Its secret, in bytes.
+const SECRET: [u8; 32] = [
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+];
+
+/// The baseline of `verify`: HMAC-SHA256 keyed for this message (the inner
+/// and outer pads hashed again), the message fed around `hops`, the MAC
+/// compared by `hmac`.
+fn verify_keyed_per_message(msg: &[u8]) -> bool {
+    let covered = msg.len() - MAC_LEN;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&SECRET).expect("any key length");
+    mac.update(&msg[..field::HOPS]);
+    mac.update(&[0]);
+    mac.update(&msg[field::HOPS + 1..covered]);
+    mac.verify_truncated_left(&msg[covered..]).is_ok()
+}
 
 fn announce() -> Repr {
     let mut r = Repr::new(
@@ -85,6 +108,14 @@ fn bench_auth(c: &mut Criterion) {
     });
     g.bench_function("verify", |b| {
         b.iter(|| keys.verify(black_box(&msg[..]), true))
+    });
+    assert!(verify_keyed_per_message(&msg));
+    g.bench_function("verify_keyed_per_message", |b| {
+        b.iter(|| verify_keyed_per_message(black_box(&msg[..])))
+    });
+    g.bench_function("sha256_one_block", |b| {
+        use sha2::Digest;
+        b.iter(|| sha2::Sha256::digest(black_box(&msg[..55])))
     });
     g.bench_function("sign", |b| {
         let mut out = msg.clone();

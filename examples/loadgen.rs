@@ -3,7 +3,7 @@
 //! ```text
 //! loadgen send --port P [--to 10.77.0.1] [--net 10.77.0.0] [--nodes N] [--stride S]
 //!              [--count K] [--rate PPS] [--duration SECS] [--stamp T] [--key-file F]
-//! loadgen sink --port P [--batch B]
+//! loadgen sink --port P [--batch B] [--like-daemon]
 //! ```
 //!
 //! `send` builds valid protocol v1 ANNOUNCEs (with `omdiscd::wire::Repr`), each
@@ -37,6 +37,18 @@
 //! `recvmmsg` of B when `--batch B` > 1), until 500 ms pass without one after
 //! the first. It prints what it received, its kernel drop count (from
 //! /proc/net/udp) and its CPU time.
+//!
+//! `sink --like-daemon` reads like the daemon instead: the daemon's socket
+//! (`omdiscd::udp::McastSocket::open`, so the same options: `IP_PKTINFO`,
+//! `SO_RXQ_OVFL`, `IP_MULTICAST_ALL` 0, non-blocking, the same receive
+//! buffer), the daemon's group joined on `lo`, one epoll wait per wake-up
+//! (`omdiscd::sys::Epoll`), then `recvmmsg` of 8 (`McastSocket::recv_batch`:
+//! source address, `IP_PKTINFO` and `SO_RXQ_OVFL` control messages read for
+//! every datagram) until a read returns fewer than 8, as the daemon's
+//! `on_readable` does; each datagram's first byte, source and interface are
+//! looked at, nothing else. Its CPU is the kernel's work for what the daemon
+//! asks of the socket plus the loop's skeleton: what the daemon spends
+//! beyond it is the protocol's.
 use std::io;
 use std::mem::{self, size_of};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -75,6 +87,7 @@ struct Opts {
     rate: Option<f64>,
     duration: Option<f64>,
     batch: usize,
+    like_daemon: bool,
     stride: usize,
     stamp: u32,
     key_file: Option<PathBuf>,
@@ -82,7 +95,7 @@ struct Opts {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadgen send --port P [--to 10.77.0.1] [--net 10.77.0.0] [--nodes N] [--stride S] [--count K]\n                    [--rate PPS] [--duration SECS] [--stamp T] [--key-file F]\n       loadgen sink --port P [--batch B]"
+        "usage: loadgen send --port P [--to 10.77.0.1] [--net 10.77.0.0] [--nodes N] [--stride S] [--count K]\n                    [--rate PPS] [--duration SECS] [--stamp T] [--key-file F]\n       loadgen sink --port P [--batch B] [--like-daemon]"
     );
     exit(2)
 }
@@ -111,12 +124,17 @@ fn parse_opts(args: &[String]) -> Opts {
         rate: None,
         duration: None,
         batch: 1,
+        like_daemon: false,
         stride: 1,
         stamp: now_s(),
         key_file: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if a == "--like-daemon" {
+            o.like_daemon = true;
+            continue;
+        }
         let v = it.next().unwrap_or_else(|| usage());
         match a.as_str() {
             "--port" => o.port = value(a, v),
@@ -373,7 +391,83 @@ fn cpu_secs() -> (f64, f64) {
     (s(ru.ru_utime), s(ru.ru_stime))
 }
 
+/// `sink --like-daemon`: the daemon's socket, epoll wait and read loop, and
+/// nothing of the protocol (see the module comment).
+fn sink_like_daemon(o: &Opts) {
+    use omdiscd::config::Config;
+    use omdiscd::sys::{event_token, Epoll, EMPTY_EVENT};
+    use omdiscd::udp::{McastSocket, RecvBatch, BATCH};
+
+    let fail = |what: &str, e: io::Error| -> ! {
+        eprintln!("loadgen sink: {what}: {e}");
+        exit(1)
+    };
+    let sock = McastSocket::open(o.port, RCVBUF as usize).unwrap_or_else(|e| fail("socket", e));
+    let lo = nix::net::if_::if_nametoindex("lo").unwrap_or(1);
+    if let Err(e) = sock.join(Config::default().group, lo) {
+        fail("joining the group on lo", e);
+    }
+    let epoll = Epoll::new().unwrap_or_else(|e| fail("epoll", e));
+    epoll
+        .add(sock.as_raw_fd(), 1, libc::EPOLLIN as u32)
+        .unwrap_or_else(|e| fail("epoll add", e));
+    println!("sink-ready port={}", o.port);
+
+    let reads_per_wakeup = omdiscd::node::READ_AT_ONCE / BATCH;
+    let mut batch: RecvBatch = RecvBatch::new();
+    let (mut received, mut bytes, mut seen) = (0u64, 0u64, 0u64);
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let mut events = [EMPTY_EVENT; 8];
+    loop {
+        let n = epoll
+            .wait(&mut events, Some(Duration::from_millis(500)))
+            .unwrap_or_else(|e| fail("epoll wait", e));
+        if n == 0 {
+            if first.is_some() || Instant::now() >= give_up {
+                break;
+            }
+            continue;
+        }
+        for ev in &events[..n] {
+            if event_token(ev) != 1 {
+                continue;
+            }
+            for _ in 0..reads_per_wakeup {
+                let got = match sock.recv_batch(&mut batch) {
+                    Ok(got) => got,
+                    Err(e) => fail("recvmmsg", e),
+                };
+                for d in batch.iter() {
+                    bytes += d.data.len() as u64;
+                    seen += u64::from(d.data.first().copied().unwrap_or(0))
+                        + u64::from(d.src.ip().octets()[3])
+                        + u64::from(d.ifindex);
+                }
+                std::hint::black_box(batch.dropped_total());
+                received += got as u64;
+                if got < BATCH {
+                    break;
+                }
+            }
+            last = Instant::now();
+            first.get_or_insert(last);
+        }
+    }
+    std::hint::black_box(seen);
+    sink_report(
+        o,
+        received,
+        bytes,
+        first.map_or(0.0, |f| (last - f).as_secs_f64()),
+    );
+}
+
 fn sink(o: &Opts) {
+    if o.like_daemon {
+        return sink_like_daemon(o);
+    }
     let sock =
         UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, o.port))).unwrap_or_else(|e| {
             eprintln!("loadgen sink: bind 0.0.0.0:{}: {e}", o.port);
@@ -455,10 +549,20 @@ fn sink(o: &Opts) {
             break;
         }
     }
-    let span = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    sink_report(
+        o,
+        received,
+        bytes,
+        first.map_or(0.0, |f| (last - f).as_secs_f64()),
+    );
+}
+
+fn sink_report(o: &Opts, received: u64, bytes: u64, span: f64) {
     let (u, s) = cpu_secs();
     let drops = socket_drops(o.port).unwrap_or(0);
-    let how = if o.batch == 1 {
+    let how = if o.like_daemon {
+        "like the daemon: its socket options, epoll, recvmmsg x8".to_string()
+    } else if o.batch == 1 {
         "recv".to_string()
     } else {
         format!("recvmmsg x{}", o.batch)
