@@ -137,7 +137,7 @@ impl Core {
         }
         self.liveness.heard_other = true;
         if repr.kind == MessageType::Notice {
-            return self.on_notice(now_ms, &repr, &d, io);
+            return self.on_notice(now_ms, repr, &d, io);
         }
         let answer = repr.flags & flags::REPLY != 0;
         let accepted = match repr.kind {
