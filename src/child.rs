@@ -255,6 +255,18 @@ impl Environment {
     /// (the caller keeps lists short enough). False if it was cut or not
     /// added.
     pub fn set(&mut self, name: &str, value: impl FnOnce(&mut dyn std::fmt::Write)) -> bool {
+        // A thin generic shell: the work is done once, in `set_dyn`, not
+        // once per caller's closure.
+        let mut value = Some(value);
+        self.set_dyn(name, &mut |w| {
+            if let Some(value) = value.take() {
+                value(w);
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn set_dyn(&mut self, name: &str, value: &mut dyn FnMut(&mut dyn std::fmt::Write)) -> bool {
         if self.ptrs.len() > self.inherited + MAX_VARS {
             return false;
         }

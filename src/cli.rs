@@ -230,19 +230,12 @@ where
 
 /// `ms` as `--interval` and `--hold` take it: `100` -> `"0.1"`, `3_600_000` -> `"3600"`.
 fn secs(ms: u32) -> String {
-    let mut s = format_duration_ms(ms);
-    s.pop();
-    s
+    crate::log::Secs(u64::from(ms)).to_string()
 }
 
 /// `2000` -> `"2s"`, `500` -> `"0.5s"`, `1250` -> `"1.25s"`: the form `--interval` takes.
 pub fn format_duration_ms(ms: u32) -> String {
-    let (secs, frac) = (ms / 1000, ms % 1000);
-    if frac == 0 {
-        return format!("{secs}s");
-    }
-    let frac = format!("{frac:03}");
-    format!("{secs}.{}s", frac.trim_end_matches('0'))
+    format!("{}s", crate::log::Secs(u64::from(ms)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,37 +272,38 @@ enum Opt {
 
 impl Opt {
     fn long(name: &[u8]) -> Option<Opt> {
-        Some(match name {
-            b"nodaemon" => Opt::Nodaemon,
-            b"interface" => Opt::Interface,
-            b"multicast-ttl" => Opt::Ttl,
-            b"group" => Opt::Group,
-            b"port" => Opt::Port,
-            b"interval" => Opt::Interval,
-            b"hold" => Opt::Hold,
-            b"budget" => Opt::Budget,
-            b"map-file" => Opt::MapFile,
-            b"proc-root" => Opt::ProcRoot,
-            b"setpe" => Opt::Setpe,
-            b"cluster" => Opt::Cluster,
-            b"key-file" => Opt::KeyFile,
-            b"auth" => Opt::Auth,
-            b"pid-file" => Opt::PidFile,
-            b"control-socket" => Opt::ControlSocket,
-            b"metrics-file" => Opt::MetricsFile,
-            b"on-change" => Opt::OnChange,
-            b"static-map" => Opt::StaticMap,
-            b"static-nodes" => Opt::StaticNodes,
-            b"cmdline" => Opt::Cmdline,
-            b"debug" => Opt::Debug,
-            b"dump" => Opt::Dump,
-            b"stats" => Opt::Stats,
-            b"watch" => Opt::Watch,
-            b"format" => Opt::Format,
-            b"help" => Opt::Help,
-            b"version" => Opt::Version,
-            _ => return None,
-        })
+        // A table, not a `match`: one loop instead of a chain of compares.
+        const LONG: [(&[u8], Opt); 28] = [
+            (b"nodaemon", Opt::Nodaemon),
+            (b"interface", Opt::Interface),
+            (b"multicast-ttl", Opt::Ttl),
+            (b"group", Opt::Group),
+            (b"port", Opt::Port),
+            (b"interval", Opt::Interval),
+            (b"hold", Opt::Hold),
+            (b"budget", Opt::Budget),
+            (b"map-file", Opt::MapFile),
+            (b"proc-root", Opt::ProcRoot),
+            (b"setpe", Opt::Setpe),
+            (b"cluster", Opt::Cluster),
+            (b"key-file", Opt::KeyFile),
+            (b"auth", Opt::Auth),
+            (b"pid-file", Opt::PidFile),
+            (b"control-socket", Opt::ControlSocket),
+            (b"metrics-file", Opt::MetricsFile),
+            (b"on-change", Opt::OnChange),
+            (b"static-map", Opt::StaticMap),
+            (b"static-nodes", Opt::StaticNodes),
+            (b"cmdline", Opt::Cmdline),
+            (b"debug", Opt::Debug),
+            (b"dump", Opt::Dump),
+            (b"stats", Opt::Stats),
+            (b"watch", Opt::Watch),
+            (b"format", Opt::Format),
+            (b"help", Opt::Help),
+            (b"version", Opt::Version),
+        ];
+        LONG.iter().find(|(n, _)| *n == name).map(|&(_, opt)| opt)
     }
 
     fn short(c: u8) -> Option<Opt> {

@@ -464,7 +464,7 @@ impl fmt::Display for Line<'_> {
                 f,
                 "{} nodes, interval {} s",
                 s.nodes,
-                s.interval_ms as f64 / 1000.0
+                crate::log::Secs(u64::from(s.interval_ms))
             )?;
             sep = ", ";
         }

@@ -198,6 +198,27 @@ fn format_line(args: fmt::Arguments<'_>, suppressed: u32) -> TruncBuf<LINE_MAX> 
     line
 }
 
+/// Milliseconds shown as seconds, the way `{}` shows `ms as f64 / 1000.0`
+/// ("2", "1.5", "0.025"), without pulling float formatting into the binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secs(pub u64);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whole = self.0 / 1000;
+        let mut frac = self.0 % 1000;
+        if frac == 0 {
+            return write!(f, "{whole}");
+        }
+        let mut digits = 3;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        write!(f, "{whole}.{frac:0digits$}")
+    }
+}
+
 /// Local time broken down as far as a syslog header needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalTime {
@@ -670,6 +691,17 @@ mod tests {
     use std::os::unix::net::UnixDatagram;
     use std::path::PathBuf;
     use std::time::Duration;
+
+    #[test]
+    fn secs_shows_milliseconds_as_an_f64_of_seconds_would() {
+        for ms in (0..=20_000u64).chain([u64::from(u32::MAX), 86_400_000_123]) {
+            assert_eq!(
+                Secs(ms).to_string(),
+                (ms as f64 / 1000.0).to_string(),
+                "{ms}"
+            );
+        }
+    }
 
     #[test]
     fn without_a_syslog_daemon_lines_go_to_the_kernel_log() {

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -18,6 +18,32 @@ use omdiscd::{error, info, mapfile};
 /// `--dump`'s exit status for a map whose writer is not running.
 const EXIT_STALE_MAP: u8 = 4;
 
+/// Standard output and standard error, written to straight: no `std::io`
+/// stdout/stderr machinery (locks, line buffer, panics on a failed write) in
+/// the binary. Each piece is one `write(2)`, as `eprintln!` does.
+struct Out(i32);
+
+impl fmt::Write for Out {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        sys::write_all_fd(self.0, s.as_bytes()).map_err(|_| fmt::Error)
+    }
+}
+
+/// `args` and a newline on file descriptor `fd` (1 or 2); false if a write failed.
+fn say(fd: i32, args: fmt::Arguments<'_>) -> bool {
+    let mut out = Out(fd);
+    out.write_fmt(args)
+        .and_then(|()| out.write_str("\n"))
+        .is_ok()
+}
+
+/// `eprintln!` without std's stderr: one line on standard error.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        say(2, format_args!($($arg)*));
+    }};
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let command = match cli::parse(args.iter().cloned()) {
@@ -25,7 +51,7 @@ fn main() -> ExitCode {
             // The kernel command line's settings, then ours again on top.
             let path = cfg.proc_root.join("cmdline");
             match omdiscd::procfs::read_cmdline(&path) {
-                Ok(line) => cli::parse_with_kernel(&line, args),
+                Ok(line) => cli::parse_with_kernel(&line, args.iter().cloned()),
                 Err(e) => {
                     eprintln!(
                         "omdiscd: cannot read the kernel command line {}: {} (is /proc mounted?)",
@@ -47,14 +73,11 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Help => {
-            print!("{}", cli::USAGE);
+        Command::Help if print_all(cli::USAGE.as_bytes()) => ExitCode::SUCCESS,
+        Command::Version if say(1, format_args!("omdiscd {}", daemon::VERSION)) => {
             ExitCode::SUCCESS
         }
-        Command::Version => {
-            println!("omdiscd {}", daemon::VERSION);
-            ExitCode::SUCCESS
-        }
+        Command::Help | Command::Version => ExitCode::FAILURE,
         Command::Dump {
             map_file,
             control,
@@ -68,8 +91,7 @@ fn main() -> ExitCode {
 
 /// Writes `bytes` to standard output; false if that failed.
 fn print_all(bytes: &[u8]) -> bool {
-    let mut out = std::io::stdout().lock();
-    out.write_all(bytes).and_then(|()| out.flush()).is_ok()
+    sys::write_all_fd(1, bytes).is_ok()
 }
 
 /// `--stats`: the running daemon's counters.

@@ -648,26 +648,24 @@ pub fn showmap(map: &ParsedMap) -> String {
 
 /// Every node of a parsed map, this node first: id and address (the
 /// addresses of a range counted up from its first; a host name is not).
-fn nodes_of(map: &ParsedMap) -> impl Iterator<Item = (NodeId, String)> + '_ {
+fn each_node(map: &ParsedMap, each: &mut dyn FnMut(NodeId, String)) {
     let own_id = map.own.as_ref().map_or(0, |(id, _)| *id);
-    let holds_own = move |r: &&RangeLine| {
+    let holds_own = |r: &RangeLine| {
         own_id != 0 && (r.first as u32..r.first as u32 + r.count).contains(&(own_id as u32))
     };
-    let ordered = map
-        .ranges
-        .iter()
-        .filter(holds_own)
-        .chain(map.ranges.iter().filter(move |r| !holds_own(r)));
-    ordered.flat_map(|r| {
-        let ip = r.addr.parse::<Ipv4Addr>().ok();
-        (0..r.count).map(move |i| {
-            let addr = match ip {
-                Some(ip) => Ipv4Addr::from(u32::from(ip) + i).to_string(),
-                None => r.addr.clone(),
-            };
-            (r.first + i as NodeId, addr)
-        })
-    })
+    // The range that holds this node, then the others, in file order.
+    for own_first in [true, false] {
+        for r in map.ranges.iter().filter(|r| holds_own(r) == own_first) {
+            let ip = r.addr.parse::<Ipv4Addr>().ok();
+            for i in 0..r.count {
+                let addr = match ip {
+                    Some(ip) => Ipv4Addr::from(u32::from(ip) + i).to_string(),
+                    None => r.addr.clone(),
+                };
+                each(r.first + i as NodeId, addr);
+            }
+        }
+    }
 }
 
 /// `--dump --format hosts` from a map file: one address per line (a
@@ -675,14 +673,14 @@ fn nodes_of(map: &ParsedMap) -> impl Iterator<Item = (NodeId, String)> + '_ {
 pub fn hosts(map: &ParsedMap) -> String {
     let mut out = String::new();
     let mut last: Option<String> = None;
-    for (_, addr) in nodes_of(map) {
+    each_node(map, &mut |_, addr| {
         if last.as_ref() == Some(&addr) {
-            continue;
+            return;
         }
         out.push_str(&addr);
         out.push('\n');
         last = Some(addr);
-    }
+    });
     out
 }
 
@@ -697,8 +695,10 @@ pub fn json(map: &ParsedMap) -> String {
         "{{\"source\":\"map-file\",\"node_id\":{own_id},\"address\":{},\"nodes\":[",
         Json(own_addr)
     );
-    for (i, (id, addr)) in nodes_of(map).enumerate() {
+    let mut i = 0;
+    each_node(map, &mut |id, addr| {
         let sep = if i == 0 { "" } else { "," };
+        i += 1;
         let _ = write!(
             out,
             "{sep}\n{{\"id\":{id},\"address\":{},\"aliases\":[",
@@ -710,7 +710,7 @@ pub fn json(map: &ParsedMap) -> String {
             let _ = write!(out, "{sep}{}", Json(alias));
         }
         out.push_str("]}");
-    }
+    });
     out.push_str("\n]}\n");
     out
 }

@@ -73,7 +73,7 @@ pub fn list(files: &[PathBuf]) -> String {
 /// Reads and checks a static map, and finds this node in it among
 /// `here` (this host's addresses).
 fn read(path: &Path, here: &[Ipv4Addr]) -> Result<ParsedMap, StartError> {
-    let fail = |why: String| StartError::StaticMap(path.to_path_buf(), why);
+    let fail = |why: String| StartError::static_map(path, why);
     let bytes = crate::procfs::read_map_file(path)
         .map_err(|e| fail(format!("cannot read it: {}", crate::sys::IoErr(&e))))?;
     let mut map = mapfile::parse(&bytes).map_err(|e| fail(e.to_string()))?;
@@ -191,7 +191,7 @@ impl StaticMap {
         self.writer
             .write_with(|w| mapfile::render_static(map, path, VERSION, writer, w))
             .map_err(|e| StartError::Io("writing the map file", e))?;
-        let fail = |why: String| StartError::StaticMap(self.path.clone(), why);
+        let fail = |why: String| StartError::static_map(&self.path, why);
         self.kernel
             .load(monotonic_ms())
             .map_err(|e| fail(e.to_string()))?;

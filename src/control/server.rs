@@ -164,7 +164,7 @@ impl Server {
             std::fs::remove_file(path)?;
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::sys::create_dir_all(dir)?;
         }
         let listener = bound_aside(path)?;
         listener.set_nonblocking(true)?;

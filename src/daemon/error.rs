@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::auth::KeyFileError;
 use crate::netlink::{self};
@@ -44,6 +44,13 @@ pub enum StartError {
 }
 
 impl StartError {
+    /// [`StartError::StaticMap`] for `path`: one function, not the error
+    /// built inline at each of the places a static map is refused.
+    #[inline(never)]
+    pub(crate) fn static_map(path: &Path, why: String) -> StartError {
+        StartError::StaticMap(path.to_path_buf(), why)
+    }
+
     /// The exit status: `EXIT_ALREADY_RUNNING` (3) when another daemon runs,
     /// else 1.
     pub fn exit_status(&self) -> u8 {

@@ -279,14 +279,14 @@ pub(super) fn resolve(
         let link = nl
             .link_by_name(name)
             .map_err(nl_err)?
-            .ok_or(fail("no such interface"))?;
+            .ok_or_else(|| fail("no such interface"))?;
         if !link.up {
             return Err(fail("link is down"));
         }
         let addr = nl
             .primary_ipv4(link.ifindex)
             .map_err(nl_err)?
-            .ok_or(fail("has no IPv4 address"))?;
+            .ok_or_else(|| fail("has no IPv4 address"))?;
         if crate::wire::node_id_of(addr) == 0 && out.is_empty() {
             return Err(fail(
                 "its address ends in .0.0, which gives the invalid node id 0",

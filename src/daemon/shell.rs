@@ -175,7 +175,7 @@ impl Actions for Shell {
                 self.group,
             ),
             Event::Overloaded { why, interval_ms } => {
-                let every = interval_ms as f64 / 1000.0;
+                let every = crate::log::Secs(u64::from(interval_ms));
                 let then = "holding every node longer and announcing every";
                 match why {
                     Overload::Dropped(n) => limited(
@@ -186,7 +186,7 @@ impl Actions for Shell {
                     Overload::Late(ms) => limited(
                         Limit::Overload,
                         Level::Warn,
-                        format_args!("overloaded: ran {} s late; {then} {every} s until it recovers", ms as f64 / 1000.0),
+                        format_args!("overloaded: ran {} s late; {then} {every} s until it recovers", crate::log::Secs(ms)),
                     ),
                     Overload::Behind => limited(
                         Limit::Overload,

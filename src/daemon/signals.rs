@@ -78,7 +78,8 @@ impl Daemon {
                 if keys != *self.core.keys() {
                     if let Some(signing) = keys.ids().next() {
                         info!(
-                            "keys re-read: signing with key id {signing}, accepting ids {keys:?}"
+                            "keys re-read: signing with key id {signing}, accepting ids {}",
+                            KeyIds(&keys)
                         );
                     }
                 }
@@ -90,6 +91,39 @@ impl Daemon {
                 Level::Error,
                 format_args!("key file {}: {e}; keeping the keys in use", path.display()),
             ),
+        }
+    }
+}
+
+/// The key ids of a key ring as its `Debug` shows them (`[1, 2]`), without
+/// the `Debug` builders in the binary.
+struct KeyIds<'a>(&'a Keyring);
+
+impl std::fmt::Display for KeyIds<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, id) in self.0.ids().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{id}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_show_as_the_key_rings_debug() {
+        let one = "1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+        let two =
+            format!("{one}7 ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n");
+        for text in [one.to_string(), two] {
+            let keys = Keyring::parse(text.as_bytes()).unwrap();
+            assert_eq!(KeyIds(&keys).to_string(), format!("{keys:?}"));
         }
     }
 }

@@ -19,7 +19,7 @@ use super::StartError;
 /// indexed by that rule, and an announcement of the address must land on
 /// the same entry); an alias line must name a node of the file.
 pub(super) fn pin_nodes(path: &Path, core: &mut crate::node::Core) -> Result<(), StartError> {
-    let fail = |why: String| StartError::StaticMap(path.to_path_buf(), why);
+    let fail = |why: String| StartError::static_map(path, why);
     let bytes = crate::procfs::read_map_file(path)
         .map_err(|e| fail(format!("cannot read it: {}", crate::sys::IoErr(&e))))?;
     let map = mapfile::parse(&bytes).map_err(|e| fail(e.to_string()))?;

@@ -2,10 +2,12 @@
 //! exists or may be executed, and what a descriptor or a path refers to.
 //! The paths are C strings made at start-up, so none of this allocates.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::mem;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use super::{cvt, cvt_r};
 
@@ -23,6 +25,32 @@ pub(crate) fn mkdir(path: &CStr, mode: libc::mode_t) -> io::Result<()> {
     // SAFETY: path is NUL-terminated and alive for the call.
     cvt(unsafe { libc::mkdir(path.as_ptr(), mode) })?;
     Ok(())
+}
+
+/// Creates the directory `path` and its missing parents (mode 0777 less the
+/// umask), as `std::fs::create_dir_all` does, without the generic
+/// `DirBuilder` machinery: an existing directory is fine. Start-up only (it
+/// allocates the C strings).
+pub fn create_dir_all(path: &Path) -> io::Result<()> {
+    if path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    match mkdir(&c, 0o777) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(_) if path.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match path.parent() {
+        Some(parent) => create_dir_all(parent)?,
+        None => return Err(io::ErrorKind::NotFound.into()),
+    }
+    match mkdir(&c, 0o777) {
+        Err(_) if path.is_dir() => Ok(()),
+        other => other,
+    }
 }
 
 /// Renames `from` to `to`, replacing `to` atomically.

@@ -30,7 +30,7 @@ impl PidLock {
     pub fn take(path: &std::path::Path) -> Result<PidLock, LockError> {
         use std::os::unix::ffi::OsStrExt;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(LockError::Io)?;
+            fs::create_dir_all(dir).map_err(LockError::Io)?;
         }
         let c = std::ffi::CString::new(path.as_os_str().as_bytes())
             .map_err(|_| LockError::Io(io::ErrorKind::InvalidInput.into()))?;

@@ -21,7 +21,7 @@ pub use daemonize::{close_inherited_fds, daemonize, Starter};
 pub use epoll::{event_token, Epoll, EMPTY_EVENT};
 pub(crate) use fd::{cvt, cvt_r, pipe};
 pub use fd::{read_fd, write_all_fd, write_fd, Errno, IoErr};
-pub use fs::{device_and_inode, executable, exists};
+pub use fs::{create_dir_all, device_and_inode, executable, exists};
 pub use lock::{LockError, PidLock};
 pub use process::{environment, getpid, kill_group, output_pipe, process_exists, reap, spawn};
 pub use random::getrandom_u64;
