@@ -14,10 +14,11 @@ pub(super) enum Timer {
     KernelRetry,
     Goodbye,
     Answer,
+    AnswerMap,
 }
 
 impl Timer {
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
 }
 
 /// When each [`Timer`] is due, if it is set.
