@@ -12,7 +12,8 @@ use crate::rate::Bucket;
 use crate::wire::{self, flags, MessageType, Repr, SyncEntry};
 
 use super::timers::Timer;
-use super::{Actions, Core, Dest, MAX_INTERFACES};
+use super::{Actions, Core, Dest};
+use crate::map::NodeId;
 
 /// A member answers an ask with probability ANSWERERS / (the members it
 /// knows besides itself and the asker), so about this many answer it
@@ -30,16 +31,33 @@ pub const ANSWER_MIN_DELAY_MS: u64 = 10;
 /// that hears another's multicast answer first can stay quiet.
 pub const ANSWER_SPREAD_MS: u32 = 500;
 
-/// The SYNCs of an answer follow its ANNOUNCE this much later, so that
-/// they do not overtake it on the way: an asker takes a SYNC only from a
-/// node it knows, and the ANNOUNCE is how it gets to know the answerer.
-pub const ANSWER_SYNC_GAP_MS: u64 = 5;
-
 /// Answers a node sends per second at most, in the long run ...
 pub const ANSWERS_PER_S: u64 = 2;
 
 /// ... and at once.
 pub const ANSWER_BURST: u64 = 4;
+
+/// The map of an answer (its SYNCs) goes out in groups of at most this
+/// many SYNCs ...
+pub const SYNCS_AT_ONCE: usize = 16;
+
+/// ... one group this long after the answer's ANNOUNCE and after each
+/// other: a receiver takes SYNCs only from a member it knows (the ANNOUNCE
+/// must come first) and only within 64 sequence numbers of the newest it
+/// has heard from it, so datagrams sent back to back and reordered on the
+/// way would otherwise lose a map's first SYNCs.
+pub const SYNC_GAP_MS: u64 = 2;
+
+/// Links a node's answers went out on whose map is still to follow.
+pub const MAX_MAPS_DUE: usize = 8;
+
+/// An answer whose map is still (partly) to go: the link, and the last node
+/// id sent (`None`: none yet).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct MapDue {
+    pub(super) ifindex: u32,
+    pub(super) after: Option<NodeId>,
+}
 
 /// A node that asked for the map, waiting for this node's answer.
 #[derive(Clone, Copy, Debug)]
@@ -55,12 +73,9 @@ pub(super) struct Answering {
     pub(super) pending: heapless::Vec<PendingAnswer, MAX_PENDING_ANSWERS>,
     /// The total rate of answers ([`ANSWERS_PER_S`], [`ANSWER_BURST`]).
     pub(super) bucket: Bucket,
-    /// Links whose answer's ANNOUNCE went out, and when their SYNCs follow
-    /// ([`ANSWER_SYNC_GAP_MS`]).
-    pub(super) maps_due: heapless::Vec<u32, MAX_INTERFACES>,
-    pub(super) maps_at_ms: u64,
-    /// When the pending answers are due.
-    pub(super) answers_at_ms: u64,
+    /// Answers whose ANNOUNCE went out and whose SYNCs follow
+    /// ([`SYNCS_AT_ONCE`], [`SYNC_GAP_MS`]).
+    pub(super) maps_due: heapless::Vec<MapDue, MAX_MAPS_DUE>,
 }
 
 impl Answering {
@@ -69,8 +84,6 @@ impl Answering {
             pending: heapless::Vec::new(),
             bucket: Bucket::full(ANSWER_BURST),
             maps_due: heapless::Vec::new(),
-            maps_at_ms: 0,
-            answers_at_ms: 0,
         }
     }
 }
@@ -91,8 +104,7 @@ impl Core {
         if self.answering.pending.is_empty() {
             let spread = (self.settings.interval_ms / 4).clamp(1, ANSWER_SPREAD_MS);
             let due = now_ms + ANSWER_MIN_DELAY_MS + u64::from(self.rng.below(spread));
-            self.answering.answers_at_ms = due;
-            self.set_answer_timer(due);
+            self.timers.set(Timer::Answer, due);
         }
         // A full list: the multicast answer reaches this one too.
         let _ = self.answering.pending.push(PendingAnswer { to, ifindex });
@@ -104,33 +116,13 @@ impl Core {
         let before = self.answering.pending.len();
         self.answering.pending.retain(|a| a.ifindex != ifindex);
         self.counters.suppressed += (before - self.answering.pending.len()) as u64;
-        if self.answering.pending.is_empty() && self.answering.maps_due.is_empty() {
+        if self.answering.pending.is_empty() {
             self.timers[Timer::Answer] = None;
         }
     }
 
-    fn set_answer_timer(&mut self, at_ms: u64) {
-        let t = &mut self.timers[Timer::Answer];
-        *t = Some(t.map_or(at_ms, |old| old.min(at_ms)));
-    }
-
-    /// The answers are due: the maps of those whose ANNOUNCE went out, and
-    /// one multicast answer per link with askers.
+    /// The answers are due: one multicast answer per link with askers.
     pub(super) fn send_answers(&mut self, now_ms: u64, io: &mut impl Actions) {
-        if now_ms >= self.answering.maps_at_ms {
-            while let Some(ifindex) = self.answering.maps_due.pop() {
-                self.send_map(now_ms, ifindex, io);
-            }
-        }
-        if !self.answering.maps_due.is_empty() {
-            self.set_answer_timer(self.answering.maps_at_ms);
-        }
-        if now_ms < self.answering.answers_at_ms {
-            if !self.answering.pending.is_empty() {
-                self.set_answer_timer(self.answering.answers_at_ms);
-            }
-            return;
-        }
         while let Some(first) = self.answering.pending.first().copied() {
             let ifindex = first.ifindex;
             self.answering.pending.retain(|a| a.ifindex != ifindex);
@@ -147,27 +139,66 @@ impl Core {
     }
 
     /// One answer, to the group on `ifindex`: this node's ANNOUNCE with
-    /// `REPLY` (it carries the size of this map) now, the map
-    /// [`ANSWER_SYNC_GAP_MS`] later.
+    /// `REPLY` (it carries the size of this map) now, then the map in
+    /// groups of SYNCs ([`Core::send_answer_maps`]).
     pub(super) fn answer(&mut self, now_ms: u64, ifindex: u32, io: &mut impl Actions) {
         self.counters.answers += 1;
-        let to = Dest::Group;
-        self.send_own(MessageType::Announce, to, Some(ifindex), flags::REPLY, io);
-        if !self.answering.maps_due.contains(&ifindex) {
-            let _ = self.answering.maps_due.push(ifindex);
+        self.send_own(
+            MessageType::Announce,
+            Dest::Group,
+            Some(ifindex),
+            flags::REPLY,
+            io,
+        );
+        if let Some(due) = self
+            .answering
+            .maps_due
+            .iter_mut()
+            .find(|m| m.ifindex == ifindex)
+        {
+            // A map to that link is under way: it starts again.
+            due.after = None;
+            return;
         }
-        self.answering.maps_at_ms = now_ms + ANSWER_SYNC_GAP_MS;
-        self.set_answer_timer(self.answering.maps_at_ms);
+        let due = MapDue {
+            ifindex,
+            after: None,
+        };
+        if self.answering.maps_due.push(due).is_err() {
+            return; // (not with 8 links)
+        }
+        if self.timers[Timer::AnswerMap].is_none() {
+            self.timers.set(Timer::AnswerMap, now_ms + SYNC_GAP_MS);
+        }
     }
 
-    /// The map of an answer: every other node of the map in SYNCs of up to
-    /// [`wire::MAX_SYNC_ENTRIES`] entries, each with the hold it has left
-    /// here, to the group on `ifindex`.
-    fn send_map(&mut self, now_ms: u64, ifindex: u32, io: &mut impl Actions) {
+    /// The next group of SYNCs of every answer under way.
+    pub(super) fn send_answer_maps(&mut self, now_ms: u64, io: &mut impl Actions) {
+        let mut due = core::mem::take(&mut self.answering.maps_due);
+        for m in &mut due {
+            m.after = self.answer_map(now_ms, m.ifindex, m.after, io);
+        }
+        due.retain(|m| m.after.is_some());
+        if !due.is_empty() {
+            self.timers.set(Timer::AnswerMap, now_ms + SYNC_GAP_MS);
+        }
+        self.answering.maps_due = due;
+    }
+
+    /// Up to [`SYNCS_AT_ONCE`] SYNCs of an answer's map, to the group on
+    /// `ifindex`: the nodes of the map after `after` but this node, up to
+    /// [`wire::MAX_SYNC_ENTRIES`] in each SYNC with `REPLY`, each with the
+    /// hold it has left here. Returns the last node sent if the map goes on.
+    pub(super) fn answer_map(
+        &mut self,
+        now_ms: u64,
+        ifindex: u32,
+        mut after: Option<NodeId>,
+        io: &mut impl Actions,
+    ) -> Option<NodeId> {
         let to = Dest::Group;
         let own = self.map.own_id();
-        let mut after = None;
-        loop {
+        for _ in 0..SYNCS_AT_ONCE {
             let mut entries = ArrayVec::<SyncEntry, { wire::MAX_SYNC_ENTRIES }>::new();
             for n in self.map.iter_after(after) {
                 after = Some(n.id);
@@ -187,16 +218,17 @@ impl Core {
                 }
             }
             if entries.is_empty() {
-                return;
+                return None;
             }
             let last = !entries.is_full();
             let len = self.emit_sync(&entries);
             self.send_buf(len, to, ifindex, io);
             self.counters.syncs += 1;
             if last {
-                return;
+                return None;
             }
         }
+        after
     }
 
     /// Writes a SYNC answer with `entries` into `buf`; returns its length.
@@ -251,8 +283,9 @@ mod tests {
                 "it knows itself, 40 peers and the asker"
             );
             // Everyone but itself (the asker too: others on the link may
-            // not know it yet), 36 to a SYNC, with the hold each has left
-            // here (heard at 4000 for 3 s).
+            // not know it yet), 36 to a SYNC, 2 ms after the ANNOUNCE, with
+            // the hold each has left here (heard at 4000 for 3 s).
+            assert!(syncs.iter().all(|s| s.0 == at + SYNC_GAP_MS));
             let sizes: Vec<usize> = syncs.iter().map(|s| s.3.entries.len()).collect();
             assert_eq!(sizes, vec![36, 5]);
             let entries: Vec<SyncEntry> = syncs.iter().flat_map(|s| s.3.entries.clone()).collect();
@@ -260,13 +293,8 @@ mod tests {
             let mut want: Vec<Ipv4Addr> = (1..=40).map(peer).collect();
             want.push(asker());
             assert_eq!(addrs, want);
-            // The SYNCs follow the ANNOUNCE by ANSWER_SYNC_GAP_MS, so that
-            // they do not overtake it.
-            let map_at = at + ANSWER_SYNC_GAP_MS;
-            assert!(syncs.iter().all(|s| s.0 == map_at));
-            assert!(entries
-                .iter()
-                .all(|e| u64::from(e.hold_ms) == 7000 - map_at));
+            let left = 7000 - at - SYNC_GAP_MS;
+            assert!(entries.iter().all(|e| u64::from(e.hold_ms) == left));
             assert!(syncs
                 .iter()
                 .all(|s| s.3.kind == MessageType::Sync && s.3.addr == ME));
@@ -274,6 +302,38 @@ mod tests {
         }
         // Each member answers with probability 3 / 40: about 22 of 300.
         assert!((8..=40).contains(&answered), "{answered} of 300 answered");
+    }
+
+    #[test]
+    fn a_large_map_goes_in_groups_of_16_syncs_2_ms_apart() {
+        // 700 peers and the asker: 20 SYNCs, 16 of them 2 ms after the
+        // ANNOUNCE and 4 another 2 ms later (seeds until one is a candidate).
+        for seed in 0..3000 {
+            let mut c = core(1000, seed);
+            let mut rec = Rec::default();
+            run(&mut c, &mut rec, 4000);
+            for i in 0..700u32 {
+                let addr = Ipv4Addr::new(10, 0, 3 + (i / 200) as u8, 1 + (i % 200) as u8);
+                let m = message(MessageType::Announce, addr, 1, 3000);
+                feed(&mut c, &mut rec, 4000, &m, IF0, true);
+            }
+            rec.sent.clear();
+            ask(&mut c, &mut rec, 4000);
+            run(&mut c, &mut rec, 5000);
+            let replies = rec.replies();
+            if replies.is_empty() {
+                continue;
+            }
+            let at = replies[0].0;
+            let times: Vec<u64> = replies[1..].iter().map(|r| r.0 - at).collect();
+            let mut want = vec![2; 16];
+            want.extend([4; 4]);
+            assert_eq!(times, want);
+            let n: usize = replies[1..].iter().map(|r| r.3.entries.len()).sum();
+            assert_eq!(n, 701);
+            return;
+        }
+        panic!("no seed made this node a candidate");
     }
 
     #[test]

@@ -96,6 +96,7 @@ impl Core {
         }
         self.timers = Timers::default();
         self.answering.pending.clear();
+        self.answering.maps_due.clear();
         self.goodbye.stopping = true;
         self.begin_goodbye(now_ms, None, io);
     }

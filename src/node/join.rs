@@ -98,4 +98,29 @@ mod tests {
         assert_eq!(rec.asks(), vec![true, true]);
         assert_eq!(c.counters().asks, 2);
     }
+
+    #[test]
+    fn a_node_answered_but_still_short_asks_again_without_backing_off() {
+        // Answered by a member of 5 with a map of 2: the asks come after
+        // the burst's first gap, 500 ms, until the six are used.
+        let mut c = core(4000, 9);
+        let mut rec = Rec::default();
+        run(&mut c, &mut rec, 300);
+        assert_eq!(rec.asks(), vec![true]);
+        feed(
+            &mut c,
+            &mut rec,
+            310,
+            &announce_with(peer(1), 1, flags::REPLY, 5),
+            IF0,
+            true,
+        );
+        run(&mut c, &mut rec, 10_000);
+        let asks = rec.asks();
+        assert_eq!(&asks[..6], &[true; 6]);
+        assert!(asks[6..].iter().all(|&a| !a));
+        let t = rec.announces();
+        let gaps: Vec<u64> = t[..6].windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps, vec![500; 5]);
+    }
 }

@@ -270,6 +270,9 @@ impl Core {
         if self.timers.due(Timer::Answer, now_ms) {
             self.send_answers(now_ms, io);
         }
+        if self.timers.due(Timer::AnswerMap, now_ms) {
+            self.send_answer_maps(now_ms, io);
+        }
         if self.timers.due(Timer::Expiry, now_ms) {
             self.expire_and_probe(now_ms, io);
         }

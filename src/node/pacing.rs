@@ -155,10 +155,19 @@ impl Core {
         // The burst; then, while the map is still short, asks with gaps
         // doubling up to MAX_ASK_GAP_MS as long as they come sooner than the
         // interval; then the interval, randomised.
+        // The gaps double as a back-off while nobody answers; a node that
+        // was answered and is still short asks again after the burst's
+        // first gap (the answers come, they left holes).
+        let factor = if ask && self.join.answered && self.wants_map() {
+            self.pacing.burst_gap_ms = BURST_GAP_MS.min(self.settings.interval_ms / 2).max(1);
+            1
+        } else {
+            2
+        };
         let next = if self.pacing.burst_left > 1 {
             self.pacing.burst_left -= 1;
             let gap = self.pacing.burst_gap_ms;
-            self.pacing.burst_gap_ms = gap.saturating_mul(2);
+            self.pacing.burst_gap_ms = gap.saturating_mul(factor);
             u64::from(gap)
         } else {
             self.pacing.burst_left = 0;
@@ -166,7 +175,7 @@ impl Core {
             self.pacing.gap_ms =
                 if self.wants_map() && self.pacing.burst_gap_ms < self.pacing.advertised_ms {
                     let gap = self.pacing.burst_gap_ms;
-                    self.pacing.burst_gap_ms = gap.saturating_mul(2).min(MAX_ASK_GAP_MS);
+                    self.pacing.burst_gap_ms = gap.saturating_mul(factor).min(MAX_ASK_GAP_MS);
                     u64::from(gap)
                 } else {
                     let interval = u64::from(self.pacing.advertised_ms);

@@ -14,11 +14,12 @@ pub(super) enum Timer {
     KernelRetry,
     Goodbye,
     Answer,
+    AnswerMap,
     Detect,
 }
 
 impl Timer {
-    const COUNT: usize = 9;
+    const COUNT: usize = 10;
 }
 
 /// When each [`Timer`] is due, if it is set.
