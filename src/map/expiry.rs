@@ -23,7 +23,7 @@ pub struct Deadlines {
     pub expiry: Option<u64>,
     pub probing: Option<u64>,
     /// The earliest instant at which a node's silence is noticed (see
-    /// [`ClusterMap::next_silent`]).
+    /// `ClusterMap::next_silent`).
     pub silence: Option<u64>,
 }
 
