@@ -21,7 +21,7 @@ pub use self::announce::{
     LEAVE_COPIES_MS,
 };
 pub use self::expiry::{Deadlines, PROBES, PROBE_WINDOW_PERCENT};
-pub use self::silence::{suspect_after, EARN_PROBE, SUSPECT_AFTER_PERMILLE};
+pub use self::silence::{suspect_after, EARN_PROBE, MIN_SUSPECT_MS, SUSPECT_AFTER_PERMILLE};
 pub(crate) use self::silence::{DeadOutcome, Silent};
 
 use self::expiry::probe_window;

@@ -12,12 +12,17 @@ use super::{node_id_of, serial_newer, ClusterMap, NodeId};
 /// many thousandths of the interval it advertised: two of its gaps at
 /// their longest (1.2 intervals each, the jitter) and a tenth for the way.
 /// So a live node is suspected by a receiver only when two of its
-/// announcements in a row were lost there.
+/// announcements in a row were lost there ...
 pub const SUSPECT_AFTER_PERMILLE: u64 = 2500;
 
-/// See [`SUSPECT_AFTER_PERMILLE`].
+/// ... and never before it has been silent this long (ms): a process that
+/// the host did not run for a moment is not dead, and with sub-second
+/// intervals such moments would pass for silences.
+pub const MIN_SUSPECT_MS: u64 = 1000;
+
+/// See [`SUSPECT_AFTER_PERMILLE`] and [`MIN_SUSPECT_MS`].
 pub fn suspect_after(interval_ms: u32) -> u64 {
-    u64::from(interval_ms) * SUSPECT_AFTER_PERMILLE / 1000
+    (u64::from(interval_ms) * SUSPECT_AFTER_PERMILLE / 1000).max(MIN_SUSPECT_MS)
 }
 
 /// A node probes another only after hearing this many messages of its

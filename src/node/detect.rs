@@ -56,6 +56,11 @@ pub const HEALTH_MIN_SAMPLES: u64 = 20;
 /// window says otherwise.
 pub const UNHEALTHY_LOSS_PERCENT: u64 = 15;
 
+/// A node whose own poll ran this late (ms) was not run by its host for a
+/// while: for a health window it does not count as healthy (it may have
+/// missed, or not yet read, what others sent).
+pub const STALL_MS: u64 = 250;
+
 /// A node told it is dead refutes at most once in this long.
 pub const REFUTE_GAP_MS: u64 = 1000;
 
@@ -127,6 +132,9 @@ pub(super) struct Detect {
     health: Health,
     asks_bucket: Bucket,
     refuted_ms: Option<u64>,
+    /// Until then this node counts as unhealthy: it stalled (see
+    /// [`STALL_MS`]).
+    stalled_until_ms: u64,
 }
 
 impl Detect {
@@ -137,6 +145,7 @@ impl Detect {
             health: Health::default(),
             asks_bucket: Bucket::full(ASKS_PER_S),
             refuted_ms: None,
+            stalled_until_ms: 0,
         }
     }
 }
@@ -166,7 +175,16 @@ impl Core {
             }
             (h.heard, h.missed, h.window_from_ms) = (stats.heard, stats.missed, now_ms);
         }
-        !self.detect.health.lossy && now_ms >= self.load.until_ms
+        !self.detect.health.lossy
+            && now_ms >= self.load.until_ms
+            && now_ms >= self.detect.stalled_until_ms
+    }
+
+    /// A poll ran `late_ms` after its instant (see [`STALL_MS`]).
+    pub(super) fn note_lateness(&mut self, now_ms: u64, late_ms: u64) {
+        if late_ms >= STALL_MS {
+            self.detect.stalled_until_ms = now_ms + HEALTH_WINDOW_MS;
+        }
     }
 
     /// Whether this node probes `id` when its hold runs out: a watcher, or a

@@ -65,11 +65,9 @@ impl Core {
 
     /// A poll [`OVERLOAD_LATE_MS`] or more after its instant is an overload.
     pub(super) fn check_late(&mut self, now_ms: u64, io: &mut impl Actions) {
-        if let Some(late_ms) = self
-            .poll_at()
-            .map(|at| now_ms.saturating_sub(at))
-            .filter(|&late| late >= OVERLOAD_LATE_MS)
-        {
+        let late_ms = self.poll_at().map_or(0, |at| now_ms.saturating_sub(at));
+        self.note_lateness(now_ms, late_ms);
+        if late_ms >= OVERLOAD_LATE_MS {
             self.overloaded(now_ms, Overload::Late(late_ms), io);
         }
     }
