@@ -206,7 +206,8 @@ impl Core {
         let mut after = None;
         while let Some(s) = self.map.next_silent(now_ms, after) {
             after = Some(s.id);
-            let busy = self.detect.checks.iter().any(|c| c.subject.id == s.id);
+            let busy = self.detect.checks.is_full()
+                || self.detect.checks.iter().any(|c| c.subject.id == s.id);
             if !healthy || busy || !self.map.watches(s.id, WATCHERS) {
                 continue;
             }
@@ -233,9 +234,9 @@ impl Core {
                     continue;
                 }
             }
-            if self.detect.checks.push(check).is_ok() {
-                self.schedule_detect(check.due_ms);
-            }
+            // (Not full: see `busy`.)
+            let _ = self.detect.checks.push(check);
+            self.schedule_detect(check.due_ms);
         }
     }
 
