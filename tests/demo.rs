@@ -46,7 +46,7 @@ fn the_demo_shows_three_nodes_converge_then_a_join_a_goodbye_and_a_kill() {
         "every map lists all three after",
         "(IP address 198.18.77.4) joined the cluster",
         "(IP address 198.18.77.2) left the cluster (goodbye)",
-        "(IP address 198.18.77.3) left the cluster (expired after",
+        "(IP address 198.18.77.3) left the cluster (confirmed dead after",
     ] {
         assert!(t.contains(line), "want {line:?} in\n{t}");
     }

@@ -20,7 +20,7 @@ use arrayvec::ArrayVec;
 use omdiscd::auth::{Keyring, Mode};
 use omdiscd::config::Config;
 use omdiscd::daemon::Daemon;
-use omdiscd::wire::{self, Auth, Label, MessageType, Repr, SyncEntry};
+use omdiscd::wire::{self, Auth, Label, MessageType, Notice, Repr, SyncEntry, What};
 
 #[path = "common/basics.rs"]
 mod basics;
@@ -66,6 +66,23 @@ fn packet(kind: MessageType, addr: Ipv4Addr, seq: u32, label: Label) -> Vec<u8> 
             mac: [0; wire::MAC_LEN],
         }),
     };
+    let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];
+    let n = repr.emit(&mut buf).unwrap();
+    buf.truncate(n);
+    keys().sign(&mut buf);
+    buf
+}
+
+/// A signed NOTICE from `from` saying `what` of `subject` (incarnation 77).
+fn notice(from: Ipv4Addr, seq: u32, what: What, subject: Ipv4Addr, label: Label) -> Vec<u8> {
+    let mut repr = Repr::parse(&packet(MessageType::Announce, from, seq, label)).unwrap();
+    repr.kind = MessageType::Notice;
+    repr.notice = Some(Notice {
+        what,
+        addr: subject,
+        incarnation: 77,
+        sequence: seq,
+    });
     let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];
     let n = repr.emit(&mut buf).unwrap();
     buf.truncate(n);
@@ -164,7 +181,9 @@ fn the_event_loop_does_not_allocate() {
     let newcomer_socket = bind(newcomer_addr);
     // (sending socket, datagram)
     let mut rounds: Vec<Vec<(&UdpSocket, Vec<u8>)>> = Vec::new();
-    for seq in 1..=5u32 {
+    // 25 rounds: every node has earned a probe (20 messages) when it falls
+    // silent.
+    for seq in 1..=25u32 {
         let mut round: Vec<(&UdpSocket, Vec<u8>)> = nodes
             .iter()
             .zip(&sockets)
@@ -198,6 +217,12 @@ fn the_event_loop_does_not_allocate() {
         round.push((&sockets[9], unknown));
         let spoofed = packet(MessageType::Announce, nodes[10], seq * 10 + 1, label);
         round.push((&sockets[11], spoofed));
+        // A member asks to check another (answered ALIVE), and a death
+        // notice that came by unicast (ignored).
+        let ask = notice(nodes[40], seq * 10 + 1, What::Ask, nodes[41], label);
+        round.push((&sockets[40], ask));
+        let dead = notice(nodes[40], seq * 10 + 2, What::Dead, nodes[50 + i], label);
+        round.push((&sockets[40], dead));
         round.push((s0, b"garbage that is not ours".to_vec()));
         round.push((s0, vec![b'O', b'M', b'D', b'S', 1, 1, 0, 0, 0, 3]));
         let mut too_long = packet(MessageType::Announce, nodes[9], seq, label);
@@ -332,8 +357,11 @@ fn the_event_loop_does_not_allocate() {
         c.spoofed >= 5 && c.not_member >= 5 && c.replayed >= 4,
         "{c:?}"
     );
-    // Each of the 200 silent nodes is probed with probability 32 / 200.
+    // The 200 silent nodes announce without WATCHER (as nodes of the first
+    // release): this node watches them all, and probes those whose hold
+    // ran out (all earned a probe), 50 a second at most.
     assert!(c.probes >= 10, "silent nodes were probed: {c:?}");
+    assert!(c.asks_answered >= 20, "the asks were answered: {c:?}");
     assert_eq!(allocations, 0, "heap allocations in the steady state");
     assert!(
         log_text.contains("Is a directory (os error 21)"),
