@@ -33,6 +33,9 @@ pub const ANNOUNCE_LEN: usize = HEADER_LEN + ANNOUNCE_BODY_LEN;
 pub const SYNC_HEADER_LEN: usize = 52;
 /// One SYNC entry: addr, incarnation, hold_ms.
 pub const SYNC_ENTRY_LEN: usize = 12;
+/// A LEAVE is sent this many times (the same bytes) when a node stops or
+/// changes its address (`docs/PROTOCOL.md`, ANNOUNCE and LEAVE).
+pub const GOODBYES: u8 = 3;
 /// Length of a NOTICE's body.
 pub const NOTICE_BODY_LEN: usize = 16;
 /// Length of a NOTICE without the trailer.

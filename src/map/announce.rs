@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 
 use super::expiry::probe_window;
 use super::{node_id_of, same_aliases, set_aliases, ClusterMap, NodeId, Slot, Via};
+use crate::wire::GOODBYES;
 
 /// What a node says about itself, taken from an ANNOUNCE (or a LEAVE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +130,9 @@ pub enum LeaveOutcome {
 
 /// A LEAVE of the incarnation that just left, with the sequence number of
 /// the LEAVE that removed it, is one of its copies (a node sends each
-/// LEAVE three times, 5 ms apart) for this long after; later, a replay.
+/// LEAVE [`GOODBYES`] times, 5 ms apart) for this long after, and so are
+/// the first [`GOODBYES`]` - 1` copies whenever they come; later ones, a
+/// replay.
 pub const LEAVE_COPIES_MS: u64 = 100;
 
 impl ClusterMap {
@@ -453,6 +456,7 @@ impl ClusterMap {
             SenderCheck::Member => {
                 let id = node_id_of(addr);
                 self.slots[id as usize].left = true;
+                self.slots[id as usize].leave_copies = 0;
                 self.remove(id, now_ms);
                 LeaveOutcome::Removed
             }
@@ -487,9 +491,15 @@ impl ClusterMap {
             return LeaveOutcome::Ignored;
         }
         if s.left {
-            let copy =
-                sequence == s.sequence && now_ms < s.departed_ms.saturating_add(LEAVE_COPIES_MS);
+            // Its own copies: within LEAVE_COPIES_MS, or the first
+            // GOODBYES - 1 however late (a receiver the host did not run
+            // for a moment reads them late).
+            let copy = sequence == s.sequence
+                && (now_ms < s.departed_ms.saturating_add(LEAVE_COPIES_MS)
+                    || s.leave_copies + 1 < GOODBYES);
             if copy {
+                let s = &mut self.slots[id as usize];
+                s.leave_copies = s.leave_copies.saturating_add(1);
                 return LeaveOutcome::Repeated;
             }
         } else if accept_sequence(s, sequence).is_some() {
@@ -894,6 +904,20 @@ mod tests {
         // A later one is a restart, at once.
         let out = map.apply_announce(&started(ann(a, 8, 1), 101), 50);
         assert_eq!(out, AnnounceOutcome::Joined);
+    }
+
+    #[test]
+    fn the_two_copies_of_a_goodbye_read_late_are_copies_and_the_next_a_replay() {
+        // A receiver its host did not run for a while reads the copies
+        // seconds after the LEAVE that removed the node.
+        let mut map = ClusterMap::new(OWN, &[], 1);
+        let a = Ipv4Addr::new(192, 168, 10, 78);
+        map.apply_announce(&started(ann(a, 7, 1), 100), 0);
+        assert_eq!(map.apply_leave(a, 7, 2, 100, 1000), LeaveOutcome::Removed);
+        for t in [3000, 3001] {
+            assert_eq!(map.apply_leave(a, 7, 2, 100, t), LeaveOutcome::Repeated);
+        }
+        assert_eq!(map.apply_leave(a, 7, 2, 100, 3002), LeaveOutcome::Stale);
     }
 
     #[test]

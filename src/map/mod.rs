@@ -101,6 +101,9 @@ struct Slot {
     dead_by: u32,
     /// It takes part in failure detection (see [`Announcement::watcher`]).
     watcher: bool,
+    /// Copies of the LEAVE that removed it heard since (see
+    /// [`LEAVE_COPIES_MS`]).
+    leave_copies: u8,
 }
 
 /// How a node came into the map (shown by `--dump --format json`).

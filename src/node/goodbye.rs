@@ -8,10 +8,10 @@ use crate::wire::{self, MessageType, Repr};
 use super::timers::{Timer, Timers};
 use super::{Actions, Core};
 
-/// LEAVE is sent this many times when a node stops or changes its address ...
-pub const GOODBYES: u8 = 3;
+pub use crate::wire::GOODBYES;
 
-/// ... this far apart, so that one full receive buffer does not lose all.
+/// The LEAVEs go this far apart, so that one full receive buffer does not
+/// lose all.
 pub const GOODBYE_GAP_MS: u64 = 5;
 
 /// The LEAVE being sent, and whether the node is stopping.
