@@ -198,9 +198,8 @@ impl ClusterMap {
             }
             let slot = &mut self.slots[id as usize];
             if newest && a.probe_ms != 0 && !slot.sequence_unknown {
-                let gap = a.sequence.wrapping_sub(slot.sequence).wrapping_sub(1);
                 self.stats.heard += 1;
-                self.stats.missed += u64::from(gap.min(8));
+                self.stats.missed += missed_before(slot, a, now_ms);
             }
             note_sequence(slot, a.sequence);
             slot.last_seen_ms = now_ms;
@@ -533,6 +532,18 @@ fn accept_sequence(s: &Slot, sequence: u32) -> Option<bool> {
 }
 
 /// Records that `sequence` (accepted by [`accept_sequence`]) was heard.
+/// How many announcements of the node in `s` this node missed before `a`,
+/// its next direct one: the numbers skipped (at most 8), but no more than
+/// the intervals that passed without one. (The node's unicast messages,
+/// probes and answers to others, take numbers too; they are not losses.)
+fn missed_before(s: &Slot, a: &Announcement<'_>, now_ms: u64) -> u64 {
+    let skipped = a.sequence.wrapping_sub(s.sequence).wrapping_sub(1).min(8);
+    let interval = u64::from(s.interval_ms.max(a.probe_ms).max(1));
+    let elapsed = now_ms.saturating_sub(s.last_seen_ms);
+    let lapsed = ((elapsed + interval / 2) / interval).saturating_sub(1);
+    u64::from(skipped).min(lapsed)
+}
+
 fn note_sequence(s: &mut Slot, sequence: u32) {
     if s.sequence_unknown {
         s.sequence = sequence;

@@ -152,8 +152,17 @@ impl Detect {
 
 impl Core {
     /// This node may watch others and tell deaths: it does not lose much of
-    /// what it should hear and is not overloaded (Lifeguard's local health).
+    /// what it should hear, is not overloaded and did not stall lately
+    /// (Lifeguard's local health).
     pub(super) fn healthy(&mut self, now_ms: u64, io: &mut impl Actions) -> bool {
+        !self.loses_much(now_ms, io)
+            && now_ms >= self.load.until_ms
+            && now_ms >= self.detect.stalled_until_ms
+    }
+
+    /// This node measured that it misses over [`UNHEALTHY_LOSS_PERCENT`] of
+    /// its peers' announcements (the last health window decides).
+    fn loses_much(&mut self, now_ms: u64, io: &mut impl Actions) -> bool {
         let h = &mut self.detect.health;
         if now_ms >= h.window_from_ms + HEALTH_WINDOW_MS {
             let stats = self.map.stats();
@@ -175,9 +184,7 @@ impl Core {
             }
             (h.heard, h.missed, h.window_from_ms) = (stats.heard, stats.missed, now_ms);
         }
-        !self.detect.health.lossy
-            && now_ms >= self.load.until_ms
-            && now_ms >= self.detect.stalled_until_ms
+        self.detect.health.lossy
     }
 
     /// A poll ran `late_ms` after its instant (see [`STALL_MS`]).
@@ -188,14 +195,17 @@ impl Core {
     }
 
     /// Whether this node probes `id` when its hold runs out: a watcher, or a
-    /// node that knows it loses messages, and only with a probe earned.
+    /// node that knows it loses messages, and only with a probe earned. (A
+    /// node that is only slow, overloaded or stalled, holds everyone longer
+    /// instead: on a host too busy for every daemon all of them are, and all
+    /// probing every silence would be a storm.)
     pub(super) fn probes_at_hold(
         &mut self,
         now_ms: u64,
         id: NodeId,
         io: &mut impl Actions,
     ) -> bool {
-        let lossy = now_ms < self.probing.lossy_until_ms || !self.healthy(now_ms, io);
+        let lossy = now_ms < self.probing.lossy_until_ms || self.loses_much(now_ms, io);
         (lossy || self.map.watches(id, WATCHERS)) && self.map.spend_probe(id)
     }
 
@@ -750,18 +760,82 @@ mod tests {
         assert!(c.map().get(wire::node_id_of(peer(2))).is_some());
     }
 
+    /// Peers 1..=4 announce every second from 1000 (every other one is
+    /// lost here if `lossy`); peer 1 (id 257, watched by 258, 259 and 260,
+    /// not by this node) falls silent after 40 s; at 41 s this node's timer
+    /// fires 400 ms late if `stall`. The probes this node sent to peer 1
+    /// until 48 s, when its hold (5 s) and probes are over.
+    fn hold_probes_of_an_unwatched_silence(stall: bool, lossy: bool) -> usize {
+        let mut c = core(1000, 3);
+        let mut rec = Rec::default();
+        for seq in 1..=48u32 {
+            let t = u64::from(seq) * 1000;
+            run(&mut c, &mut rec, t);
+            if stall && seq == 41 {
+                let at = c.poll_at().unwrap();
+                c.poll(at + 400, &mut rec);
+            }
+            for i in 1..=4u8 {
+                if (i != 1 || seq <= 40) && !(lossy && seq % 2 == 1) {
+                    let m = message(MessageType::Announce, peer(i), seq, 5000);
+                    feed(&mut c, &mut rec, t, &m, IF0, true);
+                }
+            }
+        }
+        assert!(c.map().get(wire::node_id_of(peer(1))).is_none(), "dropped");
+        let to_it = |s: &&(u64, Dest, u32, Repr)| {
+            s.3.flags & flags::PROBE != 0 && s.1 == Dest::Node(peer(1))
+        };
+        rec.sent.iter().filter(to_it).count()
+    }
+
+    #[test]
+    fn numbers_a_peer_spent_on_unicasts_are_not_counted_as_loss() {
+        // Peers announce every second, each time three numbers after the
+        // last (two went to probes and answers sent to others): nothing is
+        // lost, so this node stays healthy and checks the silence of peer 2.
+        let mut c = core(1000, 3);
+        let mut rec = Rec::default();
+        for k in 1..=27u32 {
+            let t = u64::from(k) * 1000;
+            run(&mut c, &mut rec, t);
+            for i in 1..=4u8 {
+                if i != 2 || k <= 25 {
+                    let m = message(MessageType::Announce, peer(i), 3 * k, 5000);
+                    feed(&mut c, &mut rec, t, &m, IF0, true);
+                }
+            }
+        }
+        run(&mut c, &mut rec, 29_000);
+        assert!(!rec
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::LocalHealth { lossy: true, .. })));
+        assert_eq!(c.counters().suspected, 1);
+    }
+
+    #[test]
+    fn a_node_that_stalled_holds_on_but_probes_no_silence_it_does_not_watch() {
+        // Stalled: unhealthy for a while, and on a host too busy for every
+        // daemon all would be; it leaves the probes to the watchers.
+        assert_eq!(hold_probes_of_an_unwatched_silence(false, false), 0);
+        assert_eq!(hold_probes_of_an_unwatched_silence(true, false), 0);
+        // A node that measured its own loss probes before it drops.
+        assert!(hold_probes_of_an_unwatched_silence(false, true) > 0);
+    }
+
     #[test]
     fn a_node_that_misses_much_neither_watches_nor_tells() {
-        // Peers 1, 3, 4 announce with every other sequence number missing
-        // here: 50 % loss, measured over a health window.
+        // Peers 1..=4 announce every second, and every other announcement
+        // is lost here: 50 % loss, measured over a health window.
         let mut c = core(1000, 3);
         let mut rec = Rec::default();
         for seq in 1..=27u32 {
             let t = u64::from(seq) * 1000;
             run(&mut c, &mut rec, t);
             for i in 1..=4u8 {
-                if i != 2 || seq <= 25 {
-                    let m = message(MessageType::Announce, peer(i), 2 * seq, 5000);
+                if (i != 2 || seq <= 25) && seq % 2 == 0 {
+                    let m = message(MessageType::Announce, peer(i), seq, 5000);
                     feed(&mut c, &mut rec, t, &m, IF0, true);
                 }
             }

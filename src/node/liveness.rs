@@ -183,12 +183,12 @@ mod tests {
     fn a_node_that_loses_messages_probes_an_earned_silent_node_five_times_at_its_hold() {
         let mut c = core(200, 5);
         let mut rec = Rec::default();
-        // Every other message of the peer is lost here (50 %): over a
-        // health window this node finds itself lossy, leaves the early
-        // checks to others, and probes at the hold instead.
+        // Every other message of the peer (every 200 ms) is lost here
+        // (50 %): over a health window this node finds itself lossy, leaves
+        // the early checks to others, and probes at the hold instead.
         let mut last = 0;
         for k in 1..=60u32 {
-            let t = 200 * u64::from(k);
+            let t = 400 * u64::from(k);
             let mut r = Repr::new(MessageType::Announce, peer(3), 7, Label::DEFAULT, 200, 1000);
             r.sequence = 2 * k;
             let mut buf = vec![0; wire::MAX_MESSAGE_LEN];

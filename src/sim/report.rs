@@ -101,11 +101,21 @@ pub struct Report {
     /// running at the end.
     pub probes: u64,
     pub probe_replies: u64,
-    /// Failure detection, summed the same way: silences checked, members
-    /// asked, asks answered, deaths confirmed, nodes removed on a notice,
-    /// notices refuted.
+    /// Failure detection, summed the same way, in the order of
+    /// [`DETECTION`].
     pub detection: [u64; 6],
 }
+
+/// The failure-detection counters of [`Report::detection`]: the label in
+/// the report and the key of the `sim ...` line (the counter's name).
+const DETECTION: [(&str, &str); 6] = [
+    ("silences checked", "suspected"),
+    ("members asked", "indirect_asks"),
+    ("asks answered", "asks_answered"),
+    ("deaths confirmed", "deaths_confirmed"),
+    ("removed on a notice", "death_notices"),
+    ("notices refuted", "refutations"),
+];
 
 impl Report {
     /// The phase results and figures as a table for people.
@@ -147,11 +157,11 @@ impl Report {
             "probes of silent nodes {}, replies to probes {} (nodes running at the end)",
             self.probes, self.probe_replies
         );
-        let [suspected, asks, answered, confirmed, notices, refuted] = self.detection;
-        let _ = writeln!(
-            out,
-            "silences checked {suspected}, members asked {asks}, asks answered {answered}, deaths confirmed {confirmed}, removed on a notice {notices}, notices refuted {refuted}"
-        );
+        for (k, ((label, _), n)) in DETECTION.iter().zip(self.detection).enumerate() {
+            let sep = if k == 0 { "" } else { ", " };
+            let _ = write!(out, "{sep}{label} {n}");
+        }
+        let _ = writeln!(out);
         let _ = writeln!(
             out,
             "| event | at (s) | converged after (s) | sent until then (unicast) | newcomers' maps complete after (s) | datagrams to the newcomers |"
@@ -300,12 +310,14 @@ impl Report {
             self.ghost_observations,
             self.publishes
         );
-        let [suspected, asks, answered, confirmed, notices, refuted] = self.detection;
         let _ = write!(
             out,
-            " probes={} probe_replies={} suspected={suspected} indirect_asks={asks} asks_answered={answered} deaths_confirmed={confirmed} death_notices={notices} refutations={refuted}",
+            " probes={} probe_replies={}",
             self.probes, self.probe_replies
         );
+        for ((_, key), n) in DETECTION.iter().zip(self.detection) {
+            let _ = write!(out, " {key}={n}");
+        }
         if !s.ingress_loss.is_empty() {
             let _ = write!(out, " ingress_lost={}", self.ingress_lost);
         }
