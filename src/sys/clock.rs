@@ -3,7 +3,10 @@
 
 /// Microseconds on CLOCK_MONOTONIC, immune to wall-clock steps; also what
 /// sd_notify's `MONOTONIC_USEC=` wants. The one reading of the clock:
-/// [`monotonic_ms`] is derived from it.
+/// [`monotonic_ms`] is derived from it. Never inlined: read at some forty
+/// places (a call is nothing beside the clock read itself), it would be
+/// some forty copies (docs/SCALE.md, "Binary size").
+#[inline(never)]
 pub fn monotonic_us() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -19,7 +22,9 @@ pub fn monotonic_us() -> u64 {
 
 /// Milliseconds on CLOCK_MONOTONIC (the clock of [`monotonic_us`]): the
 /// daemon's clock for deadlines. The same clock drives
-/// [`TimerFd::arm_at_ms`](super::TimerFd::arm_at_ms).
+/// [`TimerFd::arm_at_ms`](super::TimerFd::arm_at_ms). Never inlined, like
+/// [`monotonic_us`].
+#[inline(never)]
 pub fn monotonic_ms() -> u64 {
     monotonic_us() / 1000
 }
