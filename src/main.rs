@@ -213,9 +213,7 @@ fn dump(path: &Path, control: &Path, view: View) -> ExitCode {
     // A map whose writer is gone is what a stopped daemon left.
     match map.writer {
         Some(w) if !sys::process_exists(w.pid) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = sys::unix_time_s();
             eprintln!(
                 "omdiscd: warning: the map file {} is stale: the omdiscd that wrote it (PID {}) is not running; it was written at {} ({} ago)",
                 path.display(),

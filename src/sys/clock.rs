@@ -29,6 +29,21 @@ pub fn monotonic_ms() -> u64 {
     monotonic_us() / 1000
 }
 
+/// Whole seconds since 1970 on CLOCK_REALTIME, 0 before 1970: what
+/// `SystemTime::now().duration_since(UNIX_EPOCH)` gives, without std's
+/// `SystemTime::now`, whose `unwrap` of an `io::Error` (it cannot fail) brings
+/// the error's `Debug` printer into the binary (docs/SCALE.md, "Binary size").
+pub fn unix_time_s() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME always
+    // exists on Linux so the call cannot fail with valid arguments.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0)
+}
+
 /// The local time now (`time`, `localtime_r`); all zero where the
 /// conversion fails. The first call loads the zone file (and allocates).
 pub(crate) fn local_time() -> libc::tm {
