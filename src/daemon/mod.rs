@@ -410,7 +410,10 @@ impl Daemon {
     }
 }
 
-/// Logs a failed sd_notify send (rate-limited); the daemon goes on.
+/// Logs a failed sd_notify send (rate-limited); the daemon goes on. Cold
+/// and out of line: one copy for its seven callers.
+#[cold]
+#[inline(never)]
 pub(crate) fn notify_failed(e: &io::Error) {
     crate::log::limited(
         Limit::Notify,

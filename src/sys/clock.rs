@@ -33,6 +33,8 @@ pub fn monotonic_ms() -> u64 {
 /// `SystemTime::now().duration_since(UNIX_EPOCH)` gives, without std's
 /// `SystemTime::now`, whose `unwrap` of an `io::Error` (it cannot fail) brings
 /// the error's `Debug` printer into the binary (docs/SCALE.md, "Binary size").
+/// Never inlined, like [`monotonic_us`].
+#[inline(never)]
 pub fn unix_time_s() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
