@@ -459,6 +459,41 @@ impl State {
         }
         let value = value.unwrap_or_default();
         let cfg = &mut self.cfg;
+        // The paths (any bytes): one check, then where each goes.
+        if let Opt::MapFile
+        | Opt::ProcRoot
+        | Opt::Setpe
+        | Opt::KeyFile
+        | Opt::PidFile
+        | Opt::ControlSocket
+        | Opt::MetricsFile
+        | Opt::OnChange
+        | Opt::StaticNodes = opt
+        {
+            let p = path(name, value)?;
+            match opt {
+                Opt::MapFile => cfg.map_file = p,
+                Opt::ProcRoot => cfg.proc_root = p,
+                Opt::Setpe => cfg.setpe = p,
+                _ => {
+                    *match opt {
+                        Opt::KeyFile => &mut cfg.key_file,
+                        Opt::PidFile => &mut cfg.pid_file,
+                        Opt::ControlSocket => &mut cfg.control_socket,
+                        Opt::MetricsFile => &mut cfg.metrics_file,
+                        Opt::OnChange => &mut cfg.on_change,
+                        _ => &mut cfg.static_nodes,
+                    } = Some(p)
+                }
+            }
+            return Ok(());
+        }
+        if opt == Opt::StaticMap {
+            cfg.static_maps = static_maps(name, &value)?;
+            return Ok(());
+        }
+        // Every other value is text (a flag's, empty, always is).
+        let v = utf8(name, &value)?;
         match opt {
             Opt::Nodaemon => cfg.daemonize = false,
             Opt::Debug => cfg.debug = true,
@@ -466,21 +501,21 @@ impl State {
             Opt::Stats => self.stats = true,
             Opt::Watch => self.watch = true,
             Opt::Cmdline => cfg.cmdline = true,
-            Opt::Format => self.format = Some((name.to_string(), utf8(name, &value)?.to_string())),
+            Opt::Format => self.format = Some((name.to_string(), v.to_string())),
             Opt::Help => self.help = true,
             Opt::Version => self.version = true,
-            Opt::MapFile => cfg.map_file = path(name, value)?,
-            Opt::ProcRoot => cfg.proc_root = path(name, value)?,
-            Opt::Setpe => cfg.setpe = path(name, value)?,
-            Opt::KeyFile => cfg.key_file = Some(path(name, value)?),
-            Opt::PidFile => cfg.pid_file = Some(path(name, value)?),
-            Opt::ControlSocket => cfg.control_socket = Some(path(name, value)?),
-            Opt::MetricsFile => cfg.metrics_file = Some(path(name, value)?),
-            Opt::OnChange => cfg.on_change = Some(path(name, value)?),
-            Opt::StaticMap => cfg.static_maps = static_maps(name, &value)?,
-            Opt::StaticNodes => cfg.static_nodes = Some(path(name, value)?),
+            // Handled above.
+            Opt::MapFile
+            | Opt::ProcRoot
+            | Opt::Setpe
+            | Opt::KeyFile
+            | Opt::PidFile
+            | Opt::ControlSocket
+            | Opt::MetricsFile
+            | Opt::OnChange
+            | Opt::StaticMap
+            | Opt::StaticNodes => {}
             Opt::Auth => {
-                let v = utf8(name, &value)?;
                 let mode = Mode::NAMES
                     .iter()
                     .find(|(n, _)| *n == v)
@@ -489,7 +524,6 @@ impl State {
                 self.auth = Some((name.to_string(), mode));
             }
             Opt::Interface => {
-                let v = utf8(name, &value)?;
                 if self.interface_given {
                     return Err(err(format!(
                         "option '{name}' given twice (at {}); list the interfaces \
@@ -501,7 +535,6 @@ impl State {
                 cfg.interfaces = interfaces(v).map_err(|why| invalid(name, v, &why))?;
             }
             Opt::Ttl => {
-                let v = utf8(name, &value)?;
                 cfg.multicast_ttl = Some(
                     decimal(v)
                         .filter(|n| (1..=255).contains(n))
@@ -510,7 +543,6 @@ impl State {
                 );
             }
             Opt::Group => {
-                let v = utf8(name, &value)?;
                 cfg.group = v
                     .parse::<Ipv4Addr>()
                     .ok()
@@ -524,14 +556,12 @@ impl State {
                     })?;
             }
             Opt::Port => {
-                let v = utf8(name, &value)?;
                 cfg.port = decimal(v)
                     .filter(|n| (1..=65535).contains(n))
                     .ok_or_else(|| invalid(name, v, "not a number from 1 to 65535"))?
                     as u16;
             }
             Opt::Interval => {
-                let v = utf8(name, &value)?;
                 cfg.interval_ms = millis(v)
                     .filter(|ms| (MIN_INTERVAL_MS as u64..=MAX_INTERVAL_MS as u64).contains(ms))
                     .ok_or_else(|| {
@@ -544,7 +574,6 @@ impl State {
                     })? as u32;
             }
             Opt::Hold => {
-                let v = utf8(name, &value)?;
                 // The lower bound (the interval) is checked in finish(): --interval may follow.
                 cfg.hold_ms = Some(
                     millis(v)
@@ -560,7 +589,6 @@ impl State {
                 self.hold_arg = Some((name.to_string(), v.to_string()));
             }
             Opt::Budget => {
-                let v = utf8(name, &value)?;
                 cfg.budget = decimal(v)
                     .filter(|n| (1..=u64::from(MAX_BUDGET)).contains(n))
                     .ok_or_else(|| {
@@ -568,7 +596,6 @@ impl State {
                     })? as u32;
             }
             Opt::Cluster => {
-                let v = utf8(name, &value)?;
                 cfg.label = label(v).ok_or_else(|| {
                     let why =
                         format!("not 1 to {LABEL_LEN} printable ASCII characters without spaces");
