@@ -684,17 +684,24 @@ fn format_value<T: Copy>(
     given: &Option<(String, String)>,
     names: &[(&'static str, T)],
 ) -> Result<T, UsageError> {
+    let i = format_index(given, names.len(), &|i| names[i].0)?;
+    Ok(names[i].1)
+}
+
+/// [`format_value`]'s work, once for every kind of value: the index of the
+/// name given among the `count` names `name_at` gives (0 if none is given).
+fn format_index(
+    given: &Option<(String, String)>,
+    count: usize,
+    name_at: &dyn Fn(usize) -> &'static str,
+) -> Result<usize, UsageError> {
     let Some((name, v)) = given else {
-        return Ok(names[0].1);
+        return Ok(0);
     };
-    names
-        .iter()
-        .find(|(n, _)| n == v)
-        .map(|&(_, t)| t)
-        .ok_or_else(|| {
-            let list: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
-            invalid(name, v, &format!("not one of {}", list.join(", ")))
-        })
+    (0..count).find(|&i| name_at(i) == v).ok_or_else(|| {
+        let list: Vec<&str> = (0..count).map(name_at).collect();
+        invalid(name, v, &format!("not one of {}", list.join(", ")))
+    })
 }
 
 fn err(message: String) -> UsageError {
