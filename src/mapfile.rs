@@ -23,6 +23,7 @@ use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
 
 use crate::map::{ClusterMap, Collision, Node, NodeId};
+use crate::num::{u32_of, u64_of};
 
 /// Marker of the comment that names this node.
 pub const THIS_NODE_TAG: &str = "# this-node:";
@@ -476,7 +477,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedMap, MapFileError> {
         }
         if let Some(rest) = trimmed.strip_prefix(WRITER_TAG) {
             if let (["pid", pid, "time", t], 4) = fields(rest) {
-                if let (Ok(pid), Ok(time_s)) = (pid.parse(), t.parse()) {
+                if let (Some(pid), Some(time_s)) = (u32_of(pid), u64_of(t)) {
                     parsed.writer = Some(Writer { pid, time_s });
                 }
             }
@@ -504,9 +505,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedMap, MapFileError> {
             parsed.aliases.push((id, addr.to_string()));
             continue;
         }
-        let count: u32 = third
-            .parse()
-            .ok()
+        let count: u32 = u32_of(third)
             .filter(|&c| {
                 // Checked: a count up to 4294967295 must be a line error,
                 // never an overflow.
@@ -549,8 +548,7 @@ fn parse_id(s: &str) -> Option<NodeId> {
     if !s.bytes().all(|b| b.is_ascii_digit()) || s.len() > 5 {
         return None;
     }
-    s.parse::<u32>()
-        .ok()
+    u32_of(s)
         .filter(|&v| (1..=u16::MAX as u32).contains(&v))
         .map(|v| v as NodeId)
 }
