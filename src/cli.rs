@@ -216,16 +216,18 @@ where
             first_error.get_or_insert(e);
         }
     }
-    if state.help {
-        return Ok(Command::Help);
-    }
-    if state.version {
-        return Ok(Command::Version);
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    state.finish()
+    let early = if state.help {
+        Ok(Command::Help)
+    } else if state.version {
+        Ok(Command::Version)
+    } else if let Some(e) = first_error {
+        Err(e)
+    } else {
+        return state.finish();
+    };
+    // One drop of the state for the three early answers, not one each.
+    drop(state);
+    early
 }
 
 /// `ms` as `--interval` and `--hold` take it: `100` -> `"0.1"`, `3_600_000` -> `"3600"`.
@@ -606,7 +608,19 @@ impl State {
         Ok(())
     }
 
-    fn finish(self) -> Result<Command, UsageError> {
+    /// The command, once every option is read. The checks borrow `self`, so
+    /// it is dropped in one place, not field by field at each refusal.
+    fn finish(mut self) -> Result<Command, UsageError> {
+        match self.command() {
+            Ok(Some(command)) => Ok(command),
+            Ok(None) => Ok(Command::Run(Box::new(self.cfg))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`State::finish`]'s checks and command; `None`: run the daemon with
+    /// `self.cfg` (its `auth` settled).
+    fn command(&mut self) -> Result<Option<Command>, UsageError> {
         let commands = [
             (self.dump, "--dump"),
             (self.stats, "--stats"),
@@ -619,14 +633,14 @@ impl State {
                     "options '{command}' and '{other}' exclude each other"
                 )));
             }
-            if let Some(opt) = self.run_option {
+            if let Some(opt) = &self.run_option {
                 return Err(err(format!("option '{opt}' cannot be used with {command}")));
             }
             let control = self.cfg.control_socket();
-            return Ok(match command {
+            return Ok(Some(match command {
                 "--dump" => Command::Dump {
                     view: format_value(&self.format, &View::NAMES)?,
-                    map_file: self.cfg.map_file,
+                    map_file: std::mem::take(&mut self.cfg.map_file),
                     control,
                 },
                 "--stats" => Command::Stats {
@@ -637,7 +651,7 @@ impl State {
                     format: format_value(&self.format, &WatchFormat::NAMES)?,
                     control,
                 },
-            });
+            }));
         }
         if let Some((name, _)) = &self.format {
             return Err(err(format!(
@@ -657,8 +671,7 @@ impl State {
                 ));
             }
         }
-        let mut cfg = self.cfg;
-        cfg.auth = match (self.auth, &cfg.key_file) {
+        self.cfg.auth = match (&self.auth, &self.cfg.key_file) {
             (None, None) => Mode::Off,
             (None, Some(_)) => Mode::Enforce,
             (Some((_, Mode::Off)), None) => Mode::Off,
@@ -673,9 +686,9 @@ impl State {
                     mode.name()
                 )))
             }
-            (Some((_, mode)), Some(_)) => mode,
+            (Some((_, mode)), Some(_)) => *mode,
         };
-        Ok(Command::Run(Box::new(cfg)))
+        Ok(None)
     }
 }
 
