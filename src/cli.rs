@@ -216,16 +216,18 @@ where
             first_error.get_or_insert(e);
         }
     }
-    if state.help {
-        return Ok(Command::Help);
-    }
-    if state.version {
-        return Ok(Command::Version);
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    state.finish()
+    let early = if state.help {
+        Ok(Command::Help)
+    } else if state.version {
+        Ok(Command::Version)
+    } else if let Some(e) = first_error {
+        Err(e)
+    } else {
+        return state.finish();
+    };
+    // One drop of the state for the three early answers, not one each.
+    drop(state);
+    early
 }
 
 /// `ms` as `--interval` and `--hold` take it: `100` -> `"0.1"`, `3_600_000` -> `"3600"`.
@@ -459,6 +461,41 @@ impl State {
         }
         let value = value.unwrap_or_default();
         let cfg = &mut self.cfg;
+        // The paths (any bytes): one check, then where each goes.
+        if let Opt::MapFile
+        | Opt::ProcRoot
+        | Opt::Setpe
+        | Opt::KeyFile
+        | Opt::PidFile
+        | Opt::ControlSocket
+        | Opt::MetricsFile
+        | Opt::OnChange
+        | Opt::StaticNodes = opt
+        {
+            let p = path(name, value)?;
+            match opt {
+                Opt::MapFile => cfg.map_file = p,
+                Opt::ProcRoot => cfg.proc_root = p,
+                Opt::Setpe => cfg.setpe = p,
+                _ => {
+                    *match opt {
+                        Opt::KeyFile => &mut cfg.key_file,
+                        Opt::PidFile => &mut cfg.pid_file,
+                        Opt::ControlSocket => &mut cfg.control_socket,
+                        Opt::MetricsFile => &mut cfg.metrics_file,
+                        Opt::OnChange => &mut cfg.on_change,
+                        _ => &mut cfg.static_nodes,
+                    } = Some(p)
+                }
+            }
+            return Ok(());
+        }
+        if opt == Opt::StaticMap {
+            cfg.static_maps = static_maps(name, &value)?;
+            return Ok(());
+        }
+        // Every other value is text (a flag's, empty, always is).
+        let v = utf8(name, &value)?;
         match opt {
             Opt::Nodaemon => cfg.daemonize = false,
             Opt::Debug => cfg.debug = true,
@@ -466,21 +503,21 @@ impl State {
             Opt::Stats => self.stats = true,
             Opt::Watch => self.watch = true,
             Opt::Cmdline => cfg.cmdline = true,
-            Opt::Format => self.format = Some((name.to_string(), utf8(name, &value)?.to_string())),
+            Opt::Format => self.format = Some((name.to_string(), v.to_string())),
             Opt::Help => self.help = true,
             Opt::Version => self.version = true,
-            Opt::MapFile => cfg.map_file = path(name, value)?,
-            Opt::ProcRoot => cfg.proc_root = path(name, value)?,
-            Opt::Setpe => cfg.setpe = path(name, value)?,
-            Opt::KeyFile => cfg.key_file = Some(path(name, value)?),
-            Opt::PidFile => cfg.pid_file = Some(path(name, value)?),
-            Opt::ControlSocket => cfg.control_socket = Some(path(name, value)?),
-            Opt::MetricsFile => cfg.metrics_file = Some(path(name, value)?),
-            Opt::OnChange => cfg.on_change = Some(path(name, value)?),
-            Opt::StaticMap => cfg.static_maps = static_maps(name, &value)?,
-            Opt::StaticNodes => cfg.static_nodes = Some(path(name, value)?),
+            // Handled above.
+            Opt::MapFile
+            | Opt::ProcRoot
+            | Opt::Setpe
+            | Opt::KeyFile
+            | Opt::PidFile
+            | Opt::ControlSocket
+            | Opt::MetricsFile
+            | Opt::OnChange
+            | Opt::StaticMap
+            | Opt::StaticNodes => {}
             Opt::Auth => {
-                let v = utf8(name, &value)?;
                 let mode = Mode::NAMES
                     .iter()
                     .find(|(n, _)| *n == v)
@@ -489,7 +526,6 @@ impl State {
                 self.auth = Some((name.to_string(), mode));
             }
             Opt::Interface => {
-                let v = utf8(name, &value)?;
                 if self.interface_given {
                     return Err(err(format!(
                         "option '{name}' given twice (at {}); list the interfaces \
@@ -501,7 +537,6 @@ impl State {
                 cfg.interfaces = interfaces(v).map_err(|why| invalid(name, v, &why))?;
             }
             Opt::Ttl => {
-                let v = utf8(name, &value)?;
                 cfg.multicast_ttl = Some(
                     decimal(v)
                         .filter(|n| (1..=255).contains(n))
@@ -510,7 +545,6 @@ impl State {
                 );
             }
             Opt::Group => {
-                let v = utf8(name, &value)?;
                 cfg.group = v
                     .parse::<Ipv4Addr>()
                     .ok()
@@ -524,14 +558,12 @@ impl State {
                     })?;
             }
             Opt::Port => {
-                let v = utf8(name, &value)?;
                 cfg.port = decimal(v)
                     .filter(|n| (1..=65535).contains(n))
                     .ok_or_else(|| invalid(name, v, "not a number from 1 to 65535"))?
                     as u16;
             }
             Opt::Interval => {
-                let v = utf8(name, &value)?;
                 cfg.interval_ms = millis(v)
                     .filter(|ms| (MIN_INTERVAL_MS as u64..=MAX_INTERVAL_MS as u64).contains(ms))
                     .ok_or_else(|| {
@@ -544,7 +576,6 @@ impl State {
                     })? as u32;
             }
             Opt::Hold => {
-                let v = utf8(name, &value)?;
                 // The lower bound (the interval) is checked in finish(): --interval may follow.
                 cfg.hold_ms = Some(
                     millis(v)
@@ -560,7 +591,6 @@ impl State {
                 self.hold_arg = Some((name.to_string(), v.to_string()));
             }
             Opt::Budget => {
-                let v = utf8(name, &value)?;
                 cfg.budget = decimal(v)
                     .filter(|n| (1..=u64::from(MAX_BUDGET)).contains(n))
                     .ok_or_else(|| {
@@ -568,7 +598,6 @@ impl State {
                     })? as u32;
             }
             Opt::Cluster => {
-                let v = utf8(name, &value)?;
                 cfg.label = label(v).ok_or_else(|| {
                     let why =
                         format!("not 1 to {LABEL_LEN} printable ASCII characters without spaces");
@@ -579,7 +608,19 @@ impl State {
         Ok(())
     }
 
-    fn finish(self) -> Result<Command, UsageError> {
+    /// The command, once every option is read. The checks borrow `self`, so
+    /// it is dropped in one place, not field by field at each refusal.
+    fn finish(mut self) -> Result<Command, UsageError> {
+        match self.command() {
+            Ok(Some(command)) => Ok(command),
+            Ok(None) => Ok(Command::Run(Box::new(self.cfg))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`State::finish`]'s checks and command; `None`: run the daemon with
+    /// `self.cfg` (its `auth` settled).
+    fn command(&mut self) -> Result<Option<Command>, UsageError> {
         let commands = [
             (self.dump, "--dump"),
             (self.stats, "--stats"),
@@ -592,14 +633,14 @@ impl State {
                     "options '{command}' and '{other}' exclude each other"
                 )));
             }
-            if let Some(opt) = self.run_option {
+            if let Some(opt) = &self.run_option {
                 return Err(err(format!("option '{opt}' cannot be used with {command}")));
             }
             let control = self.cfg.control_socket();
-            return Ok(match command {
+            return Ok(Some(match command {
                 "--dump" => Command::Dump {
                     view: format_value(&self.format, &View::NAMES)?,
-                    map_file: self.cfg.map_file,
+                    map_file: std::mem::take(&mut self.cfg.map_file),
                     control,
                 },
                 "--stats" => Command::Stats {
@@ -610,7 +651,7 @@ impl State {
                     format: format_value(&self.format, &WatchFormat::NAMES)?,
                     control,
                 },
-            });
+            }));
         }
         if let Some((name, _)) = &self.format {
             return Err(err(format!(
@@ -630,8 +671,7 @@ impl State {
                 ));
             }
         }
-        let mut cfg = self.cfg;
-        cfg.auth = match (self.auth, &cfg.key_file) {
+        self.cfg.auth = match (&self.auth, &self.cfg.key_file) {
             (None, None) => Mode::Off,
             (None, Some(_)) => Mode::Enforce,
             (Some((_, Mode::Off)), None) => Mode::Off,
@@ -646,9 +686,9 @@ impl State {
                     mode.name()
                 )))
             }
-            (Some((_, mode)), Some(_)) => mode,
+            (Some((_, mode)), Some(_)) => *mode,
         };
-        Ok(Command::Run(Box::new(cfg)))
+        Ok(None)
     }
 }
 
@@ -657,17 +697,24 @@ fn format_value<T: Copy>(
     given: &Option<(String, String)>,
     names: &[(&'static str, T)],
 ) -> Result<T, UsageError> {
+    let i = format_index(given, names.len(), &|i| names[i].0)?;
+    Ok(names[i].1)
+}
+
+/// [`format_value`]'s work, once for every kind of value: the index of the
+/// name given among the `count` names `name_at` gives (0 if none is given).
+fn format_index(
+    given: &Option<(String, String)>,
+    count: usize,
+    name_at: &dyn Fn(usize) -> &'static str,
+) -> Result<usize, UsageError> {
     let Some((name, v)) = given else {
-        return Ok(names[0].1);
+        return Ok(0);
     };
-    names
-        .iter()
-        .find(|(n, _)| n == v)
-        .map(|&(_, t)| t)
-        .ok_or_else(|| {
-            let list: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
-            invalid(name, v, &format!("not one of {}", list.join(", ")))
-        })
+    (0..count).find(|&i| name_at(i) == v).ok_or_else(|| {
+        let list: Vec<&str> = (0..count).map(name_at).collect();
+        invalid(name, v, &format!("not one of {}", list.join(", ")))
+    })
 }
 
 fn err(message: String) -> UsageError {

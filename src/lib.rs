@@ -16,6 +16,7 @@ pub mod mapfile;
 pub mod netlink;
 pub mod node;
 pub mod notify;
+mod num;
 pub mod procfs;
 pub mod rate;
 pub mod rng;

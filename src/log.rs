@@ -601,7 +601,7 @@ pub fn prefix_priorities_for_the_journal() -> bool {
         .ok()
         .and_then(|v| {
             let (dev, ino) = v.split_once(':')?;
-            Some((dev.parse::<u64>().ok()?, ino.parse::<u64>().ok()?))
+            Some((crate::num::u64_of(dev)?, crate::num::u64_of(ino)?))
         })
         .is_some_and(|id| sys::device_and_inode(libc::STDOUT_FILENO) == Some(id));
     global().set_priorities(on);

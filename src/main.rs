@@ -213,9 +213,7 @@ fn dump(path: &Path, control: &Path, view: View) -> ExitCode {
     // A map whose writer is gone is what a stopped daemon left.
     match map.writer {
         Some(w) if !sys::process_exists(w.pid) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = sys::unix_time_s();
             eprintln!(
                 "omdiscd: warning: the map file {} is stale: the omdiscd that wrote it (PID {}) is not running; it was written at {} ({} ago)",
                 path.display(),
@@ -255,11 +253,11 @@ fn run(mut cfg: Config) -> ExitCode {
             staticmap::list(&cfg.static_maps)
         ),
         Ok(None) => {}
-        Err(e) => return start_failed(None, 1, &e.to_string()),
+        Err(e) => return start_error(None, 1, &e),
     }
     let mut daemon = match Daemon::new(&cfg) {
         Ok(d) => d,
-        Err(e) => return start_failed(None, e.exit_status(), &e.to_string()),
+        Err(e) => return start_error(None, e.exit_status(), &e),
     };
     // Without -n the starter waits until the daemon announces or fails.
     let starter = match detach(&cfg, || daemon.rewrite_pid()) {
@@ -267,8 +265,7 @@ fn run(mut cfg: Config) -> ExitCode {
         Err(code) => return code,
     };
     if let Err(e) = daemon.start() {
-        let text = StartError::Io("taking over the signals", e).to_string();
-        return start_failed(starter, 1, &text);
+        return start_error(starter, 1, &StartError::Io("taking over the signals", e));
     }
     match daemon.run(starter) {
         Ok(()) => ExitCode::SUCCESS,
@@ -283,18 +280,17 @@ fn run(mut cfg: Config) -> ExitCode {
 fn run_static(cfg: &Config, path: std::path::PathBuf) -> ExitCode {
     let mut d = match StaticMap::new(cfg, path) {
         Ok(d) => d,
-        Err(e) => return start_failed(None, e.exit_status(), &e.to_string()),
+        Err(e) => return start_error(None, e.exit_status(), &e),
     };
     let starter = match detach(cfg, || d.rewrite_pid()) {
         Ok(s) => s,
         Err(code) => return code,
     };
     if let Err(e) = d.start() {
-        let text = StartError::Io("taking over the signals", e).to_string();
-        return start_failed(starter, 1, &text);
+        return start_error(starter, 1, &StartError::Io("taking over the signals", e));
     }
     if let Err(e) = d.load() {
-        return start_failed(starter, 1, &e.to_string());
+        return start_error(starter, 1, &e);
     }
     if let Some(s) = starter {
         s.ready();
@@ -324,6 +320,13 @@ fn detach(
         error!("writing the PID into the lock file: {e}");
     }
     Ok(Some(starter))
+}
+
+/// [`start_failed`] with the text of `e`: one copy of its formatting, not
+/// one at each of the six places start-up can fail with a [`StartError`].
+#[inline(never)]
+fn start_error(starter: Option<Starter>, status: u8, e: &StartError) -> ExitCode {
+    start_failed(starter, status, &e.to_string())
 }
 
 /// A start-up failure: on standard error with the `omdiscd:` prefix in

@@ -23,6 +23,7 @@ use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
 
 use crate::map::{ClusterMap, Collision, Node, NodeId};
+use crate::num::{u32_of, u64_of};
 
 /// Marker of the comment that names this node.
 pub const THIS_NODE_TAG: &str = "# this-node:";
@@ -464,8 +465,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedMap, MapFileError> {
         let err = |kind| MapFileError { line, kind };
         let trimmed = raw.trim();
         if let Some(rest) = trimmed.strip_prefix(THIS_NODE_TAG) {
-            let mut f = rest.split_whitespace();
-            let (Some(id), Some(addr), None) = (f.next(), f.next(), f.next()) else {
+            let ([id, addr, _, _], 2) = fields(rest) else {
                 return Err(err(MapFileErrorKind::BadThisNode));
             };
             let id = parse_id(id).ok_or(err(MapFileErrorKind::BadThisNode))?;
@@ -476,9 +476,8 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedMap, MapFileError> {
             continue;
         }
         if let Some(rest) = trimmed.strip_prefix(WRITER_TAG) {
-            let w: Vec<&str> = rest.split_whitespace().collect();
-            if let ["pid", pid, "time", t] = w[..] {
-                if let (Ok(pid), Ok(time_s)) = (pid.parse(), t.parse()) {
+            if let (["pid", pid, "time", t], 4) = fields(rest) {
+                if let (Some(pid), Some(time_s)) = (u32_of(pid), u64_of(t)) {
                     parsed.writer = Some(Writer { pid, time_s });
                 }
             }
@@ -491,11 +490,11 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedMap, MapFileError> {
         if content.is_empty() {
             continue;
         }
-        let mut f = content.split_whitespace();
-        let (Some(id), Some(addr), Some(third)) = (f.next(), f.next(), f.next()) else {
+        let ([id, addr, third, _], n) = fields(content);
+        if n < 3 {
             return Err(err(MapFileErrorKind::MissingField));
-        };
-        if f.next().is_some() {
+        }
+        if n > 3 {
             return Err(err(MapFileErrorKind::ExtraField));
         }
         let id = parse_id(id).ok_or(err(MapFileErrorKind::BadNodeId))?;
@@ -506,9 +505,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedMap, MapFileError> {
             parsed.aliases.push((id, addr.to_string()));
             continue;
         }
-        let count: u32 = third
-            .parse()
-            .ok()
+        let count: u32 = u32_of(third)
             .filter(|&c| {
                 // Checked: a count up to 4294967295 must be a line error,
                 // never an overflow.
@@ -530,12 +527,28 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedMap, MapFileError> {
     Ok(parsed)
 }
 
+/// The first four whitespace-separated fields of `s` (`""` for those
+/// missing) and how many there are: 5 for five or more. One splitter for
+/// the three kinds of line (not `split_whitespace` inlined at each).
+#[inline(never)]
+fn fields(s: &str) -> ([&str; 4], usize) {
+    let mut out = [""; 4];
+    let mut n = 0;
+    for w in s.split_whitespace() {
+        if n == 4 {
+            return (out, 5);
+        }
+        out[n] = w;
+        n += 1;
+    }
+    (out, n)
+}
+
 fn parse_id(s: &str) -> Option<NodeId> {
     if !s.bytes().all(|b| b.is_ascii_digit()) || s.len() > 5 {
         return None;
     }
-    s.parse::<u32>()
-        .ok()
+    u32_of(s)
         .filter(|&v| (1..=u16::MAX as u32).contains(&v))
         .map(|v| v as NodeId)
 }

@@ -75,7 +75,7 @@ impl Notifier {
         let to = notify_addr(socket?.as_bytes())?;
         let sock = UnixDgram::new().ok()?;
         let number = |v: Option<&OsStr>| -> Option<u64> {
-            std::str::from_utf8(v?.as_bytes()).ok()?.parse().ok()
+            crate::num::u64_of(std::str::from_utf8(v?.as_bytes()).ok()?)
         };
         let ours = match pid {
             None => true,

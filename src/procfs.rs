@@ -146,9 +146,7 @@ impl AtomicFile {
     pub fn write(&mut self, map: &ClusterMap, version: &str) -> io::Result<()> {
         let writer = mapfile::Writer {
             pid: std::process::id(),
-            time_s: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            time_s: crate::sys::unix_time_s(),
         };
         self.write_with(|w| mapfile::render(map, version, Some(writer), w))
     }

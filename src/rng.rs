@@ -18,6 +18,9 @@ impl Rng {
         Rng { state: seed }
     }
 
+    /// Never inlined: drawn at some ten places (jitter, delays, picks), none
+    /// per packet; one copy of the mixing, not ten.
+    #[inline(never)]
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

@@ -183,9 +183,7 @@ impl StaticMap {
     pub fn load(&mut self) -> Result<(), StartError> {
         let writer = Writer {
             pid: std::process::id(),
-            time_s: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            time_s: crate::sys::unix_time_s(),
         };
         let (map, path) = (&self.map, &self.path);
         self.writer

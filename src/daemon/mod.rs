@@ -110,8 +110,7 @@ struct Shell {
 /// The real-time clock in whole seconds since 1970 (0 if it reads before
 /// 1970; saturated after 2106).
 fn realtime_s() -> u32 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+    u32::try_from(crate::sys::unix_time_s()).unwrap_or(u32::MAX)
 }
 
 /// The running daemon: the core, the shell, and the descriptors the loop
@@ -411,7 +410,10 @@ impl Daemon {
     }
 }
 
-/// Logs a failed sd_notify send (rate-limited); the daemon goes on.
+/// Logs a failed sd_notify send (rate-limited); the daemon goes on. Cold
+/// and out of line: one copy for its seven callers.
+#[cold]
+#[inline(never)]
 pub(crate) fn notify_failed(e: &io::Error) {
     crate::log::limited(
         Limit::Notify,

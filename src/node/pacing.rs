@@ -74,6 +74,8 @@ impl Pacing {
 impl Core {
     /// The interval this node announces at now: the configured one, longer
     /// when the cluster is large (the budget) or this node is overloaded.
+    /// Never inlined: five callers (statistics, logs, pacing), none per packet.
+    #[inline(never)]
     pub fn interval_ms(&self) -> u32 {
         let base = u64::from(self.settings.interval_ms);
         let budget = u64::from(self.settings.budget);

@@ -3,7 +3,10 @@
 
 /// Microseconds on CLOCK_MONOTONIC, immune to wall-clock steps; also what
 /// sd_notify's `MONOTONIC_USEC=` wants. The one reading of the clock:
-/// [`monotonic_ms`] is derived from it.
+/// [`monotonic_ms`] is derived from it. Never inlined: read at some forty
+/// places (a call is nothing beside the clock read itself), it would be
+/// some forty copies (docs/SCALE.md, "Binary size").
+#[inline(never)]
 pub fn monotonic_us() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -19,9 +22,28 @@ pub fn monotonic_us() -> u64 {
 
 /// Milliseconds on CLOCK_MONOTONIC (the clock of [`monotonic_us`]): the
 /// daemon's clock for deadlines. The same clock drives
-/// [`TimerFd::arm_at_ms`](super::TimerFd::arm_at_ms).
+/// [`TimerFd::arm_at_ms`](super::TimerFd::arm_at_ms). Never inlined, like
+/// [`monotonic_us`].
+#[inline(never)]
 pub fn monotonic_ms() -> u64 {
     monotonic_us() / 1000
+}
+
+/// Whole seconds since 1970 on CLOCK_REALTIME, 0 before 1970: what
+/// `SystemTime::now().duration_since(UNIX_EPOCH)` gives, without std's
+/// `SystemTime::now`, whose `unwrap` of an `io::Error` (it cannot fail) brings
+/// the error's `Debug` printer into the binary (docs/SCALE.md, "Binary size").
+/// Never inlined, like [`monotonic_us`].
+#[inline(never)]
+pub fn unix_time_s() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME always
+    // exists on Linux so the call cannot fail with valid arguments.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0)
 }
 
 /// The local time now (`time`, `localtime_r`); all zero where the

@@ -24,10 +24,18 @@ impl_is_minus_one! { i32 i64 isize }
 /// The only place the C error convention is converted; never allocates.
 pub(crate) fn cvt<T: IsMinusOne>(ret: T) -> io::Result<T> {
     if ret.is_minus_one() {
-        Err(io::Error::last_os_error())
+        Err(last_error())
     } else {
         Ok(ret)
     }
+}
+
+/// `errno` as an `io::Error`: out of line and cold, one copy for the forty-odd
+/// inlined [`cvt`]s rather than one each (docs/SCALE.md, "Binary size").
+#[cold]
+#[inline(never)]
+fn last_error() -> io::Error {
+    io::Error::last_os_error()
 }
 
 /// [`cvt`] for calls a signal can interrupt: repeats `call` while it fails with

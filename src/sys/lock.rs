@@ -52,7 +52,7 @@ impl PidLock {
                 let text = buf.get(..usize::try_from(n).unwrap_or(0)).unwrap_or(&[]);
                 let pid = std::str::from_utf8(text)
                     .ok()
-                    .and_then(|t| t.trim().parse().ok());
+                    .and_then(|t| crate::num::u32_of(t.trim()));
                 return Err(LockError::Held(pid));
             }
             Err(e) => return Err(LockError::Io(e)),

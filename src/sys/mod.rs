@@ -16,7 +16,7 @@ mod timer;
 mod unix;
 
 pub(crate) use clock::local_time;
-pub use clock::{monotonic_ms, monotonic_us};
+pub use clock::{monotonic_ms, monotonic_us, unix_time_s};
 pub use daemonize::{close_inherited_fds, daemonize, Starter};
 pub use epoll::{event_token, Epoll, EMPTY_EVENT};
 pub(crate) use fd::{cvt, cvt_r, pipe};

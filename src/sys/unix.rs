@@ -112,7 +112,8 @@ impl UnixAddr {
     }
 
     /// `name` at `sun_path[skip..]`, with `extra` bytes (the NUL) counted
-    /// in the length.
+    /// in the length. Never inlined (four callers, all at start-up).
+    #[inline(never)]
     fn raw(name: &[u8], skip: usize, extra: usize) -> Option<UnixAddr> {
         let mut addr = libc::sockaddr_un {
             sun_family: libc::AF_UNIX as libc::sa_family_t,
