@@ -8,13 +8,7 @@
 /// some forty copies (docs/SCALE.md, "Binary size").
 #[inline(never)]
 pub fn monotonic_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
-    // exists on Linux so the call cannot fail with valid arguments.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = read(libc::CLOCK_MONOTONIC);
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000)
         .wrapping_add(ts.tv_nsec as u64 / 1000)
@@ -36,14 +30,20 @@ pub fn monotonic_ms() -> u64 {
 /// Never inlined, like [`monotonic_us`].
 #[inline(never)]
 pub fn unix_time_s() -> u64 {
+    u64::try_from(read(libc::CLOCK_REALTIME).tv_sec).unwrap_or(0)
+}
+
+/// The clock `id` now (CLOCK_MONOTONIC or CLOCK_REALTIME, which always exist
+/// on Linux).
+fn read(id: libc::clockid_t) -> libc::timespec {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME always
-    // exists on Linux so the call cannot fail with valid arguments.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0)
+    // SAFETY: `ts` is a valid, writable timespec, and `id` a clock that
+    // exists, so the call cannot fail.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts
 }
 
 /// The local time now (`time`, `localtime_r`); all zero where the
