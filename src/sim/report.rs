@@ -102,7 +102,7 @@ pub struct Report {
     pub probes: u64,
     pub probe_replies: u64,
     /// Failure detection, summed the same way, in the order of
-    /// [`DETECTION`].
+    /// `DETECTION` (below).
     pub detection: [u64; 6],
 }
 
