@@ -186,8 +186,11 @@ impl ClusterMap {
                 // Back after it expired here: a partition healed, or this
                 // node lost what it sent.
                 // (Not a sign of loss if a death notice removed it: it
-                // refuted the notice.)
-                let recent = self.remembered(id, now_ms) && slot.dead_by == 0;
+                // refuted the notice; nor if it sent hardly anything
+                // meanwhile: its host did not run it.)
+                let recent = self.remembered(id, now_ms)
+                    && slot.dead_by == 0
+                    && sent_meanwhile(slot, a, now_ms);
                 self.replace(id, a, now_ms);
                 self.insert_live(id);
                 return if recent {
@@ -198,8 +201,9 @@ impl ClusterMap {
             }
             let slot = &mut self.slots[id as usize];
             if newest && a.probe_ms != 0 && !slot.sequence_unknown {
+                let gap = a.sequence.wrapping_sub(slot.sequence).wrapping_sub(1);
                 self.stats.heard += 1;
-                self.stats.missed += missed_before(slot, a, now_ms);
+                self.stats.missed += u64::from(gap.min(8));
             }
             note_sequence(slot, a.sequence);
             slot.last_seen_ms = now_ms;
@@ -532,16 +536,18 @@ fn accept_sequence(s: &Slot, sequence: u32) -> Option<bool> {
 }
 
 /// Records that `sequence` (accepted by [`accept_sequence`]) was heard.
-/// How many announcements of the node in `s` this node missed before `a`,
-/// its next direct one: the numbers skipped (at most 8), but no more than
-/// the intervals that passed without one. (The node's unicast messages,
-/// probes and answers to others, take numbers too; they are not losses.)
-fn missed_before(s: &Slot, a: &Announcement<'_>, now_ms: u64) -> u64 {
-    let skipped = a.sequence.wrapping_sub(s.sequence).wrapping_sub(1).min(8);
-    let interval = u64::from(s.interval_ms.max(a.probe_ms).max(1));
-    let elapsed = now_ms.saturating_sub(s.last_seen_ms);
-    let lapsed = ((elapsed + interval / 2) / interval).saturating_sub(1);
-    u64::from(skipped).min(lapsed)
+/// Whether the node of `s`, silent here until `a` came, sent meanwhile at
+/// least half the messages its interval allows (at least 2): numbers this
+/// node missed. A node that its host did not run skips only the few it
+/// spent on unicasts (answers to probes). Unknown for a node never heard
+/// directly: taken as sent.
+fn sent_meanwhile(s: &Slot, a: &Announcement<'_>, now_ms: u64) -> bool {
+    if s.sequence_unknown || s.interval_ms == 0 {
+        return true;
+    }
+    let skipped = u64::from(a.sequence.wrapping_sub(s.sequence).wrapping_sub(1));
+    let intervals = now_ms.saturating_sub(s.last_seen_ms) / u64::from(s.interval_ms);
+    skipped >= (intervals / 2).max(2)
 }
 
 fn note_sequence(s: &mut Slot, sequence: u32) {

@@ -789,29 +789,40 @@ mod tests {
         rec.sent.iter().filter(to_it).count()
     }
 
-    #[test]
-    fn numbers_a_peer_spent_on_unicasts_are_not_counted_as_loss() {
-        // Peers announce every second, each time three numbers after the
-        // last (two went to probes and answers sent to others): nothing is
-        // lost, so this node stays healthy and checks the silence of peer 2.
+    /// Peers 1..=4 announce every second; peer 3 is silent from 21 s to
+    /// 29 s (dropped here at its hold), then announces again, `skipped`
+    /// sequence numbers after its last. Whether this node then takes itself
+    /// for lossy (it probes every silence at the hold for an hour).
+    fn lossy_after_a_return(skipped: u32) -> bool {
         let mut c = core(1000, 3);
         let mut rec = Rec::default();
-        for k in 1..=27u32 {
+        for k in 1..=30u32 {
             let t = u64::from(k) * 1000;
             run(&mut c, &mut rec, t);
             for i in 1..=4u8 {
-                if i != 2 || k <= 25 {
-                    let m = message(MessageType::Announce, peer(i), 3 * k, 5000);
-                    feed(&mut c, &mut rec, t, &m, IF0, true);
+                let seq = match (i, k) {
+                    (3, 21..=29) => continue,
+                    (3, 30..) => 20 + 1 + skipped,
+                    _ => k,
+                };
+                if (i, k) == (3, 30) {
+                    assert!(c.map().get(wire::node_id_of(peer(3))).is_none(), "dropped");
                 }
+                let m = message(MessageType::Announce, peer(i), seq, 5000);
+                feed(&mut c, &mut rec, t, &m, IF0, true);
             }
         }
-        run(&mut c, &mut rec, 29_000);
-        assert!(!rec
-            .events
-            .iter()
-            .any(|e| matches!(e, Event::LocalHealth { lossy: true, .. })));
-        assert_eq!(c.counters().suspected, 1);
+        assert!(c.map().get(wire::node_id_of(peer(3))).is_some(), "back");
+        c.probing.lossy_until_ms > 30_000
+    }
+
+    #[test]
+    fn a_node_back_after_sending_nothing_was_not_run_by_its_host_not_lost_here() {
+        // It sent nothing, or only answers to two probes: not a loss here.
+        assert!(!lossy_after_a_return(0));
+        assert!(!lossy_after_a_return(2));
+        // It sent about one message a second, and none arrived here.
+        assert!(lossy_after_a_return(8));
     }
 
     #[test]
