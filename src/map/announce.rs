@@ -535,7 +535,6 @@ fn accept_sequence(s: &Slot, sequence: u32) -> Option<bool> {
     (back < 64 && s.seen & (1 << back) == 0).then_some(false)
 }
 
-/// Records that `sequence` (accepted by [`accept_sequence`]) was heard.
 /// Whether the node of `s`, silent here until `a` came, sent meanwhile at
 /// least half the messages its interval allows (at least 2): numbers this
 /// node missed. A node that its host did not run skips only the few it
@@ -550,6 +549,7 @@ fn sent_meanwhile(s: &Slot, a: &Announcement<'_>, now_ms: u64) -> bool {
     skipped >= (intervals / 2).max(2)
 }
 
+/// Records that `sequence` (accepted by [`accept_sequence`]) was heard.
 fn note_sequence(s: &mut Slot, sequence: u32) {
     if s.sequence_unknown {
         s.sequence = sequence;

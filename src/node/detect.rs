@@ -195,10 +195,10 @@ impl Core {
     }
 
     /// Whether this node probes `id` when its hold runs out: a watcher, or a
-    /// node that knows it loses messages, and only with a probe earned. (A
-    /// node that is only slow, overloaded or stalled, holds everyone longer
-    /// instead: on a host too busy for every daemon all of them are, and all
-    /// probing every silence would be a storm.)
+    /// node that knows it loses messages, and only with a probe earned. (Not
+    /// a node that is only overloaded or stalled: on a host too busy for
+    /// every daemon all of them are, and all probing every silence would be
+    /// a storm; an overloaded node holds everyone longer instead.)
     pub(super) fn probes_at_hold(
         &mut self,
         now_ms: u64,
