@@ -59,7 +59,7 @@ impl ClusterMap {
     /// and that is due a probe at `now_ms`: [`PROBES`] of them, spread over
     /// its interval. Counts the probe.
     pub(crate) fn next_probe(&mut self, now_ms: u64, after: Option<NodeId>) -> Option<Probe> {
-        let grace = self.grace_from_ms;
+        let (grace, again) = (self.grace_from_ms, self.probes_from_ms);
         let own = self.own;
         for id in self.live.iter_after(after) {
             let s = &mut self.slots[id as usize];
@@ -67,7 +67,7 @@ impl ClusterMap {
                 || self.pinned.contains(id)
                 || s.probe_ms == 0
                 || s.probes >= PROBES
-                || now_ms < next_probe_of(s, grace)
+                || now_ms < next_probe_of(s, grace, again)
             {
                 continue;
             }
@@ -104,7 +104,7 @@ impl ClusterMap {
             let last = self.final_expiry(id);
             let probing = id != self.own && s.probe_ms != 0 && s.probes < PROBES;
             let next = if probing {
-                next_probe_of(s, self.grace_from_ms).min(last)
+                next_probe_of(s, self.grace_from_ms, self.probes_from_ms).min(last)
             } else {
                 last
             };
@@ -141,11 +141,25 @@ impl ClusterMap {
         expiry_of(&self.slots[id as usize], self.grace_from_ms)
     }
 
-    /// When the node in slot `id` is dropped: its expiry, plus the window in
+    /// When the node in slot `id` is dropped: the end of the window in
     /// which it is probed.
     pub(super) fn final_expiry(&self, id: NodeId) -> u64 {
-        let probe_ms = u64::from(self.slots[id as usize].probe_ms);
-        self.expiry(id).saturating_add(probe_ms)
+        if self.pinned.contains(id) {
+            return u64::MAX;
+        }
+        let s = &self.slots[id as usize];
+        window_of(s, self.grace_from_ms, self.probes_from_ms).saturating_add(u64::from(s.probe_ms))
+    }
+
+    /// This node's poll ran `late_ms` after its instant, at `now_ms`: a
+    /// probe window already begun starts again from now (at most one hold
+    /// later), so that the probes still due go out spaced and the last has
+    /// time for its answer. Otherwise a late wake-up would send one probe
+    /// and drop the node at once.
+    pub(crate) fn late_poll(&mut self, now_ms: u64, late_ms: u64) {
+        if late_ms >= LATE_POLL_MS {
+            self.probes_from_ms = self.probes_from_ms.max(now_ms);
+        }
     }
 }
 
@@ -156,10 +170,24 @@ fn expiry_of(s: &Slot, grace_from_ms: u64) -> u64 {
     graced.min(s.last_seen_ms.saturating_add(2 * hold))
 }
 
+/// A poll this late (ms) or more starts begun probe windows again.
+const LATE_POLL_MS: u64 = 20;
+
+/// When the probe window of the node in `s` begins: when its hold runs out,
+/// or, if a late poll came after that, then, but at most one hold later.
+fn window_of(s: &Slot, grace_from_ms: u64, probes_from_ms: u64) -> u64 {
+    let expiry = expiry_of(s, grace_from_ms);
+    if probes_from_ms > expiry {
+        probes_from_ms.min(expiry.saturating_add(u64::from(s.hold_ms)))
+    } else {
+        expiry
+    }
+}
+
 /// When the next probe of a node whose hold ran out is due.
-fn next_probe_of(s: &Slot, grace_from_ms: u64) -> u64 {
+fn next_probe_of(s: &Slot, grace_from_ms: u64, probes_from_ms: u64) -> u64 {
     let spread = u64::from(s.probe_ms) * u64::from(s.probes) / u64::from(PROBES);
-    expiry_of(s, grace_from_ms).saturating_add(spread)
+    window_of(s, grace_from_ms, probes_from_ms).saturating_add(spread)
 }
 
 #[cfg(test)]

@@ -208,6 +208,9 @@ pub struct ClusterMap {
     /// Nobody's hold runs from before this instant: set while this node
     /// could not read everything that arrived (see [`ClusterMap::postpone_expiry`]).
     grace_from_ms: u64,
+    /// Probe windows that had begun by then start again from then (see
+    /// [`ClusterMap::late_poll`]).
+    probes_from_ms: u64,
     /// This node lost its own id to an earlier claim: the own slot holds the
     /// winner, like any other node, until the winner goes away.
     yielded: bool,
@@ -230,6 +233,7 @@ impl ClusterMap {
             dirty: true,
             stats: MapStats::default(),
             grace_from_ms: 0,
+            probes_from_ms: 0,
             yielded: false,
         };
         map.set_own(own_addr, own_aliases, incarnation);

@@ -212,6 +212,43 @@ mod tests {
     }
 
     #[test]
+    fn a_late_wake_up_starts_the_probe_window_again_instead_of_dropping_at_once() {
+        // As above (it finds itself lossy and probes at the hold), but after
+        // the first probe this node wakes up 300 ms late: past the whole
+        // window (150 ms).
+        let mut c = core(200, 5);
+        let mut rec = Rec::default();
+        let mut last = 0;
+        for k in 1..=60u32 {
+            let t = 400 * u64::from(k);
+            let mut r = Repr::new(MessageType::Announce, peer(3), 7, Label::DEFAULT, 200, 1000);
+            r.sequence = 2 * k;
+            let mut buf = vec![0; wire::MAX_MESSAGE_LEN];
+            let n = r.emit(&mut buf).unwrap();
+            run(&mut c, &mut rec, t);
+            feed(&mut c, &mut rec, t, &buf[..n], IF0, true);
+            last = t;
+        }
+        let id = wire::node_id_of(peer(3));
+        run(&mut c, &mut rec, last + 999);
+        let late = c.poll_at().unwrap().max(last + 1000) + 300;
+        c.poll(late, &mut rec);
+        assert!(c.map().get(id).is_some(), "not dropped in the late wake-up");
+        run(&mut c, &mut rec, late + 400);
+        let probes: Vec<i64> = rec
+            .sent
+            .iter()
+            .filter(|s| s.3.flags & flags::PROBE != 0)
+            .map(|s| s.0 as i64 - late as i64)
+            .collect();
+        // The first when the hold ran out, the other four spaced over a
+        // window from the wake-up; then dropped.
+        assert!(probes[0] < 0, "{probes:?}");
+        assert_eq!(probes[1..], [30, 60, 90, 120]);
+        assert!(c.map().get(id).is_none());
+    }
+
+    #[test]
     fn a_lonely_node_warns_once_and_a_heard_one_never() {
         let mut c = core(1000, 11);
         let mut rec = Rec::default();

@@ -67,6 +67,7 @@ impl Core {
     pub(super) fn check_late(&mut self, now_ms: u64, io: &mut impl Actions) {
         let late_ms = self.poll_at().map_or(0, |at| now_ms.saturating_sub(at));
         self.note_lateness(now_ms, late_ms);
+        self.map.late_poll(now_ms, late_ms);
         if late_ms >= OVERLOAD_LATE_MS {
             self.overloaded(now_ms, Overload::Late(late_ms), io);
         }
