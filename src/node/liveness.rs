@@ -179,13 +179,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_node_that_loses_messages_probes_an_earned_silent_node_five_times_at_its_hold() {
-        let mut c = core(200, 5);
-        let mut rec = Rec::default();
-        // Every other message of the peer (every 200 ms) is lost here
-        // (50 %): over a health window this node finds itself lossy, leaves
-        // the early checks to others, and probes at the hold instead.
+    /// Peer 3 announces every 200 ms (hold 1 s) and every other message is
+    /// lost here, 60 heard until 24 s; returns when the last was heard.
+    fn hear_half_of_a_peer(c: &mut Core, rec: &mut Rec) -> u64 {
         let mut last = 0;
         for k in 1..=60u32 {
             let t = 400 * u64::from(k);
@@ -193,10 +189,21 @@ mod tests {
             r.sequence = 2 * k;
             let mut buf = vec![0; wire::MAX_MESSAGE_LEN];
             let n = r.emit(&mut buf).unwrap();
-            run(&mut c, &mut rec, t);
-            feed(&mut c, &mut rec, t, &buf[..n], IF0, true);
+            run(c, rec, t);
+            feed(c, rec, t, &buf[..n], IF0, true);
             last = t;
         }
+        last
+    }
+
+    #[test]
+    fn a_node_that_loses_messages_probes_an_earned_silent_node_five_times_at_its_hold() {
+        let mut c = core(200, 5);
+        let mut rec = Rec::default();
+        // Every other message of the peer (every 200 ms) is lost here
+        // (50 %): over a health window this node finds itself lossy, leaves
+        // the early checks to others, and probes at the hold instead.
+        let last = hear_half_of_a_peer(&mut c, &mut rec);
         run(&mut c, &mut rec, last + 3000);
         let probes: Vec<u64> = rec
             .sent
@@ -218,17 +225,7 @@ mod tests {
         // window (150 ms).
         let mut c = core(200, 5);
         let mut rec = Rec::default();
-        let mut last = 0;
-        for k in 1..=60u32 {
-            let t = 400 * u64::from(k);
-            let mut r = Repr::new(MessageType::Announce, peer(3), 7, Label::DEFAULT, 200, 1000);
-            r.sequence = 2 * k;
-            let mut buf = vec![0; wire::MAX_MESSAGE_LEN];
-            let n = r.emit(&mut buf).unwrap();
-            run(&mut c, &mut rec, t);
-            feed(&mut c, &mut rec, t, &buf[..n], IF0, true);
-            last = t;
-        }
+        let last = hear_half_of_a_peer(&mut c, &mut rec);
         let id = wire::node_id_of(peer(3));
         run(&mut c, &mut rec, last + 999);
         let late = c.poll_at().unwrap().max(last + 1000) + 300;
