@@ -209,6 +209,7 @@ impl ClusterMap {
             slot.last_seen_ms = now_ms;
             slot.probes = 0;
             slot.silent = false;
+            slot.held_on = false;
             slot.earned = slot.earned.saturating_add(1);
             if !newest {
                 // Late (a later message came first): it shows the node is
@@ -346,6 +347,7 @@ impl ClusterMap {
         s.last_seen_ms = now_ms;
         s.probes = 0;
         s.silent = false;
+        s.held_on = false;
         s.earned = s.earned.saturating_add(1);
         SenderCheck::Member
     }

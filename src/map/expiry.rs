@@ -88,6 +88,17 @@ impl ClusterMap {
         self.slots[id as usize].probes = PROBES;
     }
 
+    /// The node `id`, whose hold just ran out, is not probed in this
+    /// silence but held one hold more: its window of (no) probes begins a
+    /// hold later. For a node that knows it loses messages and may not
+    /// probe: its silence alone is weak evidence. Once per silence: news of
+    /// the node ends it.
+    pub(crate) fn hold_on(&mut self, id: NodeId) {
+        let s = &mut self.slots[id as usize];
+        s.probes = PROBES;
+        s.held_on = true;
+    }
+
     /// When the map next needs its owner, in one pass over the nodes:
     /// `expiry`, the earliest time (ms) at which a node's hold runs out (its
     /// first probe) or it is dropped, and `probing`, the earliest at which a
@@ -173,12 +184,14 @@ fn expiry_of(s: &Slot, grace_from_ms: u64) -> u64 {
 /// A poll this late (ms) or more starts begun probe windows again.
 const LATE_POLL_MS: u64 = 20;
 
-/// When the probe window of the node in `s` begins: when its hold runs out,
-/// or, if a late poll came after that, then, but at most one hold later.
+/// When the probe window of the node in `s` begins: when its hold runs out
+/// (a hold later if held on), or, if a late poll came after that, then, but
+/// at most one hold later.
 fn window_of(s: &Slot, grace_from_ms: u64, probes_from_ms: u64) -> u64 {
-    let expiry = expiry_of(s, grace_from_ms);
+    let hold = u64::from(s.hold_ms);
+    let expiry = expiry_of(s, grace_from_ms).saturating_add(if s.held_on { hold } else { 0 });
     if probes_from_ms > expiry {
-        probes_from_ms.min(expiry.saturating_add(u64::from(s.hold_ms)))
+        probes_from_ms.min(expiry.saturating_add(hold))
     } else {
         expiry
     }

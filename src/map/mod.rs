@@ -104,6 +104,9 @@ struct Slot {
     /// Copies of the LEAVE that removed it heard since (see
     /// [`LEAVE_COPIES_MS`]).
     leave_copies: u8,
+    /// This silence of it is held one hold longer, unprobed (see
+    /// [`ClusterMap::hold_on`]); cleared by news of it.
+    held_on: bool,
 }
 
 /// How a node came into the map (shown by `--dump --format json`).

@@ -10,7 +10,7 @@
 
 use core::net::Ipv4Addr;
 
-use crate::map::{serial_newer, suspect_after, DeadOutcome, NodeId, Silent};
+use crate::map::{serial_newer, suspect_after, DeadOutcome, MapStats, NodeId, Silent};
 use crate::rate::Bucket;
 use crate::wire::{self, flags, MessageType, Notice, Repr, What};
 
@@ -70,6 +70,18 @@ pub fn answer_wait(interval_ms: u32) -> u64 {
     u64::from((interval_ms / ANSWER_WAIT_DIVISOR).clamp(MIN_ANSWER_WAIT_MS, MAX_ANSWER_WAIT_MS))
 }
 
+/// What a node does when the hold of another runs out (see
+/// [`Core::at_hold`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AtHold {
+    /// Probes it, spread over the window.
+    Probe,
+    /// Waits the window without probing, then drops it.
+    Wait,
+    /// Holds it one hold more, then waits the window without probing.
+    HoldOn,
+}
+
 /// Where a check of a silent node stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
@@ -122,6 +134,20 @@ struct Health {
     heard: u64,
     missed: u64,
     lossy: bool,
+    /// A window counted enough to say whether this node is lossy.
+    judged: bool,
+}
+
+impl Health {
+    /// Before any window counted enough: what was counted so far says this
+    /// node loses much (with as many samples as a window needs).
+    fn lossy_so_far(&self, stats: &MapStats) -> bool {
+        let heard = stats.heard - self.heard;
+        let missed = stats.missed - self.missed;
+        !self.judged
+            && heard + missed >= HEALTH_MIN_SAMPLES
+            && missed * 100 > UNHEALTHY_LOSS_PERCENT * (heard + missed)
+    }
 }
 
 /// What failure detection has under way.
@@ -169,6 +195,7 @@ impl Core {
             let heard = stats.heard - h.heard;
             let missed = stats.missed - h.missed;
             if heard + missed >= HEALTH_MIN_SAMPLES {
+                h.judged = true;
                 let lossy = missed * 100 > UNHEALTHY_LOSS_PERCENT * (heard + missed);
                 if lossy != h.lossy {
                     h.lossy = lossy;
@@ -194,19 +221,28 @@ impl Core {
         }
     }
 
-    /// Whether this node probes `id` when its hold runs out: a watcher, or a
-    /// node that knows it loses messages, and only with a probe earned. (Not
-    /// a node that is only overloaded or stalled: on a host too busy for
-    /// every daemon all of them are, and all probing every silence would be
-    /// a storm; an overloaded node holds everyone longer instead.)
-    pub(super) fn probes_at_hold(
-        &mut self,
-        now_ms: u64,
-        id: NodeId,
-        io: &mut impl Actions,
-    ) -> bool {
-        let lossy = now_ms < self.probing.lossy_until_ms || self.loses_much(now_ms, io);
-        (lossy || self.map.watches(id, WATCHERS)) && self.map.spend_probe(id)
+    /// What this node does when the hold of `id` runs out: a watcher, or a
+    /// node that knows it loses messages (before its first health verdict:
+    /// that counted so far), probes it if it earned a probe; the latter
+    /// holds it one hold more without one (a young node, or one probed a
+    /// moment ago: a lossy node's silence alone is weak evidence). Others
+    /// wait the window. (Not a node that is only overloaded or stalled: on a
+    /// host too busy for every daemon all of them are, and all probing every
+    /// silence would be a storm; an overloaded node holds everyone longer
+    /// instead.)
+    pub(super) fn at_hold(&mut self, now_ms: u64, id: NodeId, io: &mut impl Actions) -> AtHold {
+        let lossy = now_ms < self.probing.lossy_until_ms
+            || self.loses_much(now_ms, io)
+            || self.detect.health.lossy_so_far(&self.map.stats());
+        if !lossy && !self.map.watches(id, WATCHERS) {
+            AtHold::Wait
+        } else if self.map.spend_probe(id) {
+            AtHold::Probe
+        } else if lossy {
+            AtHold::HoldOn
+        } else {
+            AtHold::Wait
+        }
     }
 
     /// Begins checking the nodes whose silence was just noticed, if this
@@ -833,6 +869,81 @@ mod tests {
         assert_eq!(hold_probes_of_an_unwatched_silence(true, false), 0);
         // A node that measured its own loss probes before it drops.
         assert!(hold_probes_of_an_unwatched_silence(false, true) > 0);
+    }
+
+    #[test]
+    fn a_lossy_node_holds_a_young_silent_node_a_hold_more_instead_of_dropping_it_unprobed() {
+        // This node misses every other announcement (measured: lossy).
+        // Peer 5 starts at 21 s: 10 of its messages heard by 40 s, too few
+        // to earn a probe, then it is silent (hold 5 s, interval 1 s).
+        let mut c = core(1000, 3);
+        let mut rec = Rec::default();
+        let listed = |c: &Core| c.map().get(wire::node_id_of(peer(5))).is_some();
+        let mut at_47 = None;
+        for k in 1..=53u32 {
+            let t = u64::from(k) * 1000;
+            run(&mut c, &mut rec, t);
+            if k == 47 {
+                at_47 = Some(listed(&c));
+            }
+            for i in 1..=5u8 {
+                let seq = if i == 5 { k.wrapping_sub(20) } else { k };
+                let sends = i != 5 || (21..=40).contains(&k);
+                if sends && k % 2 == 0 {
+                    let m = message(MessageType::Announce, peer(i), seq, 5000);
+                    feed(&mut c, &mut rec, t, &m, IF0, true);
+                }
+            }
+        }
+        assert!(rec
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::LocalHealth { lossy: true, .. })));
+        // Its hold and probe window ran out at 45.75 s: still held at 47 s,
+        // dropped a hold later (50.75 s), never probed.
+        assert_eq!(at_47, Some(true), "held one hold more");
+        assert!(!listed(&c), "dropped after the second hold");
+        let probes = rec
+            .sent
+            .iter()
+            .filter(|s| s.3.flags & flags::PROBE != 0 && s.1 == Dest::Node(peer(5)))
+            .count();
+        assert_eq!(probes, 0);
+    }
+
+    #[test]
+    fn before_its_first_health_window_a_node_that_missed_much_so_far_holds_a_young_silent_node() {
+        // Peers 1..=6 send every 100 ms, and every other message is lost
+        // here; peer 7 is heard 10 times up to 3 s, then falls silent
+        // (hold 3 s). The first health window ends at 10 s.
+        let mut c = core(1000, 3);
+        let mut rec = Rec::default();
+        let listed = |c: &Core| c.map().get(wire::node_id_of(peer(7))).is_some();
+        let mut at_8s = None;
+        for k in 1..=99u32 {
+            let t = u64::from(k) * 100;
+            run(&mut c, &mut rec, t);
+            if t == 8000 {
+                at_8s = Some(listed(&c));
+            }
+            if k % 2 == 1 {
+                continue;
+            }
+            for i in 1..=7u8 {
+                if i != 7 || (11..=30).contains(&k) {
+                    let m = message(MessageType::Announce, peer(i), k, 3000);
+                    feed(&mut c, &mut rec, t, &m, IF0, true);
+                }
+            }
+        }
+        // Its hold ran out at 6 s, when this node had counted half its
+        // peers' messages missed: held to 9 s, dropped at 9.75 s, unprobed.
+        assert_eq!(at_8s, Some(true), "held one hold more");
+        assert!(!listed(&c), "dropped after the second hold");
+        assert!(!rec
+            .sent
+            .iter()
+            .any(|s| s.3.flags & flags::PROBE != 0 && s.1 == Dest::Node(peer(7))));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use core::net::Ipv4Addr;
 use crate::rate::Bucket;
 use crate::wire::{flags, MessageType};
 
+use super::detect::AtHold;
 use super::timers::Timer;
 use super::{Actions, Core, Dest, Event};
 
@@ -79,9 +80,18 @@ impl Core {
         let probing = !self.map.yielded();
         while let Some(p) = self.map.next_probe(now_ms, after).filter(|_| probing) {
             after = Some(p.id);
-            if p.first && !self.probes_at_hold(now_ms, p.id, io) {
-                self.map.skip_probes(p.id);
-                continue;
+            if p.first {
+                match self.at_hold(now_ms, p.id, io) {
+                    AtHold::Probe => {}
+                    AtHold::Wait => {
+                        self.map.skip_probes(p.id);
+                        continue;
+                    }
+                    AtHold::HoldOn => {
+                        self.map.hold_on(p.id);
+                        continue;
+                    }
+                }
             }
             if !self
                 .probing
