@@ -517,7 +517,10 @@ impl Core {
             }
             return;
         };
-        if now_ms < last_ms + suspect_after(interval_ms) {
+        // News the asker lacks: a message newer than its last, not long
+        // ago. (Its last, heard here a few ms later than there, is none: both
+        // sides would be racing the same threshold.)
+        if now_ms < last_ms + suspect_after(interval_ms) && serial_newer(seq, n.sequence) {
             self.answer_ask(What::Alive, n.addr, n.incarnation, seq, asker, ifindex, io);
             return;
         }
@@ -727,6 +730,28 @@ mod tests {
     }
 
     #[test]
+    fn a_node_that_dies_before_any_hold_ran_out_is_suspected_after_its_silence_not_its_hold() {
+        // Peers 1..=4 join at 1 s (hold 5 s); peer 2 falls silent after 2 s.
+        // Nothing has expired yet: the silence is still noticed at 4.5 s.
+        let mut c = core(1000, 3);
+        let mut rec = Rec::default();
+        for seq in 1..=4u32 {
+            let t = u64::from(seq) * 1000;
+            run(&mut c, &mut rec, t);
+            for i in 1..=4u8 {
+                if i != 2 || seq <= 2 {
+                    let m = message(MessageType::Announce, peer(i), seq, 5000);
+                    feed(&mut c, &mut rec, t, &m, IF0, true);
+                }
+            }
+        }
+        run(&mut c, &mut rec, 4700);
+        assert_eq!(c.counters().suspected, 1);
+        let asks = notices(&rec, What::Ask);
+        assert!(!asks.is_empty() && asks.iter().all(|a| a.2.addr == peer(2) && a.0 <= 4600));
+    }
+
+    #[test]
     fn an_alive_answer_keeps_the_node_and_a_helper_answers_from_what_it_heard() {
         let (mut c, mut rec) = cluster_where_peer_2_dies(27_000);
         run(&mut c, &mut rec, 27_700);
@@ -744,13 +769,31 @@ mod tests {
         let kept = c.map().get(wire::node_id_of(peer(2))).unwrap();
         assert_eq!(kept.expires_ms, 27_710 + 5000);
 
-        // As a helper: peer 3 was heard at 27000, within 2.5 intervals: alive.
-        let ask = notice(peer(4), 200, What::Ask, peer(3), 27);
+        // As a helper: peer 3 was heard within 2.5 intervals. An asker whose
+        // last message of it is older lacks news: alive, with the newer.
+        let (seq, _, _) = c.map().heard_of(peer(3), 7).unwrap();
+        let ask = notice(peer(4), 200, What::Ask, peer(3), seq - 1);
         feed(&mut c, &mut rec, 29_000, &ask, IF0, false);
         let said = notices(&rec, What::Alive);
         assert_eq!(
-            said.last().map(|s| (s.1, s.2.addr)),
-            Some((Dest::Node(peer(4)), peer(3)))
+            said.last().map(|s| (s.1, s.2.addr, s.2.sequence)),
+            Some((Dest::Node(peer(4)), peer(3), seq))
+        );
+        // One that heard the same last message has heard all this node has
+        // (a moment earlier or later): no ALIVE, but a probe, and SILENT
+        // when it goes unanswered.
+        let ask = notice(peer(1), 200, What::Ask, peer(3), seq);
+        feed(&mut c, &mut rec, 29_000, &ask, IF0, false);
+        assert_eq!(notices(&rec, What::Alive).len(), said.len());
+        assert!(rec
+            .sent
+            .last()
+            .is_some_and(|s| s.3.flags & flags::PROBE != 0 && s.1 == Dest::Node(peer(3))));
+        run(&mut c, &mut rec, 29_200);
+        let silent = notices(&rec, What::Silent);
+        assert_eq!(
+            silent.last().map(|s| (s.0, s.1, s.2.addr)),
+            Some((29_125, Dest::Node(peer(1)), peer(3)))
         );
         // An ask by multicast, or from a non-member, is not answered.
         let before = rec.sent.len();
