@@ -308,9 +308,11 @@ mod tests {
         assert_eq!(c.map().len(), 500);
         rec.sent.clear();
         run(&mut c, &mut rec, 40_000);
+        // (Its announcements: the silent nodes it watches are checked too.)
         let sent: Vec<(u64, u32, u32)> = rec
             .sent
             .iter()
+            .filter(|s| s.3.kind == MessageType::Announce && s.1 == Dest::Group)
             .map(|s| (s.0, s.3.interval_ms, s.3.hold_ms))
             .collect();
         // At most doubling per announcement: 2 s, 4 s, then 5 s.

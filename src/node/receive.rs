@@ -6,7 +6,7 @@
 use core::net::SocketAddrV4;
 
 use crate::auth::{Mode, Verdict};
-use crate::map::{AnnounceOutcome, Announcement, LeaveOutcome, SenderCheck};
+use crate::map::{suspect_after, AnnounceOutcome, Announcement, LeaveOutcome, SenderCheck};
 use crate::wire::{flags, MessageType, ParseError, Repr};
 
 use super::{Actions, Core, Event, Received, Refusal, LOSSY_MS};
@@ -248,6 +248,11 @@ impl Core {
         if outcome == AnnounceOutcome::Returned {
             // This node dropped a live node: it loses messages; probe.
             self.probing.lossy_until_ms = now_ms + LOSSY_MS;
+        }
+        if live && direct && repr.interval_ms != 0 {
+            // Its silence is noticed on time, also before the first expiry
+            // run and when it was known only by hearsay until now.
+            self.note_expiry(now_ms + suspect_after(repr.interval_ms));
         }
         if live && direct {
             if self.join.asks_left > 0 {
