@@ -74,14 +74,22 @@ fn packet(kind: MessageType, addr: Ipv4Addr, seq: u32, label: Label) -> Vec<u8> 
 }
 
 /// A signed NOTICE from `from` saying `what` of `subject` (incarnation 77).
-fn notice(from: Ipv4Addr, seq: u32, what: What, subject: Ipv4Addr, label: Label) -> Vec<u8> {
+/// A NOTICE from `from` (message `seq`) about `subject`'s message `about`.
+fn notice(
+    from: Ipv4Addr,
+    seq: u32,
+    what: What,
+    subject: Ipv4Addr,
+    about: u32,
+    label: Label,
+) -> Vec<u8> {
     let mut repr = Repr::parse(&packet(MessageType::Announce, from, seq, label)).unwrap();
     repr.kind = MessageType::Notice;
     repr.notice = Some(Notice {
         what,
         addr: subject,
         incarnation: 77,
-        sequence: seq,
+        sequence: about,
     });
     let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];
     let n = repr.emit(&mut buf).unwrap();
@@ -217,11 +225,26 @@ fn the_event_loop_does_not_allocate() {
         round.push((&sockets[9], unknown));
         let spoofed = packet(MessageType::Announce, nodes[10], seq * 10 + 1, label);
         round.push((&sockets[11], spoofed));
-        // A member asks to check another (answered ALIVE), and a death
-        // notice that came by unicast (ignored).
-        let ask = notice(nodes[40], seq * 10 + 1, What::Ask, nodes[41], label);
+        // A member that missed node 41's last message asks to check it
+        // (answered ALIVE), and a death notice that came by unicast
+        // (ignored).
+        let ask = notice(
+            nodes[40],
+            seq * 10 + 1,
+            What::Ask,
+            nodes[41],
+            seq * 10 - 1,
+            label,
+        );
         round.push((&sockets[40], ask));
-        let dead = notice(nodes[40], seq * 10 + 2, What::Dead, nodes[50 + i], label);
+        let dead = notice(
+            nodes[40],
+            seq * 10 + 2,
+            What::Dead,
+            nodes[50 + i],
+            seq * 10 + 2,
+            label,
+        );
         round.push((&sockets[40], dead));
         round.push((s0, b"garbage that is not ours".to_vec()));
         round.push((s0, vec![b'O', b'M', b'D', b'S', 1, 1, 0, 0, 0, 3]));
