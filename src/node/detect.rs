@@ -914,79 +914,76 @@ mod tests {
         assert!(hold_probes_of_an_unwatched_silence(false, true) > 0);
     }
 
-    #[test]
-    fn a_lossy_node_holds_a_young_silent_node_a_hold_more_instead_of_dropping_it_unprobed() {
-        // This node misses every other announcement (measured: lossy).
-        // Peer 5 starts at 21 s: 10 of its messages heard by 40 s, too few
-        // to earn a probe, then it is silent (hold 5 s, interval 1 s).
+    /// What this node, hearing only every other message, does with a young
+    /// peer that falls silent: peers 1..=`peers` send message `k` at `k`
+    /// steps of `step_ms` (`k` up to `last`, hold `hold_ms`), the last of
+    /// them only while `k` is in `young`. Whether it is listed at
+    /// `check_ms` and at the end, how many probes it got, and whether this
+    /// node said it is lossy.
+    fn a_young_peer_falls_silent_at_half_loss(
+        step_ms: u64,
+        peers: u8,
+        young: core::ops::RangeInclusive<u32>,
+        last: u32,
+        hold_ms: u32,
+        check_ms: u64,
+    ) -> (Option<bool>, bool, usize, bool) {
         let mut c = core(1000, 3);
         let mut rec = Rec::default();
-        let listed = |c: &Core| c.map().get(wire::node_id_of(peer(5))).is_some();
-        let mut at_47 = None;
-        for k in 1..=53u32 {
-            let t = u64::from(k) * 1000;
+        let listed = |c: &Core| c.map().get(wire::node_id_of(peer(peers))).is_some();
+        let mut at_check = None;
+        for k in 1..=last {
+            let t = u64::from(k) * step_ms;
             run(&mut c, &mut rec, t);
-            if k == 47 {
-                at_47 = Some(listed(&c));
+            if t == check_ms {
+                at_check = Some(listed(&c));
             }
-            for i in 1..=5u8 {
-                let seq = if i == 5 { k.wrapping_sub(20) } else { k };
-                let sends = i != 5 || (21..=40).contains(&k);
-                if sends && k % 2 == 0 {
-                    let m = message(MessageType::Announce, peer(i), seq, 5000);
+            for i in 1..=peers {
+                if (i != peers || young.contains(&k)) && k % 2 == 0 {
+                    let m = message(MessageType::Announce, peer(i), k, hold_ms);
                     feed(&mut c, &mut rec, t, &m, IF0, true);
                 }
             }
         }
-        assert!(rec
-            .events
-            .iter()
-            .any(|e| matches!(e, Event::LocalHealth { lossy: true, .. })));
-        // Its hold and probe window ran out at 45.75 s: still held at 47 s,
-        // dropped a hold later (50.75 s), never probed.
-        assert_eq!(at_47, Some(true), "held one hold more");
-        assert!(!listed(&c), "dropped after the second hold");
         let probes = rec
             .sent
             .iter()
-            .filter(|s| s.3.flags & flags::PROBE != 0 && s.1 == Dest::Node(peer(5)))
+            .filter(|s| s.3.flags & flags::PROBE != 0 && s.1 == Dest::Node(peer(peers)))
             .count();
+        let said_lossy = rec
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::LocalHealth { lossy: true, .. }));
+        (at_check, listed(&c), probes, said_lossy)
+    }
+
+    #[test]
+    fn a_lossy_node_holds_a_young_silent_node_a_hold_more_instead_of_dropping_it_unprobed() {
+        // Peers 1..=5 announce every second; this node measured its loss.
+        // Peer 5 starts at 21 s: 10 of its messages heard by 40 s, too few
+        // to earn a probe, then it is silent (hold 5 s, interval 1 s). Its
+        // hold and probe window ran out at 45.75 s: still held at 47 s,
+        // dropped a hold later (50.75 s), never probed.
+        let (at_47, at_end, probes, lossy) =
+            a_young_peer_falls_silent_at_half_loss(1000, 5, 21..=40, 53, 5000, 47_000);
+        assert!(lossy);
+        assert_eq!(at_47, Some(true), "held one hold more");
+        assert!(!at_end, "dropped after the second hold");
         assert_eq!(probes, 0);
     }
 
     #[test]
     fn before_its_first_health_window_a_node_that_missed_much_so_far_holds_a_young_silent_node() {
-        // Peers 1..=6 send every 100 ms, and every other message is lost
-        // here; peer 7 is heard 10 times up to 3 s, then falls silent
-        // (hold 3 s). The first health window ends at 10 s.
-        let mut c = core(1000, 3);
-        let mut rec = Rec::default();
-        let listed = |c: &Core| c.map().get(wire::node_id_of(peer(7))).is_some();
-        let mut at_8s = None;
-        for k in 1..=99u32 {
-            let t = u64::from(k) * 100;
-            run(&mut c, &mut rec, t);
-            if t == 8000 {
-                at_8s = Some(listed(&c));
-            }
-            if k % 2 == 1 {
-                continue;
-            }
-            for i in 1..=7u8 {
-                if i != 7 || (11..=30).contains(&k) {
-                    let m = message(MessageType::Announce, peer(i), k, 3000);
-                    feed(&mut c, &mut rec, t, &m, IF0, true);
-                }
-            }
-        }
-        // Its hold ran out at 6 s, when this node had counted half its
-        // peers' messages missed: held to 9 s, dropped at 9.75 s, unprobed.
+        // Peers 1..=7 send every 100 ms; peer 7 is heard 10 times up to 3 s,
+        // then falls silent (hold 3 s). The first health window ends at 10
+        // s, but when its hold ran out, at 6 s, this node had counted half
+        // its peers' messages missed: held to 9 s, dropped at 9.75 s,
+        // unprobed.
+        let (at_8s, at_end, probes, _) =
+            a_young_peer_falls_silent_at_half_loss(100, 7, 11..=30, 99, 3000, 8000);
         assert_eq!(at_8s, Some(true), "held one hold more");
-        assert!(!listed(&c), "dropped after the second hold");
-        assert!(!rec
-            .sent
-            .iter()
-            .any(|s| s.3.flags & flags::PROBE != 0 && s.1 == Dest::Node(peer(7))));
+        assert!(!at_end, "dropped after the second hold");
+        assert_eq!(probes, 0);
     }
 
     #[test]
