@@ -667,13 +667,19 @@ mod tests {
     /// times, from 1000 to 25000; peer 2 then falls silent, the others go
     /// on until `until`.
     fn cluster_where_peer_2_dies(until: u64) -> (Core, Rec) {
+        cluster_where_peer_2_dies_after(25, until)
+    }
+
+    /// Peers 1..=4 announce every second from 1000 (hold 5 s); peer 2 falls
+    /// silent after `last` messages, the others go on until `until`.
+    fn cluster_where_peer_2_dies_after(last: u32, until: u64) -> (Core, Rec) {
         let mut c = core(1000, 3);
         let mut rec = Rec::default();
         for seq in 1..=(until / 1000) as u32 {
             let t = u64::from(seq) * 1000;
             run(&mut c, &mut rec, t);
             for i in 1..=4u8 {
-                if i != 2 || seq <= 25 {
+                if i != 2 || seq <= last {
                     let m = message(MessageType::Announce, peer(i), seq, 5000);
                     feed(&mut c, &mut rec, t, &m, IF0, true);
                 }
@@ -733,18 +739,7 @@ mod tests {
     fn a_node_that_dies_before_any_hold_ran_out_is_suspected_after_its_silence_not_its_hold() {
         // Peers 1..=4 join at 1 s (hold 5 s); peer 2 falls silent after 2 s.
         // Nothing has expired yet: the silence is still noticed at 4.5 s.
-        let mut c = core(1000, 3);
-        let mut rec = Rec::default();
-        for seq in 1..=4u32 {
-            let t = u64::from(seq) * 1000;
-            run(&mut c, &mut rec, t);
-            for i in 1..=4u8 {
-                if i != 2 || seq <= 2 {
-                    let m = message(MessageType::Announce, peer(i), seq, 5000);
-                    feed(&mut c, &mut rec, t, &m, IF0, true);
-                }
-            }
-        }
+        let (mut c, mut rec) = cluster_where_peer_2_dies_after(2, 4000);
         run(&mut c, &mut rec, 4700);
         assert_eq!(c.counters().suspected, 1);
         let asks = notices(&rec, What::Ask);
